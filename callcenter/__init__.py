@@ -1,0 +1,1 @@
+"""Telephony call centre and voice bot for French départements autonomy services."""

@@ -1,0 +1,359 @@
+"""Composition root and lifecycle of ``callcenter serve``.
+
+Start-up order: data dir → flows (validated) → prompt cache (espeak-ng renders every prompt once)
+→ event trail store → HTTP (``/health`` says ``starting``) → SIP listener → upstream registration
+→ ``/health`` ok. SIGHUP (or a changed flow file) reloads the flows, keeping the last good version
+when the new one is invalid. SIGTERM/SIGINT drain: new INVITEs get 503 and ``/health`` 503, running
+calls finish (bounded by ``calls.drain_timeout``, then they are hung up), then the service exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+import ivr_flows
+from callcenter.call import Call, CallServices
+from callcenter.config import Config
+from callcenter.media.tts.espeak import EspeakConfig, EspeakTts, TtsUnavailableError
+from callcenter.media.tts.prompt_cache import PromptCache, PromptCacheError, PromptSpec
+from callcenter.metrics import Metrics
+from callcenter.sip import events as sip_events
+from callcenter.sip.access import AccessPolicy
+from callcenter.sip.auth import DigestServer
+from callcenter.sip.engine import RegistrationConfig, SipEngine, SipEngineConfig
+from callcenter.sip.ratelimit import SourceRateLimiter
+from callcenter.store.trail import CallTrail
+from callcenter.transport.sip_udp import SipUdpTransport
+from callcenter.web.app import HealthState, make_app
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The service cannot start; the message says why and what to do."""
+
+
+@dataclass(slots=True)
+class FlowRegistry:
+    """The flows in service, by id, reloaded in place; invalid new versions are refused.
+
+    Calls take their flow when they start, so a reload never changes a running call.
+    """
+
+    directory: Path
+    flow_ids: tuple[str, ...]
+    flows: dict[str, ivr_flows.Flow] = field(default_factory=dict)
+    mtimes: dict[str, float] = field(default_factory=dict)
+
+    def path(self, flow_id: str) -> Path:
+        return self.directory / f"{flow_id}.yaml"
+
+    def load_all(self) -> dict[str, ivr_flows.Flow]:
+        """Load and validate every flow; raise FlowError (all issues) without changing anything."""
+        loaded: dict[str, ivr_flows.Flow] = {}
+        for flow_id in self.flow_ids:
+            loaded[flow_id] = ivr_flows.load_flow(self.path(flow_id))
+        return loaded
+
+    def install(self, flows: dict[str, ivr_flows.Flow]) -> None:
+        self.flows = flows
+        self.mtimes = self._current_mtimes()
+
+    def changed(self) -> bool:
+        return self._current_mtimes() != self.mtimes
+
+    def _current_mtimes(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for flow_id in self.flow_ids:
+            with contextlib.suppress(OSError):
+                out[flow_id] = self.path(flow_id).stat().st_mtime
+        return out
+
+    def get(self, flow_id: str) -> ivr_flows.Flow:
+        return self.flows[flow_id]
+
+
+def prompt_specs(flows: Iterable[ivr_flows.Flow], flow_dir: Path) -> list[PromptSpec]:
+    """Every prompt of the flows, for the prompt cache (recordings are relative to the flow)."""
+    specs: dict[str, PromptSpec] = {}
+    for flow in flows:
+        for prompt in flow.prompts():
+            recording = flow_dir / prompt.recording if prompt.recording else None
+            specs[prompt.prompt_id] = (prompt.prompt_id, prompt.text, recording)
+    return list(specs.values())
+
+
+class Service:
+    """The running service: SIP, calls, HTTP, flows, store and metrics."""
+
+    def __init__(self, config: Config) -> None:
+        """Create the service objects; nothing is bound until :meth:`start`."""
+        self.config = config
+        self.metrics = Metrics()
+        self.health = HealthState()
+        data = config.data_path
+        flow_ids = tuple(dict.fromkeys([config.flows.default, *(f for _, f in config.flows.numbers)]))
+        self.flows = FlowRegistry(Path(config.flows.directory), flow_ids)
+        recordings = Path(config.tts.recordings_dir) if config.tts.recordings_dir else data / "prompts"
+        self.tts = EspeakTts(config=EspeakConfig(voice=config.tts.voice, rate=config.tts.rate))
+        self.prompts = PromptCache(data / "cache" / "prompts", recordings, self.tts)
+        self.trail = CallTrail.from_url(config.db_url)
+        self.calls: dict[str, Call] = {}
+        self.call_tasks: set[asyncio.Task[None]] = set()
+        self.sip: SipUdpTransport | None = None
+        self._runner: web.AppRunner | None = None
+        self._reload_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+
+    # -- start-up --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bring everything up; raise StartupError with a clear message on failure."""
+        cfg = self.config
+        cfg.data_path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.tts.check_available()
+        except TtsUnavailableError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            flows = self.flows.load_all()
+        except ivr_flows.FlowError as exc:
+            raise StartupError(f"invalid flow file(s):\n{exc}") from None
+        try:
+            await self.prompts.prepare(prompt_specs(flows.values(), self.flows.directory))
+        except PromptCacheError as exc:
+            raise StartupError(str(exc)) from None
+        self.flows.install(flows)
+        await self.trail.start()
+
+        app = make_app(trail=self.trail, metrics=self.metrics, health=self.health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on HTTP {cfg.http.host}:{cfg.http.port}: {exc.strerror}") from None
+
+        engine = SipEngine(config=self._engine_config())
+        try:
+            self.sip = await SipUdpTransport.open(
+                cfg.sip.host, cfg.sip.port, engine=engine, on_event=self._on_sip_event
+            )
+        except OSError as exc:
+            raise StartupError(f"cannot listen on SIP {cfg.sip.host}:{cfg.sip.port}: {exc.strerror}") from None
+        if cfg.sip.registrar:
+            engine.start_registration(self.sip.now())
+            self.sip.flush()
+        self.health.state = "ok"
+        logger.info(
+            "serving: SIP udp %s:%d, HTTP %s:%d, flows %s",
+            cfg.sip.host,
+            self.sip.local_address[1],
+            cfg.http.host,
+            cfg.http.port,
+            ", ".join(self.flows.flow_ids),
+        )
+
+    def _engine_config(self) -> SipEngineConfig:
+        sip = self.config.sip
+        access = AccessPolicy(
+            trusted_networks=sip.trusted_networks,
+            require_auth_from_untrusted=sip.untrusted == "challenge",
+            allow_untrusted_without_auth=sip.untrusted == "allow",
+        )
+        digest = None
+        if sip.untrusted == "challenge":
+            import secrets
+
+            digest = DigestServer(realm=sip.realm, secret=secrets.token_bytes(32), users=dict(sip.users))
+        trusted = access
+
+        def exempt(host: str) -> bool:
+            from callcenter.sip.access import classify_source
+
+            return classify_source(trusted, host) == "trusted"
+
+        limiter = SourceRateLimiter(rate=sip.rate_limit, burst=sip.rate_burst, exempt=exempt)
+        registration = None
+        if sip.registrar:
+            registration = RegistrationConfig(
+                registrar_uri=sip.registrar,
+                aor=sip.aor or _default_aor(sip.registrar, sip.username),
+                username=sip.username,
+                password=sip.password,
+                expires=sip.register_expires,
+            )
+        return SipEngineConfig(
+            local_host=sip.host,
+            local_port=sip.port,
+            advertised_host=sip.advertised_host or None,
+            access=access,
+            digest=digest,
+            rate_limiter=limiter,
+            registration=registration,
+        )
+
+    # -- SIP events ------------------------------------------------------------------------
+    def _on_sip_event(self, event: sip_events.SipEvent) -> None:
+        metrics = self.metrics
+        if isinstance(event, sip_events.SipRequestReceived):
+            metrics.sip_request(event.method)
+        elif isinstance(event, sip_events.SipResponseSent):
+            metrics.sip_response(event.status_code)
+        elif isinstance(event, sip_events.MessageDropped):
+            metrics.sip_drop(event.reason)
+        elif isinstance(event, sip_events.RegistrationSucceeded):
+            metrics.set_registration_up(True)
+            logger.info("registered upstream for %d s", event.expires)
+        elif isinstance(event, sip_events.RegistrationFailed):
+            metrics.set_registration_up(False)
+            logger.warning("upstream registration failed: %s %s", event.status_code, event.reason)
+        elif isinstance(event, sip_events.IncomingCall):
+            self._start_call(event)
+        else:
+            call_id = getattr(event, "call_id", None)
+            call = self.calls.get(call_id) if isinstance(call_id, str) else None
+            if call is not None:
+                call.on_sip_event(event)
+
+    def _start_call(self, event: sip_events.IncomingCall) -> None:
+        assert self.sip is not None
+        engine = self.sip.engine
+        if self.health.state != "ok" or len(self.calls) >= self.config.calls.max_calls:
+            engine.reject(event.call_id, 503, self.sip.now(), headers=[("Retry-After", "30")])
+            return
+        if event.call_id in self.calls:  # the engine absorbs retransmissions; be defensive
+            return
+        services = CallServices(
+            config=self.config,
+            sip=self.sip,
+            flows=self.flows.get,
+            prompts=self.prompts,
+            trail=self.trail,
+            metrics=self.metrics,
+        )
+        call = Call(incoming=event, services=services)
+        self.calls[event.call_id] = call
+        self.health.active_calls = len(self.calls)
+        task = asyncio.create_task(call.run(), name=f"call-{event.call_id}")
+        self.call_tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self.call_tasks.discard(t)
+            self.calls.pop(event.call_id, None)
+            self.health.active_calls = len(self.calls)
+
+        task.add_done_callback(done)
+
+    # -- flows reload ----------------------------------------------------------------------
+    async def reload_flows(self) -> bool:
+        """Reload every flow; keep the current ones if any new file is invalid."""
+        async with self._reload_lock:
+            try:
+                flows = self.flows.load_all()
+                await self.prompts.prepare(prompt_specs(flows.values(), self.flows.directory))
+            except ivr_flows.FlowError as exc:
+                self.flows.mtimes = self.flows._current_mtimes()  # don't retry until it changes
+                logger.error("flow reload refused, keeping the last good version:\n%s", exc)
+                return False
+            except PromptCacheError as exc:
+                self.flows.mtimes = self.flows._current_mtimes()
+                logger.error("flow reload refused (prompts), keeping the last good version: %s", exc)
+                return False
+            self.flows.install(flows)
+            logger.info("flows reloaded: %s", ", ".join(flows))
+            return True
+
+    async def _watch_flows(self) -> None:
+        interval = self.config.flows.watch_interval
+        if interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            if self.flows.changed():
+                await self.reload_flows()
+
+    # -- shutdown --------------------------------------------------------------------------
+    async def drain(self) -> None:
+        """Refuse new calls, let running ones finish (bounded), then hang up the rest."""
+        self.health.state = "draining"
+        if self.sip is not None:
+            self.sip.engine.drain()
+        if self.call_tasks:
+            logger.info("draining: waiting for %d call(s)", len(self.call_tasks))
+            _, pending = await asyncio.wait(set(self.call_tasks), timeout=self.config.calls.drain_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+
+    async def close(self) -> None:
+        """Release every resource (after :meth:`drain`)."""
+        if self.sip is not None:
+            if self.config.sip.registrar:
+                self.sip.engine.stop_registration(self.sip.now())
+                self.sip.flush()
+                await asyncio.sleep(0.2)  # let the un-REGISTER leave; its answer is not awaited
+            # Let final BYEs/responses go out.
+            self.sip.flush()
+            self.sip.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.trail.close()
+
+    async def run_until_stopped(self) -> None:
+        """Serve until SIGTERM/SIGINT; SIGHUP reloads the flows."""
+        loop = asyncio.get_running_loop()
+        stop = self._stop
+        reload_tasks: set[asyncio.Task[bool]] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(self.reload_flows(), name="flows-reload")
+            reload_tasks.add(task)
+            task.add_done_callback(reload_tasks.discard)
+
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        watcher = asyncio.create_task(self._watch_flows(), name="flows-watch")
+        try:
+            await stop.wait()
+            logger.info("stopping: draining calls")
+            await self.drain()
+        finally:
+            watcher.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    def stop(self) -> None:
+        """Ask :meth:`run_until_stopped` to drain and return."""
+        self._stop.set()
+
+
+def _default_aor(registrar: str, username: str) -> str:
+    host = registrar.split(":", 1)[1] if ":" in registrar else registrar
+    host = host.split(";", 1)[0]
+    return f"sip:{username}@{host}"
+
+
+async def serve(config: Config) -> int:
+    """Run the service until SIGTERM; return the process exit code."""
+    service = Service(config)
+    try:
+        try:
+            await service.start()
+        except StartupError as exc:
+            logger.error("cannot start: %s", exc)
+            return 2
+        await service.run_until_stopped()
+    finally:
+        await service.close()
+    return 0

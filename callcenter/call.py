@@ -1,0 +1,408 @@
+"""One call's life, top to bottom: answer → flow → (queue) → hang-up.
+
+This is the module to open first. A :class:`Call` is created by the application when the SIP
+engine reports an :class:`~callcenter.sip.events.IncomingCall`. Its :meth:`Call.run` owns one
+``asyncio.TaskGroup`` with the call's tasks (RTP receive + paced send, media pipeline, watchdog)
+and a control loop that feeds every input — SIP events, keypad digits, prompt notifications,
+timeouts — to the pure flow interpreter (``ivr_flows.step``) and performs the actions it returns.
+Everything the call does is appended to the event trail (``callcenter.store.trail``).
+
+Inputs reach the control loop through one queue, so the flow sees a single ordered stream of
+events and no two handlers ever race on the call's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import ivr_flows
+from callcenter import sdp
+from callcenter.config import Config
+from callcenter.media.frames import (
+    DTMF_DIGITS,
+    CollectDigitsFrame,
+    DigitsCollectedFrame,
+    DigitsTimeoutFrame,
+    DtmfFrame,
+    Frame,
+    PlayPromptFrame,
+    PromptFinishedFrame,
+    StopPromptFrame,
+)
+from callcenter.media.pipeline import Pipeline
+from callcenter.media.processors.dtmf_aggregator import DtmfAggregatorProcessor
+from callcenter.media.processors.prompt_player import PromptPlayerProcessor
+from callcenter.media.tts.prompt_cache import PromptCache
+from callcenter.metrics import Metrics
+from callcenter.rtp.session import DtmfReceived, RtpEvent, RtpSession
+from callcenter.sip import events as sip_events
+from callcenter.store.trail import CallTrail
+from callcenter.transport.rtp_udp import RtpEndpoint
+from callcenter.transport.sip_udp import SipUdpTransport
+
+logger = logging.getLogger(__name__)
+
+
+class CallLogger(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with ``[call-id]`` (never a phone number)."""
+
+    def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, MutableMapping[str, Any]]:
+        return f"[{self.extra['call_id'] if self.extra else '?'}] {msg}", kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class _Timeout:
+    """A watchdog decided the call must end."""
+
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Dtmf:
+    """A keypad digit, from RTP (RFC 4733) or SIP INFO."""
+
+    digit: str
+    method: str
+
+
+_Input = sip_events.SipEvent | Frame | _Timeout | _Dtmf
+
+
+@dataclass(frozen=True, slots=True)
+class CallServices:
+    """What a call needs from the application (explicit objects, no globals)."""
+
+    config: Config
+    sip: SipUdpTransport
+    flows: Callable[[str], ivr_flows.Flow]
+    prompts: PromptCache
+    trail: CallTrail
+    metrics: Metrics
+
+
+class Call:
+    """One inbound call, from the INVITE to the end of the dialog."""
+
+    def __init__(self, *, incoming: sip_events.IncomingCall, services: CallServices) -> None:
+        """Prepare a call; nothing is sent until :meth:`run`."""
+        self.incoming = incoming
+        self.call_id = incoming.call_id
+        self.services = services
+        self.log = CallLogger(logger, {"call_id": self.call_id})
+        self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
+        self._config = services.config
+        self._dialled = incoming.request_uri_user or ""
+        self.flow_id = self._config.flows.flow_for(self._dialled)
+        self._flow: ivr_flows.Flow | None = None
+        self._flow_state: ivr_flows.FlowState | None = None
+        self._rtp: RtpEndpoint | None = None
+        self._sdp_version = 1
+        self._sdp_session_id = secrets.randbelow(2**31)
+        self._remote_sends = True
+        self._queued = False
+        self._answered_at: float | None = None
+        self._ended = False
+        self._created_at = services.sip.now()
+        self._player: PromptPlayerProcessor | None = None
+
+    # -- inputs from the application (sync, never block) -----------------------------------
+    def on_sip_event(self, event: sip_events.SipEvent) -> None:
+        """Called by the application for every SIP event of this call."""
+        if isinstance(event, sip_events.DtmfInfoReceived):
+            if event.digit in DTMF_DIGITS:  # anything else in an INFO body is ignored
+                self._inputs.put_nowait(_Dtmf(event.digit, "info"))
+        else:
+            self._inputs.put_nowait(event)
+
+    def _on_rtp_event(self, event: RtpEvent) -> None:
+        if isinstance(event, DtmfReceived) and event.digit in DTMF_DIGITS:
+            self._inputs.put_nowait(_Dtmf(event.digit, "rfc4733"))
+
+    def _on_media_frame(self, frame: Frame) -> None:
+        if isinstance(frame, PromptFinishedFrame | DigitsCollectedFrame | DigitsTimeoutFrame):
+            self._inputs.put_nowait(frame)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def _flow_now(self) -> datetime:
+        return self._config.flows.fixed_now() or datetime.now(UTC)
+
+    def _sip(self, command: Callable[[float], None]) -> None:
+        """Run one engine command with the engine's clock, then flush the transport."""
+        sip = self.services.sip
+        command(sip.now())
+        sip.flush()
+
+    def _record(self, type_: str, **data: Any) -> None:
+        self.services.trail.record(self.call_id, type_, data, self._now())
+
+    def _local_host(self) -> str:
+        cfg = self._config
+        return cfg.sip.advertised_host or cfg.rtp.host or cfg.sip.host
+
+    # -- the call's life -------------------------------------------------------------------
+    async def run(self) -> None:
+        """Answer, run the flow until either side hangs up, and record everything."""
+        services = self.services
+        metrics = services.metrics
+        incoming = self.incoming
+        services.trail.call_started(
+            self.call_id,
+            dialled=self._dialled,
+            caller=incoming.caller_user,
+            flow_id=self.flow_id,
+            at=self._now(),
+        )
+        metrics.call_started()
+        outcome, cause, side = "failed", "error", "service"
+        try:
+            outcome, cause, side = await self._run()
+        except asyncio.CancelledError:
+            # Service shutdown: hang up politely, record, and let the cancellation propagate.
+            if not self._ended and self._answered_at is not None:
+                self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
+            outcome, cause, side = "completed" if self._answered_at else "failed", "shutdown", "service"
+            raise
+        except Exception:
+            self.log.exception("call failed")
+            if not self._ended:
+                if self._answered_at is None:
+                    self._sip(lambda now: self.services.sip.engine.reject(self.call_id, 500, now))
+                else:
+                    self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
+        finally:
+            if self._rtp is not None:
+                self._rtp.close()
+                stats = self._rtp.session.stats
+                metrics.rtp_lost_packet(stats.lost)
+                metrics.rtp_late_frame(self._rtp.late_frames)
+            if self._player is not None:
+                metrics.prompt_underrun(self._player.underruns)
+            if self._queued and outcome == "completed":
+                outcome = "queued"
+            metrics.call_ended(outcome, self.services.sip.now() - self._created_at)
+            self._record("hangup", cause=cause, side=side)
+            services.trail.call_ended(self.call_id, outcome=outcome, cause=cause, side=side, at=self._now())
+
+    async def _run(self) -> tuple[str, str, str]:
+        cfg = self._config
+        engine = self.services.sip.engine
+        try:
+            self._flow = self.services.flows(self.flow_id)
+        except KeyError:
+            self.log.error("no flow %r for this number", self.flow_id)
+            self._sip(lambda now: engine.reject(self.call_id, 404, now))
+            self._ended = True
+            return "failed", "no_flow", "service"
+
+        # Media first: the answer SDP carries our RTP port.
+        offer_bytes = self.incoming.sdp_offer
+        if not offer_bytes:
+            # Delayed offer (INVITE without SDP, RFC 3261 section 13.2.1) is not supported yet.
+            self._sip(lambda now: engine.reject(self.call_id, 488, now))
+            self._ended = True
+            return "failed", "no_sdp_offer", "service"
+        try:
+            offer = sdp.SessionDescription.parse(offer_bytes)
+        except sdp.SdpParseError as exc:
+            self.log.info("bad SDP offer: %s", exc)
+            self._sip(lambda now: engine.reject(self.call_id, 400, now, reason="Bad SDP"))
+            self._ended = True
+            return "failed", "bad_sdp", "service"
+
+        session = RtpSession()
+        rtp_host = cfg.rtp.host or cfg.sip.host
+        self._rtp = await RtpEndpoint.open(rtp_host, cfg.rtp.port_min, cfg.rtp.port_max, session=session)
+        try:
+            media = self._negotiate(offer)
+        except sdp.SdpNegotiationError as exc:
+            self.log.info("no common codec: %s", exc)
+            self._sip(lambda now: engine.reject(self.call_id, 488, now))
+            self._ended = True
+            return "failed", "no_common_codec", "service"
+
+        if cfg.sip.answer_delay > 0:
+            self._sip(lambda now: engine.ring(self.call_id, now))
+            ended = await self._wait_before_answer(cfg.sip.answer_delay)
+            if ended is not None:
+                return ended
+        answer = bytes(media.answer)
+        self._sip(lambda now: engine.answer(self.call_id, answer, now))
+        self._answered_at = self.services.sip.now()
+        self._record("answered", codec=media.codec)
+
+        player = PromptPlayerProcessor(self.services.prompts)
+        self._player = player
+        pipeline = Pipeline(
+            [DtmfAggregatorProcessor(), player],
+            on_output=self._on_media_frame,
+            logger=self.log,
+            name=f"pipeline-{self.call_id}",
+        )
+        rtp = self._rtp
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(pipeline.run(), name=f"pipeline-{self.call_id}"),
+                tg.create_task(
+                    rtp.run(player.next_frame, self._on_rtp_event), name=f"rtp-{self.call_id}"
+                ),
+                tg.create_task(self._watchdog(rtp), name=f"watchdog-{self.call_id}"),
+            ]
+            try:
+                return await self._control_loop(pipeline)
+            finally:
+                for task in tasks:
+                    task.cancel()
+
+    def _negotiate(self, offer: sdp.SessionDescription) -> sdp.NegotiatedMedia:
+        assert self._rtp is not None
+        media = sdp.negotiate(
+            offer,
+            local_address=self._local_host(),
+            local_port=self._rtp.local_port,
+            session_id=self._sdp_session_id,
+            session_version=self._sdp_version,
+        )
+        self._sdp_version += 1
+        self._rtp.configure(media)
+        self._remote_sends = media.direction.receives
+        return media
+
+    async def _wait_before_answer(self, delay: float) -> tuple[str, str, str] | None:
+        """Ring for ``delay`` seconds; return the end of the call if it ends meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                event = await asyncio.wait_for(self._inputs.get(), remaining)
+            except TimeoutError:
+                break
+            ended = self._ending(event)
+            if ended is not None:
+                return ended
+        return None
+
+    def _ending(self, event: _Input) -> tuple[str, str, str] | None:
+        """Return (outcome, cause, side) if this event ends the call."""
+        if isinstance(event, sip_events.CallCancelled):
+            self._ended = True
+            return "cancelled", "cancel", "caller"
+        if isinstance(event, sip_events.CallTerminated):
+            self._ended = True
+            outcome = "completed" if self._answered_at is not None else "abandoned"
+            return outcome, event.cause, event.side
+        return None
+
+    async def _watchdog(self, rtp: RtpEndpoint) -> None:
+        """End the call on RTP inactivity or when it lasts too long."""
+        cfg = self._config
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        timeout = cfg.rtp.inactivity_timeout
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            if now - started > cfg.calls.max_duration:
+                self._inputs.put_nowait(_Timeout("max_duration"))
+                return
+            if timeout > 0 and self._remote_sends:
+                last = rtp.last_rx_time or started
+                if now - last > timeout:
+                    self._inputs.put_nowait(_Timeout("rtp_timeout"))
+                    return
+
+    async def _control_loop(self, pipeline: Pipeline) -> tuple[str, str, str]:
+        assert self._flow is not None
+        flow = self._flow
+        state, actions = ivr_flows.start(flow, now=self._flow_now(), variables={"dialled": self._dialled})
+        self._flow_state = state
+        ended = await self._perform(actions, pipeline)
+        if ended is not None:
+            return ended
+        while True:
+            item = await self._inputs.get()
+            ended = self._ending(item)
+            if ended is not None:
+                return ended
+            flow_event: ivr_flows.Event | None = None
+            if isinstance(item, _Timeout):
+                self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
+                self._ended = True
+                return "completed", item.cause, "service"
+            if isinstance(item, _Dtmf):
+                self._record("dtmf", digit=item.digit, method=item.method)
+                self.services.metrics.dtmf_digit(item.method)
+                await pipeline.queue_frame(DtmfFrame(item.digit))
+                continue
+            if isinstance(item, sip_events.ReInviteReceived):
+                self._on_reinvite(item)
+                continue
+            if isinstance(item, PromptFinishedFrame):
+                self._record("prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted)
+                flow_event = ivr_flows.PromptFinished(item.prompt_id, item.interrupted)
+            elif isinstance(item, DigitsCollectedFrame):
+                flow_event = ivr_flows.DigitsCollected(item.digits)
+            elif isinstance(item, DigitsTimeoutFrame):
+                flow_event = ivr_flows.InputTimedOut()
+            if flow_event is None:
+                continue
+            assert self._flow_state is not None
+            self._flow_state, actions = ivr_flows.step(
+                flow, self._flow_state, flow_event, now=self._flow_now()
+            )
+            ended = await self._perform(actions, pipeline)
+            if ended is not None:
+                return ended
+
+    async def _perform(
+        self, actions: list[ivr_flows.Action], pipeline: Pipeline
+    ) -> tuple[str, str, str] | None:
+        """Carry out the flow's actions; return the end of the call on HangUp."""
+        for action in actions:
+            if isinstance(action, ivr_flows.EnterNode):
+                self._record("flow_node", node_id=action.node_id, node_type=action.node_type)
+            elif isinstance(action, ivr_flows.PlayPrompt):
+                await pipeline.queue_frame(PlayPromptFrame(action.prompt_id, action.interruptible))
+            elif isinstance(action, ivr_flows.CollectDigits):
+                await pipeline.queue_frame(
+                    CollectDigitsFrame(
+                        max_digits=action.max_digits,
+                        timeout_s=action.timeout_s,
+                        terminator=action.terminator,
+                        allowed=action.allowed,
+                    )
+                )
+            elif isinstance(action, ivr_flows.StopPrompt):
+                await pipeline.queue_frame(StopPromptFrame())
+            elif isinstance(action, ivr_flows.QueueCall):
+                self._queued = True
+                self._record("queued", skill=action.skill, reason=action.reason)
+            elif isinstance(action, ivr_flows.HangUp):
+                self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
+                self._ended = True
+                return "completed", action.reason, "service"
+        return None
+
+    def _on_reinvite(self, event: sip_events.ReInviteReceived) -> None:
+        engine = self.services.sip.engine
+        if not event.sdp_offer:
+            self._sip(lambda now: engine.reject_reinvite(self.call_id, 488, now))
+            return
+        try:
+            media = self._negotiate(sdp.SessionDescription.parse(event.sdp_offer))
+        except (sdp.SdpParseError, sdp.SdpNegotiationError) as exc:
+            status = exc.status_code
+            self.log.info("re-INVITE refused (%s): %s", status, exc)
+            self._sip(lambda now: engine.reject_reinvite(self.call_id, status, now))
+            return
+        answer = bytes(media.answer)
+        self._sip(lambda now: engine.answer_reinvite(self.call_id, answer, now))
+        self._record("reinvite", direction=media.direction, codec=media.codec)

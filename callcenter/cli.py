@@ -1,0 +1,111 @@
+"""The ``callcenter`` command line: ``serve``, ``flows check``, ``calls show|list``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from callcenter.config import Config, ConfigError, load_config
+
+
+def _config_from_args(args: argparse.Namespace) -> Config:
+    overrides: dict[str, dict[str, Any]] = {
+        "": {"data_dir": args.data_dir},
+        "sip": {"host": getattr(args, "sip_host", None), "port": getattr(args, "sip_port", None)},
+        "http": {"host": getattr(args, "http_host", None), "port": getattr(args, "http_port", None)},
+    }
+    return load_config(args.config, overrides=overrides)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from callcenter.app import serve
+
+    config = _config_from_args(args)
+    return asyncio.run(serve(config))
+
+
+def _cmd_flows_check(args: argparse.Namespace) -> int:
+    from ivr_flows import check_files
+
+    return check_files(args.files)
+
+
+def _cmd_calls_show(args: argparse.Namespace) -> int:
+    from callcenter.store.trail import show_call
+
+    config = _config_from_args(args)
+    call = asyncio.run(show_call(config.db_url, args.sip_call_id))
+    if call is None:
+        print(f"no call with SIP Call-ID {args.sip_call_id!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(call, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def _cmd_calls_list(args: argparse.Namespace) -> int:
+    from callcenter.store.trail import show_calls
+
+    config = _config_from_args(args)
+    calls = asyncio.run(show_calls(config.db_url, args.limit))
+    print(json.dumps(calls, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        default=None,
+        help="data folder: SQLite store, caches, recordings (env CALLCENTER_DATA_DIR, default ./var)",
+    )
+    common.add_argument("--config", default=None, help="TOML configuration file")
+
+    parser = argparse.ArgumentParser(prog="callcenter", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="answer the line (SIP + HTTP)")
+    serve.add_argument("--sip-host", default=None, help="SIP bind address (default 127.0.0.1)")
+    serve.add_argument("--sip-port", type=int, default=None, help="SIP port (default 5060)")
+    serve.add_argument("--http-host", default=None, help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, default=None, help="HTTP port (default 8080)")
+    serve.set_defaults(func=_cmd_serve)
+
+    flows = sub.add_parser("flows", help="IVR flow files")
+    flows_sub = flows.add_subparsers(dest="flows_command", required=True)
+    check = flows_sub.add_parser("check", help="validate flow files (exit 1 on errors)")
+    check.add_argument("files", nargs="+")
+    check.set_defaults(func=_cmd_flows_check)
+
+    calls = sub.add_parser("calls", help="the call event trail")
+    calls_sub = calls.add_subparsers(dest="calls_command", required=True)
+    show = calls_sub.add_parser("show", parents=[common], help="print one call's event trail as JSON")
+    show.add_argument("sip_call_id")
+    show.set_defaults(func=_cmd_calls_show)
+    lst = calls_sub.add_parser("list", parents=[common], help="print the newest calls as JSON")
+    lst.add_argument("--limit", type=int, default=20)
+    lst.set_defaults(func=_cmd_calls_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``callcenter`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""Service configuration: frozen dataclasses parsed once from TOML and environment variables.
+
+Precedence (lowest to highest): built-in defaults, the TOML file given by ``--config``, environment
+variables ``CALLCENTER_<SECTION>_<KEY>`` (e.g. ``CALLCENTER_SIP_PORT=5080``), command-line flags.
+Every error names the file (or variable) and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A configuration file or variable is invalid; the message names where and which field."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    """SIP listener and policy."""
+
+    host: str = "127.0.0.1"
+    """Address the SIP UDP/TCP listener binds to."""
+    port: int = 5060
+    """SIP port (UDP and TCP)."""
+    advertised_host: str = ""
+    """Host written in Via/Contact/SDP when different from ``host`` (e.g. behind NAT)."""
+    tcp: bool = True
+    """Also accept SIP over TCP on the same port."""
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Trunk/IPBX source networks whose INVITEs are accepted without a challenge."""
+    untrusted: str = "challenge"
+    """What to do with INVITEs from elsewhere: ``challenge`` (digest), ``forbid`` (403) or ``allow``."""
+    realm: str = "solidarites"
+    """Digest realm for challenges."""
+    users: tuple[tuple[str, str], ...] = ()
+    """Digest users (name, password) allowed to call in from untrusted networks."""
+    rate_limit: float = 50.0
+    """Sustained SIP messages per second accepted from one untrusted source."""
+    rate_burst: float = 100.0
+    """Burst of SIP messages accepted from one untrusted source."""
+    answer_delay: float = 0.0
+    """Seconds of 180 Ringing before answering (0 answers at once)."""
+    registrar: str = ""
+    """Upstream registrar URI (e.g. ``sip:ipbx.example:5060``); empty disables registration."""
+    aor: str = ""
+    """Address of record to register (defaults to ``sip:<username>@<registrar host>``)."""
+    username: str = ""
+    """Digest username for the registrar."""
+    password: str = ""
+    """Digest password for the registrar."""
+    register_expires: int = 300
+    """Requested registration lifetime in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class RtpConfig:
+    """RTP media ports and timeouts."""
+
+    host: str = ""
+    """Address RTP binds to (defaults to the SIP host)."""
+    port_min: int = 20000
+    """Lowest RTP port (even)."""
+    port_max: int = 30000
+    """Highest RTP port."""
+    inactivity_timeout: float = 30.0
+    """Hang up when no RTP arrives for this many seconds (0 disables)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """HTTP API listener."""
+
+    host: str = "127.0.0.1"
+    """Address the HTTP API binds to."""
+    port: int = 8080
+    """HTTP port."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowsConfig:
+    """IVR flows and the dialled-number map."""
+
+    directory: str = str(PACKAGE_ROOT / "ivr_flows")
+    """Folder holding ``<flow_id>.yaml`` files."""
+    default: str = "solidarites"
+    """Flow used for any dialled number not in ``numbers``."""
+    numbers: tuple[tuple[str, str], ...] = ()
+    """Dialled number → flow id."""
+    now_override: str = ""
+    """ISO datetime used instead of the clock for opening hours (tests and demos only)."""
+    watch_interval: float = 2.0
+    """Seconds between checks of the flow files for changes (0 disables; SIGHUP always reloads)."""
+
+    def flow_for(self, dialled: str) -> str:
+        """Return the flow id for a dialled number."""
+        return dict(self.numbers).get(dialled, self.default)
+
+    def fixed_now(self) -> datetime | None:
+        """Return the override time, if any."""
+        return datetime.fromisoformat(self.now_override) if self.now_override else None
+
+
+@dataclass(frozen=True, slots=True)
+class TtsConfig:
+    """Speech synthesis for prompts."""
+
+    voice: str = "fr+f3"
+    """espeak-ng voice."""
+    rate: int = 130
+    """Words per minute; slow on purpose (elderly and hard-of-hearing callers)."""
+    recordings_dir: str = ""
+    """Folder of recorded ``<prompt_id>.wav`` files overriding TTS (defaults to <data-dir>/prompts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallsConfig:
+    """Per-call limits and shutdown."""
+
+    max_duration: float = 3600.0
+    """Hang up any call after this many seconds."""
+    drain_timeout: float = 60.0
+    """On SIGTERM, wait at most this long for running calls to end."""
+    max_calls: int = 500
+    """Beyond this many concurrent calls new INVITEs get 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole service configuration."""
+
+    data_dir: str = "./var"
+    """SQLite store, caches and recordings (env ``CALLCENTER_DATA_DIR``)."""
+    database_url: str = ""
+    """SQLAlchemy URL (env ``DATABASE_URL``); empty means SQLite in the data dir."""
+    sip: SipConfig = field(default_factory=SipConfig)
+    """SIP settings."""
+    rtp: RtpConfig = field(default_factory=RtpConfig)
+    """RTP settings."""
+    http: HttpConfig = field(default_factory=HttpConfig)
+    """HTTP settings."""
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
+    """Flow settings."""
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    """TTS settings."""
+    calls: CallsConfig = field(default_factory=CallsConfig)
+    """Call limits."""
+
+    @property
+    def data_path(self) -> Path:
+        """The data dir as a path."""
+        return Path(self.data_dir)
+
+    @property
+    def db_url(self) -> str:
+        """The effective database URL."""
+        return self.database_url or f"sqlite:///{self.data_path / 'callcenter.sqlite3'}"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "sip": SipConfig,
+    "rtp": RtpConfig,
+    "http": HttpConfig,
+    "flows": FlowsConfig,
+    "tts": TtsConfig,
+    "calls": CallsConfig,
+}
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Convert a TOML or environment value to the annotated type, or raise ConfigError."""
+    origin = get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        args = get_args(hint)
+        if args and get_origin(args[0]) is tuple:  # tuple[tuple[str, str], ...]: a TOML table
+            if isinstance(value, str):  # env: "a=b,c=d"
+                pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+                if any(len(p) != 2 for p in pairs):
+                    raise ConfigError(f"{where}: expected key=value pairs, got {value!r}")
+                return tuple((k.strip(), v.strip()) for k, v in pairs)
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: expected a table of key = value, got {value!r}")
+            return tuple((str(k), str(v)) for k, v in value.items())
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise ConfigError(f"{where}: unsupported type {hint!r}")  # pragma: no cover
+
+
+def _apply(section_cls: type[Any], current: Any, values: Mapping[str, Any], where: str) -> Any:
+    hints = get_type_hints(section_cls)
+    known = {f.name for f in dataclasses.fields(section_cls)}
+    changes: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown field {key!r} (known: {', '.join(sorted(known))})")
+        changes[key] = _coerce(raw, hints[key], f"{where}.{key}")
+    return dataclasses.replace(current, **changes)
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build the configuration from defaults, a TOML file, the environment and overrides.
+
+    Args:
+        path: optional TOML file.
+        env: environment mapping (defaults to ``os.environ``).
+        overrides: ``{section: {field: value}}`` from the command line (``""`` section = top level).
+
+    Raises:
+        ConfigError: naming the file or variable and the field at fault.
+    """
+    env = os.environ if env is None else env
+    config = Config()
+    sections: dict[str, Any] = {name: getattr(config, name) for name in _SECTIONS}
+    top: dict[str, Any] = {}
+
+    if path is not None:
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
+        for key, value in data.items():
+            if key in _SECTIONS:
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"{file}: [{key}] must be a table")
+                sections[key] = _apply(_SECTIONS[key], sections[key], value, f"{file}: {key}")
+            elif key in ("data_dir", "database_url"):
+                top[key] = _coerce(value, str, f"{file}: {key}")
+            else:
+                raise ConfigError(f"{file}: unknown section or field {key!r}")
+
+    if "CALLCENTER_DATA_DIR" in env:
+        top["data_dir"] = env["CALLCENTER_DATA_DIR"]
+    if "DATABASE_URL" in env:
+        top["database_url"] = env["DATABASE_URL"]
+    for name, cls in _SECTIONS.items():
+        prefix = f"CALLCENTER_{name.upper()}_"
+        values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+        if values:
+            sections[name] = _apply(cls, sections[name], values, f"environment {prefix}*")
+
+    for name, values in (overrides or {}).items():
+        clean = {k: v for k, v in values.items() if v is not None}
+        if name == "":
+            top.update(clean)
+        elif clean:
+            sections[name] = _apply(_SECTIONS[name], sections[name], clean, "command line")
+
+    config = dataclasses.replace(config, **top, **sections)
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    if config.sip.untrusted not in ("challenge", "forbid", "allow"):
+        raise ConfigError(f"sip.untrusted: expected challenge, forbid or allow, got {config.sip.untrusted!r}")
+    if not 0 < config.rtp.port_min <= config.rtp.port_max <= 65535:
+        raise ConfigError("rtp.port_min/port_max: expected 0 < port_min <= port_max <= 65535")
+    if config.flows.now_override:
+        try:
+            now = datetime.fromisoformat(config.flows.now_override)
+        except ValueError:
+            raise ConfigError(f"flows.now_override: not an ISO datetime: {config.flows.now_override!r}") from None
+        if now.tzinfo is None:
+            raise ConfigError("flows.now_override: must include a UTC offset, e.g. 2026-12-07T10:00:00+01:00")

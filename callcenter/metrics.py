@@ -1,0 +1,227 @@
+"""Prometheus metrics of the service, on a registry owned by a :class:`Metrics` object.
+
+No module-level registry: the composition root creates one ``Metrics`` and passes it to whoever
+counts (tests create their own). Label values are bounded sets chosen here — an unknown SIP
+method, response code, outcome or reason becomes ``other`` — so that a scanner sending junk
+cannot grow the series count, and no label can carry a phone number or a name.
+
+Names follow the Prometheus conventions: base units (seconds), ``_total`` for counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+OTHER = "other"
+"""Label value for anything outside a bounded set."""
+
+# IANA "Response Codes" registry of SIP (RFC 3261 section 21 and later RFCs).
+SIP_RESPONSE_CODES: frozenset[int] = frozenset(
+    {
+        *(100, 180, 181, 182, 183, 199),
+        *(200, 202, 204),
+        *(300, 301, 302, 305, 380),
+        *(400, 401, 402, 403, 404, 405, 406, 407, 408, 410, 412, 413, 414, 415, 416, 417),
+        *(420, 421, 422, 423, 424, 425, 428, 429, 430, 433, 436, 437, 438, 439, 440),
+        *(469, 470, 480, 481, 482, 483, 484, 485, 486, 487, 488, 489, 491, 493, 494),
+        *(500, 501, 502, 503, 504, 505, 513, 555, 580),
+        *(600, 603, 604, 606, 607, 608),
+    }
+)
+"""Response codes counted under their own label; others count as ``other``."""
+
+# IANA "Methods and Response Codes" registry. Methods are case-sensitive (RFC 3261 section 7.1).
+SIP_METHODS: frozenset[str] = frozenset(
+    {
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "INFO",
+        "INVITE",
+        "MESSAGE",
+        "NOTIFY",
+        "OPTIONS",
+        "PRACK",
+        "PUBLISH",
+        "REFER",
+        "REGISTER",
+        "SUBSCRIBE",
+        "UPDATE",
+    }
+)
+"""SIP methods counted under their own label; others count as ``other``."""
+
+CALL_OUTCOMES: tuple[str, ...] = ("completed", "abandoned", "cancelled", "failed", "queued")
+"""Values of the ``outcome`` label (see ``callcenter.store.models.CallOutcome``)."""
+
+DTMF_METHODS: tuple[str, ...] = ("rfc4733", "info")
+"""Values of the ``method`` label of DTMF digits."""
+
+SIP_DROP_REASONS: tuple[str, ...] = ("malformed", "rate_limited", "forbidden")
+"""Values of the ``reason`` label of dropped SIP messages."""
+
+CALL_DURATION_BUCKETS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+"""Buckets of ``callcenter_call_duration_seconds``: a few seconds to an hour."""
+
+
+def _bounded(value: str, allowed: tuple[str, ...] | frozenset[str]) -> str:
+    return value if value in allowed else OTHER
+
+
+class Metrics:
+    """All the service's metrics, on a dedicated ``CollectorRegistry``.
+
+    The instruments are public attributes (``prometheus_client`` objects) for code that needs
+    them directly; the methods below apply the label bounds and are the preferred way to count.
+    """
+
+    def __init__(
+        self, *, registry: CollectorRegistry | None = None, process_metrics: bool = True
+    ) -> None:
+        """Create the metrics.
+
+        Args:
+            registry: Registry to register on; a new one by default.
+            process_metrics: Also export ``process_*`` (CPU, memory, file descriptors).
+        """
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.calls = Counter(
+            "callcenter_calls", "Calls ended, by outcome.", ["outcome"], registry=r
+        )
+        self.active_calls = Gauge("callcenter_active_calls", "Calls in progress.", registry=r)
+        self.sip_responses = Counter(
+            "callcenter_sip_responses",
+            "SIP responses sent, by status code (unknown codes as 'other').",
+            ["code"],
+            registry=r,
+        )
+        self.sip_requests = Counter(
+            "callcenter_sip_requests",
+            "SIP requests received, by method (unknown methods as 'other').",
+            ["method"],
+            registry=r,
+        )
+        self.rtp_late_frames = Counter(
+            "callcenter_rtp_late_frames",
+            "Inbound RTP frames that arrived too late for the jitter buffer.",
+            registry=r,
+        )
+        self.rtp_lost_packets = Counter(
+            "callcenter_rtp_lost_packets",
+            "Inbound RTP packets never received (sequence gaps).",
+            registry=r,
+        )
+        self.prompt_underruns = Counter(
+            "callcenter_prompt_underruns",
+            "Outbound 20 ms audio frames that were not ready in time during prompt playback.",
+            registry=r,
+        )
+        self.dtmf_digits = Counter(
+            "callcenter_dtmf_digits",
+            "DTMF digits received, by method (rfc4733, info).",
+            ["method"],
+            registry=r,
+        )
+        self.sip_dropped = Counter(
+            "callcenter_sip_dropped",
+            "SIP messages dropped without a response, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.call_duration = Histogram(
+            "callcenter_call_duration_seconds",
+            "Duration of ended calls, from INVITE to hang-up.",
+            buckets=CALL_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.registration_up = Gauge(
+            "callcenter_registration_up",
+            "1 if the registration to the upstream IPBX/trunk is valid, else 0.",
+            registry=r,
+        )
+        if process_metrics:
+            ProcessCollector(registry=r)
+        # Known label values start at 0 so that rate() and absent() behave from the start.
+        for outcome in CALL_OUTCOMES:
+            self.calls.labels(outcome=outcome)
+        for method in DTMF_METHODS:
+            self.dtmf_digits.labels(method=method)
+        for reason in SIP_DROP_REASONS:
+            self.sip_dropped.labels(reason=reason)
+
+    def call_started(self) -> None:
+        """Count a call in progress."""
+        self.active_calls.inc()
+
+    def call_ended(self, outcome: str, duration: float | None = None) -> None:
+        """Count an ended call.
+
+        Args:
+            outcome: A ``CallOutcome`` value (others count as ``other``).
+            duration: Seconds from INVITE to hang-up, if known.
+        """
+        self.active_calls.dec()
+        self.calls.labels(outcome=_bounded(str(outcome), CALL_OUTCOMES)).inc()
+        if duration is not None and duration >= 0:
+            self.call_duration.observe(duration)
+
+    def set_active_calls(self, count: int) -> None:
+        """Set the number of calls in progress (instead of ``call_started``/``call_ended``)."""
+        self.active_calls.set(count)
+
+    def sip_response(self, code: int) -> None:
+        """Count a SIP response sent with status ``code``."""
+        self.sip_responses.labels(code=str(code) if code in SIP_RESPONSE_CODES else OTHER).inc()
+
+    def sip_request(self, method: str) -> None:
+        """Count a SIP request received."""
+        self.sip_requests.labels(method=_bounded(method, SIP_METHODS)).inc()
+
+    def rtp_late_frame(self, count: int = 1) -> None:
+        """Count inbound RTP frames that came too late."""
+        self.rtp_late_frames.inc(count)
+
+    def rtp_lost_packet(self, count: int = 1) -> None:
+        """Count inbound RTP packets lost."""
+        self.rtp_lost_packets.inc(count)
+
+    def prompt_underrun(self, count: int = 1) -> None:
+        """Count outbound frames missing during prompt playback."""
+        self.prompt_underruns.inc(count)
+
+    def dtmf_digit(self, method: str) -> None:
+        """Count one DTMF digit received by ``method`` (``rfc4733`` or ``info``)."""
+        self.dtmf_digits.labels(method=_bounded(method, DTMF_METHODS)).inc()
+
+    def sip_drop(self, reason: str, count: int = 1) -> None:
+        """Count SIP messages dropped (``malformed``, ``rate_limited``, ``forbidden``)."""
+        self.sip_dropped.labels(reason=_bounded(reason, SIP_DROP_REASONS)).inc(count)
+
+    def set_registration_up(self, up: bool) -> None:
+        """Record whether the upstream registration is currently valid."""
+        self.registration_up.set(1 if up else 0)
+
+    def gauge_function(self, name: str, documentation: str, function: Callable[[], float]) -> None:
+        """Export a gauge read from ``function`` at scrape time (e.g. a queue length).
+
+        Args:
+            name: Metric name (``callcenter_...``).
+            documentation: Help text.
+            function: Called on every scrape; must be cheap and thread-safe.
+        """
+        Gauge(name, documentation, registry=self.registry).set_function(function)
+
+    def render(self) -> tuple[bytes, str]:
+        """Return the exposition text and its content type, for ``GET /metrics``."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,233 @@
+"""Events the SIP engine hands to the application (aioquic ``events.py`` style).
+
+Every event is a frozen dataclass named in the past tense. ``SipEngine.next_event()`` returns
+them in the order they happened. Invariant the call controller relies on: every call that
+produced ``IncomingCall`` (or was started with ``SipEngine.invite``) ends with exactly one
+``CallTerminated`` (outbound calls that never got a 2xx end with ``OutboundCallFailed``
+instead). Events never carry parsed phone numbers in their ``repr`` beyond the fields the
+application asked for; logging them is the application's decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from callcenter.sip.message import Headers
+
+__all__ = [
+    "CallCancelled",
+    "CallConfirmed",
+    "CallTerminated",
+    "DtmfInfoReceived",
+    "DropReason",
+    "IncomingCall",
+    "MessageDropped",
+    "OutboundCallAnswered",
+    "OutboundCallFailed",
+    "OutboundCallProgressed",
+    "ReInviteConfirmed",
+    "ReInviteReceived",
+    "RegistrationFailed",
+    "RegistrationSucceeded",
+    "SipEvent",
+    "SipRequestReceived",
+    "SipResponseSent",
+    "TerminationCause",
+]
+
+TerminationCause = Literal[
+    "bye",
+    "ack_timeout",
+    "cancelled",
+    "rejected",
+    "bye_timeout",
+    "local_hangup",
+    "invite_timeout",
+    "reinvite_failed",
+]
+DropReason = Literal[
+    "malformed", "rate_limited", "forbidden", "stray_response", "unknown_transaction", "too_big"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """A new out-of-dialog INVITE passed every check; 100 Trying has been sent."""
+
+    call_id: str
+    """The SIP Call-ID, the key of every later command and event for this call."""
+    remote_addr: tuple[str, int]
+    """Transport source address of the INVITE."""
+    request_uri_user: str
+    """User part of the Request-URI, unescaped once (the dialled number); ``""`` if absent."""
+    caller_uri: str
+    """The From URI as sent."""
+    caller_user: str | None
+    """User part of the From URI (the caller's number or name), unescaped once."""
+    caller_display: str | None
+    """The From display name, unquoted."""
+    sdp_offer: bytes | None
+    """The SDP offer, or ``None`` for an offerless INVITE (the 200 must carry the offer)."""
+    headers: Headers = field(repr=False)
+    """Every header of the INVITE (read-only by convention)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallConfirmed:
+    """The ACK for our 2xx arrived: the dialog is confirmed (RFC 3261 section 13.3.1.4)."""
+
+    call_id: str
+    """The call."""
+    sdp_answer: bytes | None = None
+    """The SDP answer the ACK carried (offerless INVITE, RFC 3261 section 13.2.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallCancelled:
+    """The caller cancelled before our final response; 200 (CANCEL) and 487 were sent.
+
+    A ``CallTerminated(cause="cancelled")`` follows immediately.
+    """
+
+    call_id: str
+    """The call."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallTerminated:
+    """The call is over; the engine has forgotten it (later requests get 481)."""
+
+    call_id: str
+    """The call."""
+    cause: TerminationCause
+    """Why it ended."""
+    side: Literal["caller", "service"]
+    """Who ended it: the remote party (``caller``) or this service."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReInviteReceived:
+    """A re-INVITE arrived in a confirmed dialog; call ``answer_reinvite``/``reject_reinvite``."""
+
+    call_id: str
+    """The call."""
+    sdp_offer: bytes | None
+    """The new offer (hold, codec change...), or ``None`` when the peer asks for our offer."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReInviteConfirmed:
+    """The ACK for our 2xx to a re-INVITE arrived."""
+
+    call_id: str
+    """The call."""
+    sdp_answer: bytes | None = None
+    """The answer in the ACK when the re-INVITE had no offer."""
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfInfoReceived:
+    """A DTMF digit arrived in an INFO request (``application/dtmf-relay`` or ``dtmf``)."""
+
+    call_id: str
+    """The call."""
+    digit: str
+    """One of ``0123456789*#ABCD``."""
+    duration_ms: int | None
+    """The announced duration, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationSucceeded:
+    """The registrar accepted our REGISTER (``expires == 0`` after ``stop_registration``)."""
+
+    expires: int
+    """The binding lifetime the registrar granted, in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationFailed:
+    """A REGISTER failed; the engine retries with back-off unless stopped."""
+
+    status_code: int | None
+    """The final status code, or ``None`` on timeout."""
+    reason: str
+    """What went wrong (no secrets)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCallProgressed:
+    """A provisional response (180/183) to our INVITE."""
+
+    call_id: str
+    """The call returned by ``invite``."""
+    status_code: int
+    """The 1xx code."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCallAnswered:
+    """Our INVITE was answered with 2xx; the ACK has been sent."""
+
+    call_id: str
+    """The call returned by ``invite``."""
+    sdp_answer: bytes | None
+    """The SDP answer of the 2xx."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCallFailed:
+    """Our INVITE got a final non-2xx response or timed out (Timer B)."""
+
+    call_id: str
+    """The call returned by ``invite``."""
+    status_code: int | None
+    """The final status code, or ``None`` on timeout."""
+    reason: str
+    """The reason phrase or ``"timeout"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipRequestReceived:
+    """A request was parsed (cheap, for metrics)."""
+
+    method: str
+    """The request method."""
+    retransmission: bool = False
+    """True when it matched an existing server transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipResponseSent:
+    """A response was sent for the first time (retransmissions are not reported)."""
+
+    status_code: int
+    """The status code."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDropped:
+    """A datagram was discarded without an answer."""
+
+    reason: DropReason
+    """Why (a small fixed set, usable as a metric label)."""
+
+
+SipEvent = (
+    IncomingCall
+    | CallConfirmed
+    | CallCancelled
+    | CallTerminated
+    | ReInviteReceived
+    | ReInviteConfirmed
+    | DtmfInfoReceived
+    | RegistrationSucceeded
+    | RegistrationFailed
+    | OutboundCallProgressed
+    | OutboundCallAnswered
+    | OutboundCallFailed
+    | SipRequestReceived
+    | SipResponseSent
+    | MessageDropped
+)

@@ -1,0 +1,1 @@
+"""FAQ knowledge base and matcher (pure domain logic; see issue 3)."""

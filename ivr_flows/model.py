@@ -1,0 +1,262 @@
+"""The validated, immutable form of an IVR flow (what :mod:`ivr_flows.loader` produces)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from .errors import FlowIssue
+from .hours import Schedule
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """Something the flow can say: a text rendered by TTS, or a recording, or both."""
+
+    prompt_id: str
+    """Unique id, ``[a-z0-9_]+``; a recorded WAV named ``<prompt_id>.wav`` overrides the TTS."""
+    text: str | None
+    """French text written for TTS (placeholders such as ``{hours.x}`` already expanded)."""
+    recording: str | None = None
+    """Optional path of a recording, relative to the flow file."""
+
+
+class NodeType(enum.Enum):
+    """The kinds of node of the flow language."""
+
+    SAY = "say"
+    MENU = "menu"
+    GOTO = "goto"
+    SET = "set"
+    BRANCH = "branch"
+    QUEUE = "queue"
+    HANGUP = "hangup"
+
+
+@dataclass(frozen=True, slots=True)
+class SayNode:
+    """Play a prompt, then continue with ``next``."""
+
+    node_id: str
+    """Id of the node."""
+    prompt: Prompt
+    """What to say."""
+    next: str
+    """Node to continue with once the prompt has been played."""
+    interruptible: bool = True
+    """When True and the flow has a human node, pressing 0 during the prompt reaches a person."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.SAY
+
+
+@dataclass(frozen=True, slots=True)
+class MenuNode:
+    """Play a prompt and collect one keypad digit.
+
+    ``*`` repeats the prompt, ``0`` (unless it is an explicit choice) goes to ``human``; any other
+    key outside ``choices`` or a silence counts as a failure; after ``retries`` failures have
+    been re-prompted, the next one goes to ``fallback``.
+    """
+
+    node_id: str
+    """Id of the node."""
+    prompt: Prompt
+    """The menu prompt (played interruptibly, with digit collection started at once)."""
+    choices: Mapping[str, str]
+    """Digit (``0``-``9`` or ``#``) → node id."""
+    timeout_s: float
+    """No-input timeout, counted from the end of the prompt."""
+    retries: int
+    """How many times the menu is offered again after an invalid key or a silence."""
+    fallback: str
+    """Node reached when the caller fails more than ``retries`` times."""
+    human: str | None
+    """Node reached with ``0`` when ``0`` is not an explicit choice."""
+    invalid_prompt: Prompt | None = None
+    """Said after an invalid key, before the menu is offered again."""
+    no_input_prompt: Prompt | None = None
+    """Said after a silence, before the menu is offered again."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.MENU
+
+
+@dataclass(frozen=True, slots=True)
+class GotoNode:
+    """Continue with another node."""
+
+    node_id: str
+    """Id of the node."""
+    next: str
+    """Node to continue with."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.GOTO
+
+
+@dataclass(frozen=True, slots=True)
+class SetNode:
+    """Set call variables, then continue with ``next``."""
+
+    node_id: str
+    """Id of the node."""
+    variables: Mapping[str, str]
+    """Variables to set (name → value)."""
+    next: str
+    """Node to continue with."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.SET
+
+
+class ConditionKind(enum.Enum):
+    """What a branch condition tests."""
+
+    OPEN = "open"
+    """The named schedule is open now."""
+    HOLIDAY = "holiday"
+    """Today (local date) is a public holiday of the named schedule's calendar."""
+    VARIABLE = "variable"
+    """A call variable equals a value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One arm of a branch node."""
+
+    kind: ConditionKind
+    """What is tested."""
+    subject: str
+    """Schedule name (OPEN/HOLIDAY) or variable name (VARIABLE)."""
+    next: str
+    """Node reached when the condition holds."""
+    equals: str | None = None
+    """Value compared with the variable (VARIABLE only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BranchNode:
+    """Go to the ``next`` of the first condition that holds, else to ``otherwise``."""
+
+    node_id: str
+    """Id of the node."""
+    conditions: tuple[Condition, ...]
+    """Conditions, tested in order; first match wins."""
+    otherwise: str
+    """Node reached when no condition holds (YAML key ``else``)."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.BRANCH
+
+
+@dataclass(frozen=True, slots=True)
+class QueueNode:
+    """Hand the call to a skill queue.
+
+    Until routing exists the interpreter emits ``QueueCall``, plays the holding prompt, then
+    continues with ``next`` (or hangs up if there is none).
+    """
+
+    node_id: str
+    """Id of the node."""
+    skill: str
+    """Skill of the queue (see the skills of ``intents.yaml``)."""
+    prompt: Prompt
+    """Holding message."""
+    reason: str
+    """Reason recorded with the hand-off."""
+    next: str | None = None
+    """Node to continue with after the holding message, or ``None`` to hang up."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class HangupNode:
+    """Say an optional goodbye, then end the call."""
+
+    node_id: str
+    """Id of the node."""
+    prompt: Prompt | None
+    """Optional goodbye message (not interruptible)."""
+    reason: str
+    """Reason given in the ``HangUp`` action."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.HANGUP
+
+
+Node = SayNode | MenuNode | GotoNode | SetNode | BranchNode | QueueNode | HangupNode
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Flow-wide defaults (YAML section ``defaults``)."""
+
+    menu_timeout_s: float = 6.0
+    """Default no-input timeout of menus, in seconds."""
+    menu_retries: int = 2
+    """Default number of times a menu is offered again after a failure."""
+    human: str | None = None
+    """Node reached with ``0`` from any menu and during interruptible ``say`` prompts."""
+    fallback: str | None = None
+    """Default node reached when a menu's retries are exhausted."""
+    invalid_prompt: Prompt | None = None
+    """Default prompt after an invalid key."""
+    no_input_prompt: Prompt | None = None
+    """Default prompt after a silence."""
+    tts_voice: str = "fr"
+    """espeak-ng voice used to render prompt texts."""
+    tts_rate: int = 140
+    """espeak-ng speed in words per minute (its default, 175, is too fast on the phone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A validated flow, immutable; build it with :func:`ivr_flows.load_flow`."""
+
+    flow_id: str
+    """Id of the flow (YAML key ``flow``)."""
+    timezone: ZoneInfo
+    """Timezone in which opening hours are evaluated."""
+    start_node: str
+    """Id of the first node."""
+    defaults: Defaults
+    """Flow-wide defaults."""
+    schedules: Mapping[str, Schedule]
+    """Named opening-hour schedules."""
+    nodes: Mapping[str, Node]
+    """All nodes by id, in file order."""
+    source: str = "<string>"
+    """File the flow was loaded from."""
+    warnings: tuple[FlowIssue, ...] = field(default=())
+    """Non-fatal issues found at load time (e.g. unreachable nodes)."""
+    description: str | None = None
+    """Free text from the YAML ``description`` key."""
+
+    def prompts(self) -> list[Prompt]:
+        """List every prompt the flow can play, each once, in file order.
+
+        Returns:
+            The prompts, for TTS pre-rendering at start-up.
+        """
+        seen: dict[str, Prompt] = {}
+
+        def add(prompt: Prompt | None) -> None:
+            if prompt is not None and prompt.prompt_id not in seen:
+                seen[prompt.prompt_id] = prompt
+
+        add(self.defaults.invalid_prompt)
+        add(self.defaults.no_input_prompt)
+        for node in self.nodes.values():
+            if isinstance(node, SayNode | QueueNode | HangupNode):
+                add(node.prompt)
+            elif isinstance(node, MenuNode):
+                add(node.prompt)
+                add(node.invalid_prompt)
+                add(node.no_input_prompt)
+        return list(seen.values())

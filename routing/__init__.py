@@ -1,0 +1,1 @@
+"""Skills-based routing decisions (pure domain logic; see issue 5)."""

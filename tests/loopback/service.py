@@ -1,0 +1,413 @@
+"""Start the real ``callcenter serve`` as a subprocess and drive sipp against it (loopback only).
+
+Used by the loopback and netns tests and by ``bench/telephony.py``. Everything binds 127.0.0.1;
+every subprocess is killed on exit (``with`` blocks), so a failing test leaks nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+SIPP_DIR = REPO / "tests" / "sipp"
+SIPP_PCAPS = Path("/usr/share/sip-tester")
+PYTHON = REPO / ".venv" / "bin" / "python"
+# A Monday 10:00 in Paris, not a public holiday: the flow's "open" branch.
+OPEN_NOW = "2025-03-10T10:00:00+01:00"
+
+
+def service_missing_reason() -> str | None:
+    """Return why the real service cannot be started here, or None when it can."""
+    if not (REPO / "callcenter" / "app.py").exists():
+        return "callcenter/app.py not written yet"
+    if not (REPO / "callcenter" / "cli.py").exists():
+        return "callcenter/cli.py not written yet"
+    if shutil.which("espeak-ng") is None:
+        return "espeak-ng not installed (the service renders prompts with it)"
+    return None
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
+    """Return a port free for UDP (default) and TCP on ``host`` right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, other) as s2:
+            try:
+                s2.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """Return an even UDP port p with p and p+1 free (RTP + RTCP for sipp's -mp)."""
+    for _ in range(200):
+        p = free_port(socket.SOCK_DGRAM, host) & ~1
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+                a.bind((host, p))
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                    b.bind((host, p + 1))
+        except OSError:
+            continue
+        return p
+    raise RuntimeError("no free RTP port pair")
+
+
+@dataclass
+class Service:
+    """A running ``callcenter serve`` subprocess."""
+
+    proc: subprocess.Popen[bytes]
+    """The service process."""
+    sip_host: str
+    """SIP address."""
+    sip_port: int
+    """SIP UDP port."""
+    http_port: int
+    """HTTP API port."""
+    data_dir: Path
+    """The data directory handed to the service."""
+    log_path: Path
+    """Combined stdout/stderr of the service."""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def sip_target(self) -> str:
+        return f"{self.sip_host}:{self.sip_port}"
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def http(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """GET ``path``; return (status, body) — HTTP errors are returned, not raised."""
+        try:
+            with urllib.request.urlopen(self.base_url + path, timeout=timeout) as resp:
+                return int(resp.status), bytes(resp.read())
+        except urllib.error.HTTPError as e:
+            return int(e.code), bytes(e.read())
+
+    def json(self, path: str) -> Any:
+        status, body = self.http(path)
+        if status != 200:
+            raise AssertionError(f"GET {path} -> {status}: {body[:500]!r}")
+        return json.loads(body)
+
+    def health(self) -> tuple[int, Any]:
+        status, body = self.http("/health", timeout=2.0)
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, body
+
+    def metrics(self) -> dict[str, float]:
+        """Parse /metrics into {'name{labels}': value} (exposition text format)."""
+        _, body = self.http("/metrics")
+        out: dict[str, float] = {}
+        for line in body.decode().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+        return out
+
+    def calls(self, limit: int = 20) -> list[dict[str, Any]]:
+        result = self.json(f"/api/calls?limit={limit}")
+        if isinstance(result, dict):  # tolerate {"calls": [...]}
+            result = result.get("calls", result.get("items", []))
+        assert isinstance(result, list)
+        return result
+
+    def call(self, sip_call_id: str) -> dict[str, Any]:
+        result = self.json(f"/api/calls/{urllib.request.quote(sip_call_id, safe='')}")
+        assert isinstance(result, dict)
+        return result
+
+    def wait_call_ended(self, sip_call_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Poll the trail until the call has ``ended_at`` (and a hangup event); return it."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] | Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.call(sip_call_id)
+                if last.get("ended_at") and any(
+                    e.get("type") == "hangup" for e in last.get("events", [])
+                ):
+                    return last
+            except AssertionError as e:
+                last = e
+            time.sleep(0.1)
+        raise AssertionError(f"call {sip_call_id} did not end within {timeout}s; last: {last}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def _wait_healthy(svc: Service, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not svc.alive():
+            raise RuntimeError(
+                f"service exited with {svc.proc.returncode} during start-up:\n{svc.log_tail()}"
+            )
+        with contextlib.suppress(OSError):
+            status, _ = svc.health()
+            if status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"service not healthy after {timeout}s:\n{svc.log_tail()}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; always reaps."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def run_service(
+    data_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    sip_host: str = "127.0.0.1",
+    sip_port: int | None = None,
+    http_port: int | None = None,
+    extra_args: Sequence[str] = (),
+    start_timeout: float = 60.0,
+    stop_timeout: float = 5.0,
+) -> Iterator[Service]:
+    """Start ``python -m callcenter serve`` on free ports and wait for /health 200.
+
+    ``env`` adds ``CALLCENTER_*`` overrides; the flow clock is pinned to an opening hour and
+    the RTP ports to a private range unless ``env`` says otherwise.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sip_port = sip_port or free_port()
+    http_port = http_port or free_port(socket.SOCK_STREAM)
+    rtp_min = free_port_pair()
+    full_env = {
+        **os.environ,
+        "CALLCENTER_DATA_DIR": str(data_dir),
+        "CALLCENTER_FLOWS_NOW_OVERRIDE": OPEN_NOW,
+        "CALLCENTER_RTP_PORT_MIN": str(max(rtp_min - 200, 10000) & ~1),
+        "CALLCENTER_RTP_PORT_MAX": str(max(rtp_min - 200, 10000) + 2000),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    log_path = data_dir / "service.log"
+    cmd = [
+        str(PYTHON if PYTHON.exists() else Path(sys.executable)),
+        "-m",
+        "callcenter",
+        "serve",
+        "--sip-host",
+        sip_host,
+        "--sip-port",
+        str(sip_port),
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        str(http_port),
+        "--data-dir",
+        str(data_dir),
+        *extra_args,
+    ]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    svc = Service(proc, sip_host, sip_port, http_port, data_dir, log_path)
+    try:
+        _wait_healthy(svc, start_timeout)
+        yield svc
+    finally:
+        stop_process(proc, stop_timeout)
+
+
+# --- sipp ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SippResult:
+    """Outcome of one sipp run."""
+
+    returncode: int
+    """0 = all calls succeeded, 1 = some failed, other = fatal."""
+    stdout: str
+    """sipp's screen output."""
+    messages: str
+    """The -trace_msg file (every SIP message sent and received)."""
+    errors: str
+    """The -trace_err file (unexpected messages)."""
+    logs: str
+    """The -trace_logs file (``<log>`` actions)."""
+    call_ids: list[str] = field(default_factory=list)
+    """Call-IDs logged by the scenario's ``<log message="CALLID [call_id]"/>``."""
+
+    def describe(self) -> str:
+        return (
+            f"sipp rc={self.returncode}\n--- errors ---\n{self.errors[-3000:]}\n"
+            f"--- messages (tail) ---\n{self.messages[-6000:]}\n--- stdout ---\n{self.stdout[-1500:]}"
+        )
+
+    def received(self, pattern: str) -> list[str]:
+        """Return the bodies of messages sipp received whose first line matches ``pattern``."""
+        out = []
+        for block in re.split(r"\n-{5,}[^\n]*\n", self.messages):
+            m = re.search(r"message received \[\d+\] bytes :\s*\n\n?(.*)", block, re.S)
+            if m and re.match(pattern, m.group(1).lstrip()):
+                out.append(m.group(1).lstrip())
+        return out
+
+
+def render_scenario(template: str, out: Path, **values: str) -> Path:
+    """Copy ``tests/sipp/<template>`` to ``out`` replacing ``@@KEY@@`` markers."""
+    text = (SIPP_DIR / template).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@@{key.upper()}@@", value)
+    leftover = re.findall(r"@@[A-Z_]+@@", text)
+    if leftover:
+        raise ValueError(f"{template}: no value for {sorted(set(leftover))}")
+    out.write_text(text)
+    return out
+
+
+def run_sipp(
+    scenario: Path,
+    target: str,
+    workdir: Path,
+    *,
+    calls: int = 1,
+    limit: int = 1,
+    rate: float | None = None,
+    timeout_s: float = 30.0,
+    local_ip: str = "127.0.0.1",
+    local_port: int | None = None,
+    media_port: int | None = None,
+    service: str = "3975",
+    extra_args: Sequence[str] = (),
+    trace_msg: bool = True,
+) -> SippResult:
+    """Run sipp once (foreground, no stdin) and collect its trace files."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stem = scenario.stem
+    msg_file = workdir / f"{stem}_messages.log"
+    err_file = workdir / f"{stem}_errors.log"
+    log_file = workdir / f"{stem}_logs.log"
+    for f in (msg_file, err_file, log_file):
+        f.unlink(missing_ok=True)
+    cmd = [
+        "sipp",
+        target,
+        "-sf",
+        str(scenario),
+        "-s",
+        service,
+        "-i",
+        local_ip,
+        "-p",
+        str(local_port or free_port()),
+        "-mi",
+        local_ip,
+        "-mp",
+        str(media_port or free_port_pair()),
+        "-m",
+        str(calls),
+        "-l",
+        str(limit),
+        "-nostdin",
+        "-timeout",
+        f"{int(timeout_s)}s",
+        "-timeout_error",
+        "-trace_err",
+        "-error_file",
+        str(err_file),
+        "-trace_logs",
+        "-log_file",
+        str(log_file),
+        "-max_recv_loops",
+        "1000",
+        *extra_args,
+    ]
+    if rate is not None:
+        cmd += ["-r", f"{rate:g}"]
+    if trace_msg:
+        cmd += ["-trace_msg", "-message_file", str(msg_file)]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s + 15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def read(p: Path) -> str:
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    logs = read(log_file)
+    return SippResult(
+        returncode=int(proc.returncode),
+        stdout=out.decode(errors="replace"),
+        messages=read(msg_file),
+        errors=read(err_file),
+        logs=logs,
+        call_ids=re.findall(r"CALLID (\S+)", logs),
+    )
+
+
+@contextlib.contextmanager
+def sipp_background(cmd: Sequence[str], workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a sipp command in the background (e.g. a UAS) and kill it on exit."""
+    with (workdir / "sipp_bg.out").open("wb") as out:
+        proc = subprocess.Popen(
+            list(cmd), cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import re
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from callcenter.metrics import Metrics
+
+PHONE = re.compile(r"\+?\d[\d .-]{5,}\d")
+
+EXPECTED = {
+    "callcenter_calls",
+    "callcenter_active_calls",
+    "callcenter_sip_responses",
+    "callcenter_sip_requests",
+    "callcenter_rtp_late_frames",
+    "callcenter_rtp_lost_packets",
+    "callcenter_prompt_underruns",
+    "callcenter_dtmf_digits",
+    "callcenter_sip_dropped",
+    "callcenter_call_duration_seconds",
+    "callcenter_registration_up",
+}
+
+
+def samples(metrics: Metrics) -> list[Sample]:
+    body, _ = metrics.render()
+    return [s for fam in text_string_to_metric_families(body.decode()) for s in fam.samples]
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    found = [s.value for s in samples(metrics) if s.name == name and s.labels == labels]
+    assert len(found) == 1, (name, labels, found)
+    return found[0]
+
+
+def exercise(m: Metrics) -> None:
+    m.call_started()
+    m.call_started()
+    m.call_ended("completed", duration=42.0)
+    m.call_ended("+33612345678", duration=3.0)  # junk outcome: bounded
+    m.sip_request("INVITE")
+    m.sip_request("invite")  # methods are case-sensitive (RFC 3261 section 7.1)
+    m.sip_request("0612345678")
+    m.sip_response(200)
+    m.sip_response(487)
+    m.sip_response(299)
+    m.sip_response(612345678)
+    m.rtp_late_frame()
+    m.rtp_lost_packet(3)
+    m.prompt_underrun()
+    m.dtmf_digit("rfc4733")
+    m.dtmf_digit("info")
+    m.dtmf_digit("0612345678")
+    m.sip_drop("rate_limited", 5)
+    m.sip_drop("+33 6 12 34 56 78")
+    m.set_registration_up(True)
+
+
+def test_names_and_types() -> None:
+    m = Metrics()
+    exercise(m)
+    body, content_type = m.render()
+    assert content_type.startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert EXPECTED <= families.keys()
+    assert families["callcenter_calls"].type == "counter"
+    assert families["callcenter_active_calls"].type == "gauge"
+    assert families["callcenter_call_duration_seconds"].type == "histogram"
+    assert any(name.startswith("process_") for name in families)
+    # Counters are exposed with the _total suffix.
+    names = {s.name for s in samples(m)}
+    assert "callcenter_calls_total" in names and "callcenter_sip_dropped_total" in names
+
+
+def test_values_and_bounded_labels() -> None:
+    m = Metrics()
+    exercise(m)
+    assert value(m, "callcenter_active_calls") == 0
+    assert value(m, "callcenter_calls_total", outcome="completed") == 1
+    assert value(m, "callcenter_calls_total", outcome="other") == 1
+    assert value(m, "callcenter_calls_total", outcome="abandoned") == 0  # pre-initialised
+    assert value(m, "callcenter_sip_requests_total", method="INVITE") == 1
+    assert value(m, "callcenter_sip_requests_total", method="other") == 2
+    assert value(m, "callcenter_sip_responses_total", code="200") == 1
+    assert value(m, "callcenter_sip_responses_total", code="487") == 1
+    assert value(m, "callcenter_sip_responses_total", code="other") == 2
+    assert value(m, "callcenter_rtp_lost_packets_total") == 3
+    assert value(m, "callcenter_dtmf_digits_total", method="other") == 1
+    assert value(m, "callcenter_sip_dropped_total", reason="rate_limited") == 5
+    assert value(m, "callcenter_sip_dropped_total", reason="other") == 1
+    assert value(m, "callcenter_registration_up") == 1
+    assert value(m, "callcenter_call_duration_seconds_count") == 2
+    assert value(m, "callcenter_call_duration_seconds_sum") == 45
+    assert value(m, "callcenter_call_duration_seconds_bucket", le="5.0") == 1
+
+
+def test_no_label_value_looks_like_a_phone_number() -> None:
+    m = Metrics()
+    exercise(m)
+    label_values = [v for s in samples(m) for v in s.labels.values()]
+    assert label_values
+    assert not [v for v in label_values if PHONE.search(v)]
+
+
+def test_registries_are_independent() -> None:
+    a, b = Metrics(), Metrics(process_metrics=False)
+    a.sip_request("BYE")
+    assert value(a, "callcenter_sip_requests_total", method="BYE") == 1
+    assert not [s for s in samples(b) if s.name == "callcenter_sip_requests_total"]
+    assert not [s for s in samples(b) if s.name.startswith("process_")]
+
+
+def test_gauge_function() -> None:
+    m = Metrics(process_metrics=False)
+    pending = [7]
+    m.gauge_function(
+        "callcenter_trail_pending_operations", "Trail writes queued.", lambda: pending[0]
+    )
+    assert value(m, "callcenter_trail_pending_operations") == 7
+    pending[0] = 0
+    assert value(m, "callcenter_trail_pending_operations") == 0
