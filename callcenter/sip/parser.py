@@ -175,8 +175,8 @@ def _check_structure(headers: Headers, *, is_request: bool) -> None:
 
 
 def _split_message(data: bytes) -> tuple[bytes, bytes, bool]:
-    """Return (head, rest, closed): the header section, what follows it, and whether an empty
-    line closed the header section."""
+    # Return (head, rest, closed): the header section, what follows the empty line, and
+    # whether an empty line closed the header section at all.
     m = _HEADER_END_RE.search(data)
     if m is None:
         return data, b"", False
@@ -308,6 +308,7 @@ class StreamParser:
         """True once a framing error has been reported; later data is ignored."""
         self.keepalive_pings = 0
         """Number of RFC 5626 double-CRLF pings seen between messages (each wants a CRLF pong)."""
+        self._crlf_run = b""
 
     def feed(self, data: bytes) -> list[SipRequest | SipResponse | LocalSipError]:
         """Add received bytes; return the messages (or errors) they complete."""
@@ -355,12 +356,18 @@ class StreamParser:
         return out
 
     def _skip_crlfs(self) -> None:
+        # RFC 5626 section 3.5.1: a ping is CRLFCRLF between messages; it may arrive split
+        # across reads, so the CRLF run is carried over until a message byte shows up.
         n = 0
         while n < len(self._buffer) and self._buffer[n] in (0x0D, 0x0A):
             n += 1
-        if n:
-            self.keepalive_pings += bytes(self._buffer[:n]).count(b"\r\n\r\n")
-            del self._buffer[:n]
+        self._crlf_run += bytes(self._buffer[:n])
+        del self._buffer[:n]
+        while (i := self._crlf_run.find(b"\r\n\r\n")) >= 0:
+            self.keepalive_pings += 1
+            self._crlf_run = self._crlf_run[i + 4 :]
+        if self._buffer:
+            self._crlf_run = b""
 
     def _break(self, message: str) -> SipParseError:
         self.broken = True

@@ -177,7 +177,8 @@ def _validate(
         # empty Accept is read liberally as "no preference" (RFC 3261 section 20.1 says "no
         # format", which would make every INVITE unanswerable).
         if accept and not _accepts(accept, accepted_content_types):
+            wanted = ", ".join(sorted(accepted_content_types))
             raise NotAcceptableError(
-                f"Accept {', '.join(accept)[:80]!r} excludes {', '.join(sorted(accepted_content_types))}",
+                f"Accept {', '.join(accept)[:80]!r} excludes {wanted}",
                 extra_headers=accept_header,
             )

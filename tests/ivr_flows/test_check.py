@@ -34,7 +34,9 @@ def test_warnings_do_not_fail(tmp_path: Path) -> None:
     path.write_text(BASE + "  orphan:\n    type: goto\n    next: menu\n", encoding="utf-8")
     out, err = io.StringIO(), io.StringIO()
     assert check_files([str(path)], out=out, err=err) == 0
-    assert err.getvalue() == f"{path}:23: warning: node 'orphan': unreachable from start node 'menu'\n"
+    assert (
+        err.getvalue() == f"{path}:23: warning: node 'orphan': unreachable from start node 'menu'\n"
+    )
 
 
 def test_usage_errors() -> None:

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr_flows import SOLIDARITES_FLOW, Flow, Schedule, TimeRange, load_flow, start
+from ivr_flows import SOLIDARITES_FLOW, EnterNode, Flow, Schedule, TimeRange, load_flow, start
 from ivr_flows.hours import number_fr, speak_time_fr
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -21,7 +21,9 @@ def flow() -> Flow:
 def entered(flow: Flow, now: dt.datetime) -> str:
     """Which branch the shipped flow takes at ``now``."""
     _, actions = start(flow, now=now)
-    return str(getattr(actions[1], "node_id"))
+    entered_node = actions[1]
+    assert isinstance(entered_node, EnterNode)
+    return entered_node.node_id
 
 
 def schedule(flow: Flow) -> Schedule:

@@ -70,22 +70,22 @@ def test_open_call_walks_to_menu(flow: Flow) -> None:
 
 
 @pytest.mark.parametrize(
-    ("digit", "skill", "hold"),
+    ("digit", "skill", "reason", "hold"),
     [
-        ("1", "apa", "hold_apa"),
-        ("2", "mdph_adulte", "hold_mdph_adulte"),
-        ("3", "mdph_enfant", "hold_mdph_enfant"),
-        ("4", "paiement", "hold_paiement"),
-        ("0", "accueil_general", "hold_accueil"),
+        ("1", "apa", "menu_apa", "hold_apa"),
+        ("2", "mdph_adulte", "menu_mdph_adulte", "hold_mdph_adulte"),
+        ("3", "mdph_enfant", "menu_mdph_enfant", "hold_mdph_enfant"),
+        ("4", "paiement", "menu_paiement", "hold_paiement"),
+        ("0", "accueil_general", "conseiller", "hold_accueil"),
     ],
 )
 def test_menu_choice_queues_then_hangs_up_politely(
-    flow: Flow, digit: str, skill: str, hold: str
+    flow: Flow, digit: str, skill: str, reason: str, hold: str
 ) -> None:
     state = at_menu(flow)
     state, actions = step(flow, state, DigitsCollected(digit), now=OPEN_MONDAY)
     assert actions[0] == StopPrompt()  # barge-in: the menu prompt may still be playing
-    assert actions[2:] == [QueueCall(skill, actions[2].reason), PlayPrompt(hold, False)]
+    assert actions[2:] == [QueueCall(skill, reason), PlayPrompt(hold, False)]
     assert isinstance(actions[1], EnterNode) and actions[1].node_type == "queue"
     state, actions = step(flow, state, PromptFinished(hold), now=OPEN_MONDAY)
     assert actions == [

@@ -68,14 +68,19 @@ def test_unknown_top_level_key() -> None:
 def test_unknown_node_key_and_missing_field() -> None:
     text = BASE.replace("    type: hangup\n", "    type: say\n    colour: red\n")
     found = issues(text)
-    assert {(i.line, i.node_id, i.field) for i in found} == {(18, "one", "colour"), (16, "one", "next")}
+    assert {(i.line, i.node_id, i.field) for i in found} == {
+        (18, "one", "colour"),
+        (16, "one", "next"),
+    }
     by_field = {i.field: i for i in found}
     assert by_field["next"].message == "missing required field"
     assert str(by_field["next"]) == "t.yaml:16: node 'one' field 'next': missing required field"
 
 
 def test_wrong_types() -> None:
-    text = BASE.replace('      "1": one\n', '      "1": one\n    timeout_s: soon\n    retries: 1.5\n')
+    text = BASE.replace(
+        '      "1": one\n', '      "1": one\n    timeout_s: soon\n    retries: 1.5\n'
+    )
     found = issues(text)
     assert [(i.line, i.node_id, i.field) for i in found] == [
         (16, "menu", "timeout_s"),
@@ -143,7 +148,9 @@ def test_prompt_needs_text_or_recording() -> None:
     assert (issue.line, issue.field) == (18, "prompt")
     rec = load(BASE.replace('{id: bye, text: "Au revoir."}', "{id: bye, recording: bye.wav}"))
     assert rec.prompts()[1].recording == "bye.wav" and rec.prompts()[1].text is None
-    issue = only(issues(BASE.replace('{id: bye, text: "Au revoir."}', "{id: bye, recording: /x.wav}")))
+    issue = only(
+        issues(BASE.replace('{id: bye, text: "Au revoir."}', "{id: bye, recording: /x.wav}"))
+    )
     assert issue.field == "prompt.recording"
 
 
@@ -196,14 +203,18 @@ def test_bad_times(hours: str, field: str, message: str) -> None:
 def test_bad_weekday_key_and_duplicate_day() -> None:
     issue = only(issues(BASE.replace("    mon-fri:", "    monday-fri:")))
     assert (issue.line, issue.field) == (8, "hours.office.monday-fri")
-    text = BASE.replace("    public_holidays: FR\n", '    public_holidays: FR\n    fri: "14:00-15:00"\n')
+    text = BASE.replace(
+        "    public_holidays: FR\n", '    public_holidays: FR\n    fri: "14:00-15:00"\n'
+    )
     issue = only(issues(text))
     assert (issue.line, issue.field) == (10, "hours.office.fri")
     assert "fri already given at line 8" in issue.message
 
 
 def test_bad_closure_date_and_calendar() -> None:
-    text = BASE.replace("    public_holidays: FR\n", "    public_holidays: XX\n    closures: [2025-02-30]\n")
+    text = BASE.replace(
+        "    public_holidays: FR\n", "    public_holidays: XX\n    closures: [2025-02-30]\n"
+    )
     found = issues(text)
     assert [(i.line, i.field) for i in found] == [
         (10, "hours.office.closures[0]"),
@@ -226,7 +237,9 @@ def test_node_type_errors() -> None:
 
 
 def test_duplicate_yaml_key() -> None:
-    issue = only(issues(BASE.replace("  one:\n", "  menu:\n    type: goto\n    next: one\n  one:\n")))
+    issue = only(
+        issues(BASE.replace("  one:\n", "  menu:\n    type: goto\n    next: one\n  one:\n"))
+    )
     assert (issue.line, issue.field) == (16, "nodes.menu")
     assert "duplicate key (first at line 11)" in issue.message
 
@@ -255,7 +268,10 @@ def test_branch_errors() -> None:
 
 
 def test_prompt_less_loop_is_an_error() -> None:
-    loop = "  a:\n    type: goto\n    next: b\n  b:\n    type: set\n    variables: {x: 1}\n    next: a\n"
+    loop = (
+        "  a:\n    type: goto\n    next: b\n"
+        "  b:\n    type: set\n    variables: {x: 1}\n    next: a\n"
+    )
     found = issues(BASE.replace("start: menu", "start: a") + loop)
     assert any("loop without any prompt: a -> b -> a" in i.message for i in found), found
 
@@ -309,7 +325,7 @@ def test_defaults_apply() -> None:
     text = BASE.replace(
         "  fallback: human\n",
         "  fallback: human\n  menu_timeout_s: 9\n  menu_retries: 4\n  tts_rate: 120\n"
-        "  invalid_prompt: {id: oops, text: \"Non.\"}\n",
+        '  invalid_prompt: {id: oops, text: "Non."}\n',
     )
     flow = load(text)
     menu = flow.nodes["menu"]
@@ -321,7 +337,11 @@ def test_defaults_apply() -> None:
 
 
 def test_model_types() -> None:
-    branch = "  check:\n    type: branch\n    conditions:\n      - variable: lang\n        equals: en\n        next: one\n    else: menu\n"
+    branch = (
+        "  check:\n    type: branch\n    conditions:\n"
+        "      - variable: lang\n        equals: en\n        next: one\n"
+        "    else: menu\n"
+    )
     flow = load(BASE.replace("start: menu", "start: check") + branch)
     node = flow.nodes["check"]
     assert isinstance(node, BranchNode)

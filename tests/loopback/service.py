@@ -248,7 +248,12 @@ def run_service(
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            cmd,
+            cwd=REPO,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     svc = Service(proc, sip_host, sip_port, http_port, data_dir, log_path)
     try:
@@ -411,3 +416,193 @@ def sipp_background(cmd: Sequence[str], workdir: Path) -> Iterator[subprocess.Po
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
+
+
+def sipp_popen(
+    scenario: Path,
+    target: str,
+    workdir: Path,
+    *,
+    calls: int = 1,
+    limit: int = 1,
+    rate: float | None = None,
+    timeout_s: float = 60.0,
+    media_port: int | None = None,
+    service: str = "3975",
+    trace_msg: bool = True,
+    extra_args: Sequence[str] = (),
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start sipp in the background; return the process and its message trace file."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    msg_file = workdir / f"{scenario.stem}_bg_messages.log"
+    cmd = [
+        "sipp",
+        target,
+        "-sf",
+        str(scenario),
+        "-s",
+        service,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port()),
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        str(media_port or free_port_pair()),
+        "-m",
+        str(calls),
+        "-l",
+        str(limit),
+        "-nostdin",
+        "-timeout",
+        f"{int(timeout_s)}s",
+        "-timeout_error",
+        "-trace_err",
+        "-error_file",
+        str(workdir / f"{scenario.stem}_bg_errors.log"),
+        "-trace_logs",
+        "-log_file",
+        str(workdir / f"{scenario.stem}_bg_logs.log"),
+        *extra_args,
+    ]
+    if rate is not None:
+        cmd += ["-r", f"{rate:g}"]
+    if trace_msg:
+        cmd += ["-trace_msg", "-message_file", str(msg_file)]
+    with (workdir / f"{scenario.stem}_bg.out").open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    return proc, msg_file
+
+
+# --- pcap (tcpdump -w) ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UdpPacket:
+    """One captured UDP datagram."""
+
+    ts: float
+    """Capture time (seconds, epoch)."""
+    src: tuple[str, int]
+    """Source address and port."""
+    dst: tuple[str, int]
+    """Destination address and port."""
+    payload: bytes
+    """UDP payload."""
+
+
+def read_pcap_udp(path: Path) -> list[UdpPacket]:
+    """Parse the IPv4/UDP packets of a classic pcap file (Ethernet, Linux SLL or raw IP links)."""
+    import struct
+
+    blob = path.read_bytes()
+    if len(blob) < 24:
+        return []
+    magic = blob[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        endian = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        endian = ">"
+    else:
+        raise ValueError(f"{path}: not a pcap file")
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    (linktype,) = struct.unpack_from(endian + "I", blob, 20)
+    link_len = {1: 14, 113: 16, 101: 0, 228: 0, 276: 20}.get(linktype)
+    if link_len is None:
+        raise ValueError(f"{path}: unsupported link type {linktype}")
+    out: list[UdpPacket] = []
+    pos = 24
+    while pos + 16 <= len(blob):
+        sec, frac, incl, _orig = struct.unpack_from(endian + "IIII", blob, pos)
+        frame = blob[pos + 16 : pos + 16 + incl]
+        pos += 16 + incl
+        ip = frame[link_len:]
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+            continue
+        ihl = (ip[0] & 0x0F) * 4
+        sport, dport, ulen = struct.unpack_from("!HHH", ip, ihl)
+        payload = ip[ihl + 8 : ihl + ulen]
+        out.append(
+            UdpPacket(
+                ts=sec + frac / (1e9 if nano else 1e6),
+                src=(socket.inet_ntoa(ip[12:16]), sport),
+                dst=(socket.inet_ntoa(ip[16:20]), dport),
+                payload=payload,
+            )
+        )
+    return out
+
+
+def write_pcap_udp(
+    path: Path, payloads: Sequence[bytes], *, interval: float = 0.02, dport: int = 10000
+) -> Path:
+    """Write UDP payloads as an Ethernet pcap sipp's ``play_pcap_audio`` can replay."""
+    import struct
+
+    records = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i, payload in enumerate(payloads):
+        udp = struct.pack("!HHHH", 49176, dport, 8 + len(payload), 0) + payload
+        ip = (
+            struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + len(udp),
+                i,
+                0,
+                64,
+                17,
+                0,
+                socket.inet_aton("192.0.2.3"),
+                socket.inet_aton("192.0.2.1"),
+            )
+            + udp
+        )
+        frame = b"\x00" * 12 + b"\x08\x00" + ip
+        t = 1_000_000 + i * interval
+        records.append(
+            struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)), len(frame), len(frame)) + frame
+        )
+    path.write_bytes(b"".join(records))
+    return path
+
+
+@contextlib.contextmanager
+def tcpdump(out: Path, bpf: str, iface: str = "lo") -> Iterator[Path]:
+    """Capture ``bpf`` on ``iface`` into ``out`` (packet-buffered) while the block runs."""
+    if shutil.which("tcpdump") is None:
+        raise RuntimeError("tcpdump not installed")
+    proc = subprocess.Popen(
+        ["tcpdump", "-i", iface, "-n", "-U", "-s", "256", "-B", "16384", "-w", str(out), bpf],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    # Wait for "listening on" so no early packet is missed.
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line or b"listening on" in line:
+            break
+    try:
+        yield out
+    finally:
+        time.sleep(0.3)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def rtp_gaps_ms(packets: Sequence[UdpPacket]) -> list[float]:
+    """Inter-arrival gaps (ms) of consecutive packets of one stream, in capture order."""
+    ts = [p.ts for p in packets]
+    return [(b - a) * 1000 for a, b in zip(ts, ts[1:], strict=False)]
