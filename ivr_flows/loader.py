@@ -327,7 +327,8 @@ class _Builder:
         if self.has_errors() or flow_id is None or start is None:
             if not self.has_errors():  # pragma: no cover - missing keys are always reported
                 self.error(_line(root), None, None, "invalid flow")
-            raise FlowError([i for i in self.issues if i.severity is Severity.ERROR])
+            errors = [i for i in self.issues if i.severity is Severity.ERROR]
+            raise FlowError(sorted(errors, key=lambda issue: issue.line))
         return Flow(
             flow_id=flow_id,
             timezone=tz,
@@ -336,7 +337,7 @@ class _Builder:
             schedules=MappingProxyType(dict(self.schedules)),
             nodes=MappingProxyType(nodes),
             source=self.filename,
-            warnings=tuple(self.issues),
+            warnings=tuple(sorted(self.issues, key=lambda issue: issue.line)),
             description=description,
         )
 
@@ -441,8 +442,9 @@ class _Builder:
                 )
                 ok = False
         elif subdivision is not None:
-            self.error(_line(items["subdivision"][0]), None, f"{field}.subdivision",
-                       "'subdivision' needs 'public_holidays'")  # fmt: skip
+            line = _line(items["subdivision"][0])
+            message = "'subdivision' needs 'public_holidays'"
+            self.error(line, None, f"{field}.subdivision", message)
             ok = False
         if not ok:
             return None
@@ -667,7 +669,7 @@ class _Builder:
             no_input_prompt=self.resolve(no_input),
             tts_voice=voice or base.tts_voice,
             tts_rate=base.tts_rate if rate is None else rate,
-        )  # fmt: skip
+        )
 
     # -- nodes -----------------------------------------------------------------------------
 
@@ -899,10 +901,7 @@ class _Builder:
     def make_node(
         self, node_id: str, node_type: NodeType, line: int, f: dict[str, Any]
     ) -> Node | None:
-        if (
-            any(v is None for k, v in f.items() if k not in ("prompt",))
-            and node_type is not NodeType.HANGUP
-        ):
+        if any(value is None for value in f.values()):
             # A field failed to parse (already reported); still resolve prompts for more reports.
             for key in ("prompt", "invalid_prompt", "no_input_prompt"):
                 self.resolve(f.get(key))
@@ -927,8 +926,6 @@ class _Builder:
                 node_id, f["skill"], prompt, f.get("reason") or node_id, f.get("next"), line
             )
         if "prompt" in f and prompt is None:
-            return None
-        if "reason" in f and f["reason"] is None:
             return None
         return HangupNode(node_id, prompt, f.get("reason") or "flow_end", line)
 

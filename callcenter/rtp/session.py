@@ -303,7 +303,10 @@ class RtpSession:
         events: list[RtpEvent] = []
         for ext, item in ready:
             if item.payload_type == self.codec.payload_type:
-                events.append(AudioReceived(self.codec.decode(item.payload), ext, item.timestamp))
+                if item.payload:
+                    events.append(
+                        AudioReceived(self.codec.decode(item.payload), ext, item.timestamp)
+                    )
             else:
                 digit = self.dtmf.receive(item.payload, item.timestamp)
                 if digit is not None:

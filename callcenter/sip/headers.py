@@ -56,7 +56,7 @@ _WS = " \t"
 _VIA_RE = re.compile(
     rf"\s*({_TOKEN})\s*/\s*({_TOKEN})\s*/\s*({_TOKEN})\s+"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)"
-    r"(?:\s*:\s*([0-9]{1,5}))?\s*(.*)",
+    r"(?:\s*:\s*([0-9]+))?\s*(.*)",
     re.S,
 )
 _CSEQ_RE = re.compile(rf"\s*([0-9]+)\s+({_TOKEN})\s*")
@@ -202,7 +202,9 @@ def _unquote_at(text: str, start: int) -> tuple[str, int]:
 
 
 def _parse_port(text: str, where: str) -> int:
-    port = int(text)  # at most 5 digits: the regexes bound it
+    if len(text) > 5:  # never int() an unbounded digit run
+        raise SipParseError(f"invalid port {text[:20]!r} in {where}")
+    port = int(text)
     if port > _MAX_PORT:
         raise SipParseError(f"port {port} out of range in {where}")
     return port

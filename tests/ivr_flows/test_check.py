@@ -22,9 +22,9 @@ def test_check_ok_and_errors(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert check_files([str(good), str(bad)], out=out, err=err) == 1
     assert err.getvalue().splitlines() == [
+        f"{bad}:15: node 'menu' field 'choices.1': unknown node 'nowhere'",
         f"{bad}:17: node 'one' field 'type': unknown node type 'x' (expected: say, menu, goto, "
         "set, branch, queue, hangup)",
-        f"{bad}:15: node 'menu' field 'choices.1': unknown node 'nowhere'",
     ]
     assert out.getvalue().startswith("ok: 3 nodes")
 

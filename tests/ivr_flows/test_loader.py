@@ -217,10 +217,10 @@ def test_bad_closure_date_and_calendar() -> None:
     )
     found = issues(text)
     assert [(i.line, i.field) for i in found] == [
-        (10, "hours.office.closures[0]"),
         (9, "hours.office.public_holidays"),
+        (10, "hours.office.closures[0]"),
     ]
-    assert "bad date" in found[0].message and "unknown holiday calendar" in found[1].message
+    assert "unknown holiday calendar" in found[0].message and "bad date" in found[1].message
 
 
 def test_unknown_timezone() -> None:
@@ -349,3 +349,61 @@ def test_model_types() -> None:
     assert node.conditions[0].equals == "en"
     assert isinstance(flow.nodes["human"], QueueNode)
     assert not isinstance(flow.nodes["one"], SayNode)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "node_id", "field", "message"),
+    [
+        ("flow: test", "flow: Test", 1, None, "flow", "does not match"),
+        ("flow: test", "flow: [a]", 1, None, "flow", "expected a string, got a list"),
+        ("  human: human", "  human: nobody", 4, None, "defaults.human", "unknown node 'nobody'"),
+        ("  fallback: human", "  fallback: human\n  tts_rate: 1000", 6, None,
+         "defaults.tts_rate", "between 80"),
+        ("  fallback: human", "  fallback: human\n  menu_timeout_s: 0", 6, None,
+         "defaults.menu_timeout_s", "> 0"),
+        ("    public_holidays: FR", "    subdivision: '57'", 9, None,
+         "hours.office.subdivision", "needs 'public_holidays'"),
+        ("    mon-fri:", "    sun-mon:", 8, None, "hours.office.sun-mon", "unknown key"),
+        ("  office:", "  Office:", 7, None, "hours.Office", "schedule name"),
+        ("    skill: accueil_general", "    skill: Accueil", 21, "human", "skill", "match"),
+        ("    type: hangup", "    type: 7", 17, "one", "type", "expected a string, got int"),
+        ("    prompt: {id: bye", "    reason: 'Bad Reason'\n    prompt: {id: bye", 18, "one",
+         "reason", "match"),
+        ("      \"1\": one", "      \"1\": [one]", 15, "menu", "choices.1", "expected a string"),
+        ("    choices:\n      \"1\": one", "    choices: {}", 14, "menu", "choices",
+         "at least one choice"),
+    ],
+)  # fmt: skip
+def test_more_field_errors(
+    old: str, new: str, line: int, node_id: str | None, field: str, message: str
+) -> None:
+    assert old in BASE
+    issue = only(issues(BASE.replace(old, new)))
+    assert (issue.line, issue.node_id, issue.field) == (line, node_id, field), str(issue)
+    assert message in issue.message
+
+
+def test_node_level_type_errors() -> None:
+    extra = (
+        "  s:\n    type: say\n    prompt: bye\n    next: menu\n    interruptible: maybe\n"
+        "  v:\n    type: set\n    variables: {Bad: 1, ok: [1]}\n    next: menu\n"
+    )
+    found = issues(BASE + extra)
+    assert [(i.line, i.node_id, i.field) for i in found] == [
+        (27, "s", "interruptible"),
+        (30, "v", "variables.Bad"),
+        (30, "v", "variables.ok"),
+    ]
+    assert "expected true or false" in found[0].message
+
+
+def test_nodes_must_be_a_mapping() -> None:
+    text = BASE[: BASE.index("nodes:")] + "nodes: [menu]\n"
+    found = issues(text)
+    assert [(i.line, i.field) for i in found] == [
+        (2, "start"),
+        (4, "defaults.human"),
+        (5, "defaults.fallback"),
+        (10, "nodes"),
+    ]
+    assert found[-1].message == "expected a mapping, got a list"

@@ -1,4 +1,4 @@
-"""Audio helpers for the real-peer tests: make caller WAVs with espeak-ng/sox, decode WAVs with numpy.
+"""Audio helpers for real-peer tests: make caller WAVs with espeak-ng/sox, decode them with numpy.
 
 The WAV decoder is our own (a few lines of RIFF walking) because the standard ``wave`` module
 only reads PCM, while sipp streams G.711 WAVs (format tag 7 = µ-law, 6 = A-law).
@@ -33,7 +33,9 @@ def _sox_encoding_args(encoding: Encoding) -> list[str]:
     return ["-e", encoding]
 
 
-def espeak_wav(out: Path, text: str = DEFAULT_TEXT, *, voice: str = "fr+f3", speed: int = 140) -> Path:
+def espeak_wav(
+    out: Path, text: str = DEFAULT_TEXT, *, voice: str = "fr+f3", speed: int = 140
+) -> Path:
     """Render ``text`` with espeak-ng into ``out`` (espeak's native 22.05 kHz PCM16)."""
     subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(out), text],
@@ -62,7 +64,21 @@ def caller_wav(
         espeak_wav(raw, text)
     else:
         subprocess.run(
-            ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(raw), "synth", "3", "sine", "440"],
+            [
+                "sox",
+                "-n",
+                "-r",
+                "8000",
+                "-c",
+                "1",
+                "-b",
+                "16",
+                str(raw),
+                "synth",
+                "3",
+                "sine",
+                "440",
+            ],
             check=True,
             capture_output=True,
             timeout=30,

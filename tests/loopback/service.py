@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,7 +147,7 @@ class Service:
         return result
 
     def call(self, sip_call_id: str) -> dict[str, Any]:
-        result = self.json(f"/api/calls/{urllib.request.quote(sip_call_id, safe='')}")
+        result = self.json(f"/api/calls/{urllib.parse.quote(sip_call_id, safe='')}")
         assert isinstance(result, dict)
         return result
 
@@ -286,7 +287,8 @@ class SippResult:
     def describe(self) -> str:
         return (
             f"sipp rc={self.returncode}\n--- errors ---\n{self.errors[-3000:]}\n"
-            f"--- messages (tail) ---\n{self.messages[-6000:]}\n--- stdout ---\n{self.stdout[-1500:]}"
+            f"--- messages (tail) ---\n{self.messages[-6000:]}\n"
+            f"--- stdout ---\n{self.stdout[-1500:]}"
         )
 
     def received(self, pattern: str) -> list[str]:

@@ -103,7 +103,9 @@ def first_prompt_id() -> str:
             return str(node.prompt.prompt_id)
         conditions = getattr(node, "conditions", None)
         if conditions:  # branch: the open-hours branch (the tests force an opening hour)
-            opens = [c for c in conditions if "open" in repr(c).lower() and "holiday" not in repr(c)]
+            opens = [
+                c for c in conditions if "open" in repr(c).lower() and "holiday" not in repr(c)
+            ]
             node_id = str((opens or conditions)[0].next)
         else:
             node_id = str(node.next)
@@ -200,9 +202,7 @@ def max_silence_gap(samples: np.ndarray[Any, Any], rate: int, threshold_db: floa
     return float((np.max(np.diff(idx)) - 1) * n / rate)
 
 
-def speech_end(
-    samples: np.ndarray[Any, Any], rate: int, start: float, *, max_gap: float
-) -> float:
+def speech_end(samples: np.ndarray[Any, Any], rate: int, start: float, *, max_gap: float) -> float:
     """End of the speech that begins at ``start``: the first quiet run longer than ``max_gap``."""
     n = rate // 50
     frames = samples[: samples.size // n * n].reshape(-1, n)

@@ -18,7 +18,9 @@ from tests.loopback.service import SIPP_DIR, run_service, run_sipp, service_miss
 pytestmark = [
     pytest.mark.loopback,
     pytest.mark.skipif(not kamailio_available(), reason="kamailio not installed"),
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) not installed"),
+    pytest.mark.skipif(
+        shutil.which("sipp") is None, reason="sipp (Debian sip-tester) not installed"
+    ),
     pytest.mark.skipif(service_missing_reason() is not None, reason=str(service_missing_reason())),
     pytest.mark.timeout(120),
 ]

@@ -29,7 +29,9 @@ from tests.loopback.service import (
 
 pytestmark = [
     pytest.mark.loopback,
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) not installed"),
+    pytest.mark.skipif(
+        shutil.which("sipp") is None, reason="sipp (Debian sip-tester) not installed"
+    ),
     pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed"),
     pytest.mark.skipif(service_missing_reason() is not None, reason=str(service_missing_reason())),
     pytest.mark.timeout(120),
@@ -70,9 +72,7 @@ def assert_sipp_ok(result: SippResult, svc: Service) -> None:
     assert result.returncode == 0, f"{result.describe()}\n--- service log ---\n{svc.log_tail()}"
 
 
-def call_scenario(
-    tmp_path: Path, *, codec: str, digit: str, press_every_ms: int = 2500
-) -> Path:
+def call_scenario(tmp_path: Path, *, codec: str, digit: str, press_every_ms: int = 2500) -> Path:
     """Render uac_call.xml.tmpl for ``codec`` (PCMU/PCMA) pressing ``digit`` by RFC 4733."""
     pt, encoding = {"PCMU": ("0", "u-law"), "PCMA": ("8", "a-law")}[codec]
     wav = audio.caller_wav(tmp_path / f"caller_{codec.lower()}.wav", encoding)  # type: ignore[arg-type]
@@ -110,8 +110,11 @@ def test_full_call_pcmu_rfc4733_menu_to_queue(svc: Service, tmp_path: Path) -> N
     assert [q.get("skill") for q in events(trail, "queued")] == ["apa"], trail
     hangup = events(trail, "hangup")
     assert len(hangup) == 1 and hangup[0].get("side") == "service", hangup
-    assert types.index("answered") < types.index("dtmf") < types.index("queued") < types.index(
-        "hangup"
+    assert (
+        types.index("answered")
+        < types.index("dtmf")
+        < types.index("queued")
+        < types.index("hangup")
     )
     # The 200 OK answered with PCMU and offered our telephone-event payload type back.
     ok = result.received(r"SIP/2.0 200")[0]
@@ -163,7 +166,9 @@ def test_cancel_before_answer(ringing_svc: Service, tmp_path: Path) -> None:
 
 
 def test_caller_bye_during_welcome_prompt(svc: Service, tmp_path: Path) -> None:
-    result = run_sipp(SIPP_DIR / "uac_bye_during_prompt.xml", svc.sip_target, tmp_path, timeout_s=20)
+    result = run_sipp(
+        SIPP_DIR / "uac_bye_during_prompt.xml", svc.sip_target, tmp_path, timeout_s=20
+    )
     assert_sipp_ok(result, svc)
     trail = svc.wait_call_ended(only_call_id(result))
     hangup = events(trail, "hangup")

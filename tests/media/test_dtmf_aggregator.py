@@ -107,18 +107,29 @@ async def test_type_ahead_is_used_by_next_collection() -> None:
     assert down == [DigitsCollectedFrame("1"), DigitsCollectedFrame("25")]
 
 
-async def test_digits_outside_allowed_still_count() -> None:
+async def test_digits_outside_allowed_wait_for_a_later_collection() -> None:
     down, _ = await run_test(
         DtmfAggregatorProcessor(),
         frames_to_send=[
-            CollectDigitsFrame(allowed="1234*0"),
-            DtmfFrame("9"),
-            CollectDigitsFrame(allowed=frozenset("12")),
-            DtmfFrame("#"),
+            CollectDigitsFrame(allowed="0", timeout_s=0.05),
+            DtmfFrame("1"),  # the menu key pressed during a message that only accepts 0
+            SleepFrame(0.2),
+            CollectDigitsFrame(allowed=frozenset("1234*0")),
         ],
-        expected_down_frames=[DigitsCollectedFrame, DigitsCollectedFrame],
+        expected_down_frames=[DigitsTimeoutFrame, DigitsCollectedFrame],
     )
-    assert down == [DigitsCollectedFrame("9"), DigitsCollectedFrame("#")]
+    assert down == [DigitsTimeoutFrame(), DigitsCollectedFrame("1")]
+
+
+async def test_digit_outside_allowed_does_not_barge_in(tmp_path: Path) -> None:
+    player = make_player(tmp_path)
+    async with PipelineHarness([DtmfAggregatorProcessor(), player]) as h:
+        await h.send(PlayPromptFrame("menu"))
+        await h.send(CollectDigitsFrame(max_digits=1, timeout_s=5, allowed="0"))
+        assert player.next_frame() is not None
+        await h.send(DtmfFrame("3"))
+        assert player.next_frame() is not None  # still playing
+        assert BargeInFrame() not in h.down
 
 
 async def test_digit_during_prompt_barges_in(tmp_path: Path) -> None:

@@ -29,8 +29,23 @@ def sox(tmp_path: Path, data: bytes, src: list[str], dst: list[str]) -> bytes:
     src_file.write_bytes(data)
     subprocess.run(
         # -D: no dither, or sox adds noise before quantizing.
-        ["sox", "-D", "-V1", "-r", "8000", "-c", "1", "-t", "raw", *src, str(src_file),
-         "-t", "raw", *dst, str(dst_file)],
+        [
+            "sox",
+            "-D",
+            "-V1",
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-t",
+            "raw",
+            *src,
+            str(src_file),
+            "-t",
+            "raw",
+            *dst,
+            str(dst_file),
+        ],
         check=True,
     )
     return dst_file.read_bytes()
@@ -78,7 +93,9 @@ def test_known_g191_values() -> None:
     assert np.frombuffer(alaw_decode(b"\xd5\xaa\x2a\x55"), "<i2").tolist() == [8, 32256, -32256, -8]
 
 
-@pytest.mark.parametrize(("encode", "decode"), [(ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)])
+@pytest.mark.parametrize(
+    ("encode", "decode"), [(ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)]
+)
 def test_decode_then_encode_is_identity(encode: object, decode: object) -> None:
     assert callable(encode) and callable(decode)
     back = encode(decode(ALL_CODES))

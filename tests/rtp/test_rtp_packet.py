@@ -13,7 +13,11 @@ def test_minimal_packet_round_trip() -> None:
     data = bytes.fromhex("80 00 ff ff 00 00 00 a0 12 34 56 78") + b"\xff" * 160
     packet = RtpPacket.parse(data)
     assert packet == RtpPacket(
-        payload_type=0, sequence_number=0xFFFF, timestamp=160, ssrc=0x12345678, payload=b"\xff" * 160
+        payload_type=0,
+        sequence_number=0xFFFF,
+        timestamp=160,
+        ssrc=0x12345678,
+        payload=b"\xff" * 160,
     )
     assert bytes(packet) == data
 

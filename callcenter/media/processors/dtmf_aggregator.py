@@ -13,7 +13,10 @@ Rules, in order:
    when ``timeout_s`` passes without a digit: then :class:`DigitsCollectedFrame` with what was
    pressed, or :class:`DigitsTimeoutFrame` if nothing was. The timeout only runs while no prompt
    is playing, so it counts from the end of the menu prompt.
-4. Digits outside ``allowed`` count like any other: the flow decides validity.
+4. When the collection names ``allowed`` digits, any other digit neither barges in nor counts:
+   it is kept as type-ahead for a later collection (e.g. a caller pressing the menu key during
+   the welcome message, whose collection only accepts 0). Without ``allowed`` every digit
+   counts and the flow decides validity.
 
 Timers are ``loop.call_later`` handles (no task per digit), cancelled on :class:`CancelFrame`.
 """
@@ -76,7 +79,7 @@ class DtmfAggregatorProcessor(FrameProcessor):
             direction: Which way it travels.
         """
         if isinstance(frame, DtmfFrame):
-            if self._collect is None:
+            if self._collect is None or not self._accepts(self._collect, frame.digit):
                 self._typeahead.append(frame.digit)
             else:
                 await self._add_digit(frame.digit)
@@ -97,11 +100,22 @@ class DtmfAggregatorProcessor(FrameProcessor):
         else:
             await self.push_frame(frame, direction)
 
+    @staticmethod
+    def _accepts(request: CollectDigitsFrame, digit: str) -> bool:
+        return request.allowed is None or digit in request.allowed
+
     async def _arm(self, request: CollectDigitsFrame) -> None:
         self._reset()
         self._collect = request
+        kept: list[str] = []
         while self._typeahead and self._collect is request:
-            await self._add_digit(self._typeahead.popleft())
+            digit = self._typeahead.popleft()
+            if self._accepts(request, digit):
+                await self._add_digit(digit)
+            else:
+                kept.append(digit)
+        # Digits this collection does not accept wait, in order, for a later one.
+        self._typeahead.extendleft(reversed(kept))
         self._maybe_start_timer()
 
     async def _add_digit(self, digit: str) -> None:

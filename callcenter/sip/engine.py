@@ -1,0 +1,1616 @@
+"""The SIP user agent engine: UAS for incoming calls, UAC for REGISTER, BYE and INVITE (sans-IO).
+
+Shaped like aioquic's ``QuicConnection``: datagrams go in with ``receive_datagram``, come out of
+``datagrams_to_send``; time is always a parameter; ``get_timer``/``handle_timer`` expose every
+transaction, dialog and registration timer; the application reads ``next_event`` and issues
+commands (``ring``, ``answer``, ``reject``, ``hangup``...). No asyncio, no sockets.
+
+Rules this file owns (the UA core, RFC 3261 sections 8, 9, 12-15, 18):
+
+* Rule 1 (input hygiene): rate limiting happens before parsing; a datagram that fails to parse
+  gets the error's status code when enough of the request was parsed to answer it (section
+  8.2.6, with a Warning naming the problem), else it is dropped; responses are never answered
+  (section 18.1.2). Nothing raises out of ``receive_datagram``/``handle_timer``.
+* Rule 2 (response routing, section 18.2.2 and RFC 3581): ``received`` is added to the top Via
+  when the source differs from sent-by; ``rport`` is filled with the source port and the answer
+  goes to the source address and port; otherwise to ``received`` and the sent-by port (5060).
+* Rule 3 (UAS order, section 8.2): transaction match (retransmissions), then validation
+  (405/501/400/416/420/415/406), merged requests (482, section 8.2.2.2), then CANCEL (section
+  9.2), in-dialog routing (481, 500 for out-of-order CSeq, section 12.2.2), then the
+  out-of-dialog methods with the access policy and digest challenge for INVITE (section 22).
+* Rule 4 (2xx reliability, section 13.3.1.4): the UA core retransmits a 2xx to INVITE from T1
+  doubling up to T2 until the ACK; after 64*T1 the call is confirmed and ended with BYE. The
+  callee sends no BYE before the ACK (section 15).
+* Rule 5 (re-INVITE, section 14.2): a re-INVITE while an earlier one is still unanswered gets
+  500 with Retry-After; one arriving while an offer/answer exchange of ours is incomplete (our
+  2xx not yet acknowledged) gets 491.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+import traceback
+from collections import deque
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from callcenter.sip.access import AccessPolicy, classify_source
+from callcenter.sip.auth import AuthStatus, DigestClient, DigestCredentials, DigestServer
+from callcenter.sip.dialog import Dialog, DialogState, uri_address
+from callcenter.sip.errors import LocalSipError, SipError
+from callcenter.sip.events import (
+    CallCancelled,
+    CallConfirmed,
+    CallTerminated,
+    DropReason,
+    DtmfInfoReceived,
+    IncomingCall,
+    MessageDropped,
+    OutboundCallAnswered,
+    OutboundCallFailed,
+    OutboundCallProgressed,
+    RegistrationFailed,
+    RegistrationSucceeded,
+    ReInviteConfirmed,
+    ReInviteReceived,
+    SipEvent,
+    SipRequestReceived,
+    SipResponseSent,
+    TerminationCause,
+)
+from callcenter.sip.headers import (
+    CSeq,
+    NameAddress,
+    Via,
+    parse_contacts,
+    parse_int_header,
+    parse_vias,
+    quote_string,
+)
+from callcenter.sip.message import Headers, SipRequest, SipResponse, reason_phrase
+from callcenter.sip.parser import is_keepalive, parse_message
+from callcenter.sip.ratelimit import SourceRateLimiter
+from callcenter.sip.timers import TimerValues, next_interval
+from callcenter.sip.transaction import (
+    Address,
+    InviteClientState,
+    InviteClientTransaction,
+    InviteServerState,
+    InviteServerTransaction,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    ServerKey,
+    make_response,
+    new_branch,
+    new_tag,
+    server_key,
+)
+from callcenter.sip.uri import SipUri, uri_scheme
+from callcenter.sip.validation import validate_request
+
+__all__ = [
+    "ALLOWED_METHODS",
+    "KNOWN_METHODS",
+    "CallState",
+    "RegistrationConfig",
+    "RegistrationState",
+    "SipEngine",
+    "SipEngineConfig",
+    "parse_dtmf_info",
+]
+
+logger = logging.getLogger(__name__)
+
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+        "PUBLISH",
+    }
+)
+"""Methods this UA understands; others get 501 (RFC 3261 section 21.5.2)."""
+ALLOWED_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"})
+"""Methods accepted; other known methods get 405 (RFC 3261 section 21.4.6)."""
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+"""Option tags we support (none: no 100rel, no session timers)."""
+_ALLOW_VALUE = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+_DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
+_DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationConfig:
+    """Where and how the engine registers (RFC 3261 section 10.2)."""
+
+    registrar_uri: str
+    """Request-URI of the REGISTER, e.g. ``sip:pbx.example.org``."""
+    aor: str
+    """Address-of-record put in From/To, e.g. ``sip:3975@pbx.example.org``."""
+    username: str
+    """Digest username."""
+    password: str = field(repr=False)
+    """Digest password (never logged)."""
+    expires: int = 300
+    """Requested binding lifetime in seconds."""
+    refresh_ratio: float = 0.8
+    """Refresh when this fraction of the granted lifetime has elapsed."""
+    retry_min: float = 5.0
+    """First back-off delay after a failure, doubled on each further failure."""
+    retry_max: float = 300.0
+    """Longest back-off delay."""
+    registrar_addr: tuple[str, int] | None = None
+    """Transport address of the registrar (resolved by the adapter); by default the IP literal
+    of ``registrar_uri`` and its port (5060)."""
+    contact_user: str | None = None
+    """User part of our Contact; defaults to the AOR's user."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipEngineConfig:
+    """Static configuration of a ``SipEngine``."""
+
+    local_host: str
+    """Address the UDP socket is bound to."""
+    local_port: int
+    """UDP port the socket is bound to."""
+    user_agent: str = "callcenter-solidarites/0.1"
+    """``User-Agent``/``Server`` header value."""
+    advertised_host: str | None = None
+    """Host put in Via/Contact when it differs from ``local_host`` (NAT, 0.0.0.0 binds)."""
+    t1: float = 0.5
+    """RFC 3261 T1 (RTT estimate)."""
+    t2: float = 4.0
+    """RFC 3261 T2 (maximum retransmission interval)."""
+    t4: float = 5.0
+    """RFC 3261 T4 (maximum message lifetime)."""
+    access: AccessPolicy | None = None
+    """Source allow-list for out-of-dialog INVITEs; ``None`` trusts everybody."""
+    digest: DigestServer | None = None
+    """Digest server challenging INVITEs the access policy classifies as ``challenge``."""
+    rate_limiter: SourceRateLimiter | None = None
+    """Per-source rate limiting, applied before parsing."""
+    registration: RegistrationConfig | None = None
+    """Upstream registration (started by ``start_registration``)."""
+    max_message_size: int = 65535
+    """Larger datagrams are dropped unparsed."""
+    contact_user: str = "callcenter"
+    """User part of our Contact in dialogs."""
+    drain_retry_after: int = 60
+    """Retry-After (seconds) of the 503 sent while draining."""
+    trace: bool = False
+    """Keep ``SipEngine.trace``: (now, "in"|"out", first line, peer address) per message."""
+
+
+class CallState(enum.Enum):
+    """The UA core's view of one call."""
+
+    INCOMING = "incoming"
+    """UAS: INVITE received, no final response yet (ringing or not)."""
+    ANSWERED = "answered"
+    """UAS: 2xx sent, waiting for the ACK."""
+    CALLING = "calling"
+    """UAC: INVITE sent, no final response yet."""
+    CONFIRMED = "confirmed"
+    """Dialog confirmed, media flowing."""
+    TERMINATING = "terminating"
+    """Our BYE is in flight."""
+    TERMINATED = "terminated"
+    """Over."""
+
+
+class RegistrationState(enum.Enum):
+    """Lifecycle of the upstream registration."""
+
+    IDLE = "idle"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    BACKING_OFF = "backing_off"
+    UNREGISTERING = "unregistering"
+
+
+class _CallLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        return f"[{extra.get('call_id', '-')}] {msg}", kwargs
+
+
+@dataclass(slots=True, eq=False)
+class _PendingOk:
+    """A 2xx to an INVITE the UA core retransmits until the ACK (section 13.3.1.4)."""
+
+    data: bytes
+    addr: Address
+    cseq: int
+    kind: Literal["initial", "reinvite"]
+    offer_in_2xx: bool
+    interval: float
+    next_at: float
+    give_up_at: float
+
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    call_id: str
+    role: Literal["uas", "uac"]
+    state: CallState
+    invite: SipRequest
+    remote_addr: Address
+    log: _CallLog
+    dialog: Dialog | None = None
+    invite_stx: InviteServerTransaction | None = None
+    invite_ctx: InviteClientTransaction | None = None
+    pending_ok: _PendingOk | None = None
+    reinvite_stx: InviteServerTransaction | None = None
+    reinvite_offer: bool = False
+    bye_after_ack: bool = False
+    cancel_pending: bool = False
+    provisional_seen: bool = False
+    bye_cause: TerminationCause = "local_hangup"
+    ack_data: bytes | None = None
+    ended: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Registration:
+    config: RegistrationConfig
+    destination: Address
+    call_id: str
+    from_tag: str
+    digest: DigestClient
+    state: RegistrationState = RegistrationState.IDLE
+    cseq: int = 0
+    tx: NonInviteClientTransaction | None = None
+    next_at: float | None = None
+    failures: int = 0
+    expires: int = 0
+    sent_auth: bool = False
+    auth_retries: int = 0
+    unregister_requested: bool = False
+    auth_header: str = "Authorization"
+
+
+def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int | None] | None:
+    """Parse an INFO DTMF body (``application/dtmf-relay`` or ``application/dtmf``).
+
+    Args:
+        content_type: The Content-Type value.
+        body: The body.
+
+    Returns:
+        ``(digit, duration_ms)`` or ``None`` when the body carries no valid digit.
+    """
+    media = content_type.split(";", 1)[0].strip().lower()
+    text = body.decode("utf-8", "replace")
+    signal: str | None = None
+    duration: int | None = None
+    if media == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, sep, value = line.partition("=")
+            if not sep:
+                continue
+            key = name.strip().lower()
+            if key == "signal":
+                signal = value.strip()
+            elif key == "duration":
+                digits = value.strip()
+                if digits.isascii() and digits.isdigit() and len(digits) <= 6:
+                    duration = int(digits)
+    elif media == "application/dtmf":
+        signal = text.strip()
+    if signal is None:
+        return None
+    # Some gateways send the RFC 4733 event codes 10/11 for * and #.
+    signal = {"10": "*", "11": "#"}.get(signal, signal.upper())
+    if len(signal) != 1 or signal not in _DTMF_DIGITS:
+        return None
+    return signal, duration
+
+
+def _warning_text(text: str) -> str:
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)[:200]
+    return quote_string(cleaned)
+
+
+def _media_type(message: SipRequest | SipResponse) -> str:
+    value = message.headers.get("Content-Type") or ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _sdp_of(message: SipRequest | SipResponse) -> bytes | None:
+    if message.body and _media_type(message) == "application/sdp":
+        return message.body
+    return None
+
+
+def _format_host(host: str) -> str:
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]"
+    return host
+
+
+def _uri_user(uri: str) -> str | None:
+    scheme = uri_scheme(uri)
+    if scheme in ("sip", "sips"):
+        try:
+            return SipUri.parse(uri).user_unescaped
+        except SipError:
+            return None
+    if scheme == "tel":
+        # RFC 3966: the number runs up to the first parameter.
+        return uri[4:].split(";", 1)[0] or None
+    return None
+
+
+class SipEngine:
+    """A sans-IO SIP user agent (UDP).
+
+    Commands on a call that has already ended (e.g. ``answer`` racing a CANCEL the application
+    has not read yet) are ignored and logged at debug level: the event explaining why is in the
+    queue.
+    """
+
+    def __init__(self, *, config: SipEngineConfig) -> None:
+        """Create an engine.
+
+        Args:
+            config: The engine configuration.
+        """
+        self.config = config
+        self.timers = TimerValues(t1=config.t1, t2=config.t2, t4=config.t4)
+        self.trace: list[tuple[float, str, str, Address]] | None = [] if config.trace else None
+        self._host = config.advertised_host or config.local_host
+        self._outgoing: list[tuple[bytes, Address]] = []
+        self._events: deque[SipEvent] = deque()
+        self._server_tx: dict[ServerKey, InviteServerTransaction | NonInviteServerTransaction] = {}
+        self._merge_index: dict[tuple[str, str, int, str], ServerKey] = {}
+        self._client_tx: dict[
+            tuple[str, str], InviteClientTransaction | NonInviteClientTransaction
+        ] = {}
+        self._calls: dict[str, _Call] = {}
+        self._draining = False
+        self._now = 0.0
+        self._stats: dict[str, int] = {
+            "datagrams_received": 0,
+            "datagrams_sent": 0,
+            "requests_received": 0,
+            "responses_received": 0,
+            "retransmissions_received": 0,
+            "dropped": 0,
+            "internal_errors": 0,
+            "calls_incoming": 0,
+            "calls_outgoing": 0,
+        }
+        self._registration: _Registration | None = None
+        if config.registration is not None:
+            self._registration = self._make_registration(config.registration)
+
+    # -- public API: IO side ------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """Handle one UDP datagram from ``addr``. Never raises: bad input is counted, dropped.
+
+        Args:
+            data: The datagram.
+            addr: The source (host, port).
+            now: Monotonic time in seconds.
+        """
+        self._now = now
+        self._stats["datagrams_received"] += 1
+        try:
+            self._receive(data, (addr[0], addr[1]), now)
+        except Exception as exc:  # noqa: BLE001 - Rule 1: one bad message must not kill the UA
+            self._internal_error(exc, "receive")
+
+    def datagrams_to_send(self) -> list[tuple[bytes, tuple[str, int]]]:
+        """Return and forget the datagrams to send, in order."""
+        out = self._outgoing
+        self._outgoing = []
+        return out
+
+    def get_timer(self) -> float | None:
+        """Return the earliest deadline of every transaction, call and the registration."""
+        deadlines = [
+            d for d in (obj.deadline() for obj in self._server_tx.values()) if d is not None
+        ]
+        deadlines.extend(
+            d for d in (obj.deadline() for obj in self._client_tx.values()) if d is not None
+        )
+        for call in self._calls.values():
+            if call.pending_ok is not None:
+                deadlines.append(min(call.pending_ok.next_at, call.pending_ok.give_up_at))
+        reg = self._registration
+        if reg is not None and reg.next_at is not None:
+            deadlines.append(reg.next_at)
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at ``now``. Never raises.
+
+        Args:
+            now: Monotonic time in seconds.
+        """
+        self._now = now
+        for key, stx in list(self._server_tx.items()):
+            deadline = stx.deadline()
+            if deadline is not None and deadline <= now:
+                self._guard(stx.handle_timer, now)
+            if stx.terminated:
+                self._forget_server_tx(key, stx)
+        for ckey, ctx in list(self._client_tx.items()):
+            deadline = ctx.deadline()
+            if deadline is not None and deadline <= now:
+                self._guard(ctx.handle_timer, now)
+            if ctx.terminated:
+                self._client_tx.pop(ckey, None)
+        for call in list(self._calls.values()):
+            ok = call.pending_ok
+            if ok is not None and min(ok.next_at, ok.give_up_at) <= now:
+                self._guard(lambda t, c=call: self._pending_ok_timer(c, t), now)
+        reg = self._registration
+        if reg is not None and reg.next_at is not None and reg.next_at <= now:
+            self._guard(lambda t: self._registration_timer(t), now)
+
+    def next_event(self) -> SipEvent | None:
+        """Return the next event, or None."""
+        return self._events.popleft() if self._events else None
+
+    @property
+    def calls(self) -> Mapping[str, CallState]:
+        """Live calls by Call-ID (a snapshot)."""
+        return {call_id: call.state for call_id, call in self._calls.items()}
+
+    @property
+    def stats(self) -> Mapping[str, int]:
+        """Counters for metrics (a snapshot)."""
+        out = dict(self._stats)
+        out["active_calls"] = len(self._calls)
+        out["server_transactions"] = len(self._server_tx)
+        out["client_transactions"] = len(self._client_tx)
+        return out
+
+    @property
+    def registration_state(self) -> RegistrationState:
+        """State of the upstream registration (IDLE when none is configured)."""
+        reg = self._registration
+        return reg.state if reg is not None else RegistrationState.IDLE
+
+    @property
+    def draining(self) -> bool:
+        """True after ``drain()``."""
+        return self._draining
+
+    # -- public API: call control -------------------------------------------------------------
+
+    def ring(self, call_id: str, now: float) -> None:
+        """Send 180 Ringing with our To tag (an early dialog, RFC 3261 section 13.3.1.1)."""
+        self._now = now
+        call = self._uas_call(call_id, "ring", (CallState.INCOMING,))
+        if call is None or call.invite_stx is None or call.dialog is None:
+            return
+        response = self._dialog_response(call, call.invite, 180, now)
+        self._respond(call.invite_stx, response, now)
+        call.dialog.state = DialogState.EARLY
+
+    def answer(self, call_id: str, sdp: bytes, now: float) -> None:
+        """Send 200 OK with ``sdp``; the 2xx is retransmitted until the ACK (section 13.3.1.4).
+
+        Args:
+            call_id: The call.
+            sdp: Our SDP answer (or offer, when the INVITE had none).
+            now: Monotonic time in seconds.
+        """
+        self._now = now
+        call = self._uas_call(call_id, "answer", (CallState.INCOMING,))
+        if call is None or call.invite_stx is None or call.dialog is None:
+            return
+        response = self._dialog_response(
+            call,
+            call.invite,
+            200,
+            now,
+            body=sdp,
+            extra=(("Content-Type", "application/sdp"),),
+        )
+        if not self._respond(call.invite_stx, response, now):
+            return
+        call.dialog.state = DialogState.CONFIRMED
+        call.state = CallState.ANSWERED
+        call.pending_ok = self._pending_ok(
+            response,
+            call.invite_stx.response_addr,
+            cseq=call.dialog.remote_cseq or 0,
+            kind="initial",
+            offer_in_2xx=_sdp_of(call.invite) is None,
+            now=now,
+        )
+        call.log.debug("answered")
+
+    def reject(
+        self,
+        call_id: str,
+        status_code: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Send a final non-2xx response to a call not yet answered; the call ends.
+
+        Args:
+            call_id: The call.
+            status_code: 300..699 (e.g. 486, 488, 603).
+            now: Monotonic time in seconds.
+            reason: Reason phrase (standard one by default).
+            headers: Extra headers (e.g. Retry-After, Warning).
+
+        Raises:
+            ValueError: ``status_code`` is not a final non-2xx code.
+        """
+        if not 300 <= status_code <= 699:
+            raise ValueError(f"reject needs a 3xx-6xx status code, not {status_code}")
+        self._now = now
+        call = self._uas_call(call_id, "reject", (CallState.INCOMING,))
+        if call is None or call.invite_stx is None:
+            return
+        response = self._dialog_response(
+            call, call.invite, status_code, now, reason=reason, extra=tuple(headers), contact=False
+        )
+        self._respond(call.invite_stx, response, now)
+        self._end_call(call, "rejected", "service")
+
+    def hangup(self, call_id: str, now: float) -> None:
+        """End a call from our side.
+
+        Confirmed: BYE (CallTerminated follows its outcome: ``local_hangup``, or
+        ``bye_timeout``). Answered but not yet acknowledged: the BYE waits for the ACK
+        (section 15). Not answered: 480 Temporarily Unavailable. Outbound and not answered:
+        CANCEL (section 9.1).
+        """
+        self._now = now
+        call = self._calls.get(call_id)
+        if call is None or call.ended:
+            logger.debug("[%s] hangup ignored: call already ended", call_id)
+            return
+        if call.state is CallState.INCOMING and call.invite_stx is not None:
+            response = self._dialog_response(call, call.invite, 480, now, contact=False)
+            self._respond(call.invite_stx, response, now)
+            self._end_call(call, "local_hangup", "service")
+        elif call.state is CallState.ANSWERED:
+            call.bye_after_ack = True
+        elif call.state is CallState.CONFIRMED:
+            self._send_bye(call, now, cause="local_hangup")
+        elif call.state is CallState.CALLING:
+            call.cancel_pending = True
+            if call.provisional_seen:
+                self._send_cancel(call, now)
+
+    def answer_reinvite(self, call_id: str, sdp: bytes, now: float) -> None:
+        """Answer the pending re-INVITE with 200 OK and ``sdp`` (retransmitted until ACK)."""
+        self._now = now
+        call = self._calls.get(call_id)
+        if call is None or call.reinvite_stx is None or call.dialog is None:
+            logger.debug("[%s] answer_reinvite ignored: no pending re-INVITE", call_id)
+            return
+        stx = call.reinvite_stx
+        call.reinvite_stx = None
+        response = self._dialog_response(
+            call, stx.request, 200, now, body=sdp, extra=(("Content-Type", "application/sdp"),)
+        )
+        if not self._respond(stx, response, now):
+            return
+        cseq = CSeq.parse(stx.request.headers.get("CSeq") or "").number
+        call.pending_ok = self._pending_ok(
+            response,
+            stx.response_addr,
+            cseq=cseq,
+            kind="reinvite",
+            offer_in_2xx=not call.reinvite_offer,
+            now=now,
+        )
+
+    def reject_reinvite(self, call_id: str, status_code: int, now: float) -> None:
+        """Reject the pending re-INVITE (e.g. 488); the session continues unchanged."""
+        if not 300 <= status_code <= 699:
+            raise ValueError(f"reject_reinvite needs a 3xx-6xx status code, not {status_code}")
+        self._now = now
+        call = self._calls.get(call_id)
+        if call is None or call.reinvite_stx is None:
+            logger.debug("[%s] reject_reinvite ignored: no pending re-INVITE", call_id)
+            return
+        stx = call.reinvite_stx
+        call.reinvite_stx = None
+        self._respond(stx, self._dialog_response(call, stx.request, status_code, now), now)
+
+    def drain(self) -> None:
+        """Refuse new INVITEs with 503 + Retry-After; OPTIONS and existing calls continue."""
+        self._draining = True
+
+    def invite(
+        self,
+        target_uri: str,
+        sdp: bytes,
+        now: float,
+        *,
+        from_user: str,
+        destination: tuple[str, int] | None = None,
+    ) -> str:
+        """Place an outbound call (INVITE client transaction, Timer A/B).
+
+        Args:
+            target_uri: The Request-URI and To URI.
+            sdp: Our SDP offer.
+            now: Monotonic time in seconds.
+            from_user: User part of our From URI.
+            destination: Transport address of the next hop; by default the IP literal of
+                ``target_uri``.
+
+        Returns:
+            The Call-ID, key of the events (OutboundCallAnswered/Failed, CallTerminated).
+
+        Raises:
+            ValueError: No destination and the target host is not an IP literal.
+        """
+        self._now = now
+        dest = destination or uri_address(target_uri, ("", 0))
+        if not dest[0]:
+            raise ValueError("the target host is not an IP literal: pass destination=")
+        call_id = f"{secrets.token_hex(12)}@{self._host}"
+        branch = new_branch()
+        headers = Headers()
+        headers.add("Via", self._via(branch))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", f"<sip:{from_user}@{_format_host(self._host)}>;tag={new_tag()}")
+        headers.add("To", f"<{target_uri}>")
+        headers.add("Call-ID", call_id)
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", self._contact())
+        headers.add("Allow", _ALLOW_VALUE)
+        headers.add("Supported", "")
+        headers.add("User-Agent", self.config.user_agent)
+        headers.add("Content-Type", "application/sdp")
+        request = SipRequest("INVITE", target_uri, headers, sdp)
+        call = _Call(
+            call_id=call_id,
+            role="uac",
+            state=CallState.CALLING,
+            invite=request,
+            remote_addr=dest,
+            log=_CallLog(logger, {"call_id": call_id}),
+        )
+        self._calls[call_id] = call
+        self._stats["calls_outgoing"] += 1
+        ctx = InviteClientTransaction(
+            request=request,
+            branch=branch,
+            destination=dest,
+            timers=self.timers,
+            send=self._send,
+            on_response=lambda resp, t: self._uac_invite_response(call, resp, t),
+            on_timeout=lambda t: self._uac_invite_timeout(call, t),
+            now=now,
+        )
+        call.invite_ctx = ctx
+        self._client_tx[ctx.key] = ctx
+        return call_id
+
+    def start_registration(self, now: float) -> None:
+        """Register (and keep refreshing) the configured binding.
+
+        Raises:
+            ValueError: No registration is configured.
+        """
+        self._now = now
+        reg = self._registration
+        if reg is None:
+            raise ValueError("no registration configured")
+        reg.unregister_requested = False
+        reg.failures = 0
+        if reg.tx is None:
+            self._send_register(reg, now, reg.config.expires)
+
+    def stop_registration(self, now: float) -> None:
+        """Remove our binding (REGISTER with ``Expires: 0``, RFC 3261 section 10.2.2)."""
+        self._now = now
+        reg = self._registration
+        if reg is None or reg.state is RegistrationState.IDLE:
+            return
+        reg.unregister_requested = True
+        reg.next_at = None
+        if reg.tx is None:
+            self._send_register(reg, now, 0)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _send(self, data: bytes, addr: Address) -> None:
+        self._outgoing.append((data, addr))
+        self._stats["datagrams_sent"] += 1
+        if self.trace is not None:
+            first = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            self.trace.append((self._now, "out", first, addr))
+
+    def _event(self, event: SipEvent) -> None:
+        self._events.append(event)
+
+    def _drop(self, reason: DropReason) -> None:
+        self._stats["dropped"] += 1
+        self._stats[f"dropped_{reason}"] = self._stats.get(f"dropped_{reason}", 0) + 1
+        self._event(MessageDropped(reason))
+
+    def _internal_error(self, exc: BaseException, where: str, call_id: str = "-") -> None:
+        # Log the exception type and the stack (code locations only): exception messages may
+        # quote URIs, i.e. phone numbers, which must never reach the logs.
+        self._stats["internal_errors"] += 1
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        logger.error("[%s] internal error in %s: %s\n%s", call_id, where, type(exc).__name__, stack)
+
+    def _guard(self, fn: Any, now: float) -> None:
+        try:
+            fn(now)
+        except Exception as exc:  # noqa: BLE001 - Rule 1
+            self._internal_error(exc, "timer")
+
+    def _via(self, branch: str) -> str:
+        # RFC 3581 section 3: ask for rport so answers come back through NATs.
+        host = _format_host(self._host)
+        return f"SIP/2.0/UDP {host}:{self.config.local_port};branch={branch};rport"
+
+    def _contact(self, user: str | None = None) -> str:
+        host = _format_host(self._host)
+        return f"<sip:{user or self.config.contact_user}@{host}:{self.config.local_port}>"
+
+    def _respond(
+        self,
+        tx: InviteServerTransaction | NonInviteServerTransaction,
+        response: SipResponse,
+        now: float,
+    ) -> bool:
+        if response.headers.get("Server") is None:
+            response.headers.add("Server", self.config.user_agent)
+        if isinstance(tx, InviteServerTransaction):
+            tag_value = response.headers.get("To")
+            if tag_value and response.status_code > 100:
+                try:
+                    tx.response_to_tag = NameAddress.parse(tag_value).tag
+                except SipError:
+                    pass
+        sent = tx.respond(response, now)
+        if sent:
+            self._event(SipResponseSent(response.status_code))
+        return sent
+
+    def _forget_server_tx(
+        self, key: ServerKey, stx: InviteServerTransaction | NonInviteServerTransaction
+    ) -> None:
+        self._server_tx.pop(key, None)
+        for mkey in [k for k, v in self._merge_index.items() if v == key]:
+            del self._merge_index[mkey]
+
+    def _pending_ok(
+        self,
+        response: SipResponse,
+        addr: Address,
+        *,
+        cseq: int,
+        kind: Literal["initial", "reinvite"],
+        offer_in_2xx: bool,
+        now: float,
+    ) -> _PendingOk:
+        return _PendingOk(
+            data=bytes(response),
+            addr=addr,
+            cseq=cseq,
+            kind=kind,
+            offer_in_2xx=offer_in_2xx,
+            interval=self.timers.t1,
+            next_at=now + self.timers.t1,
+            give_up_at=now + self.timers.timeout,
+        )
+
+    def _dialog_response(
+        self,
+        call: _Call,
+        request: SipRequest,
+        status_code: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        body: bytes = b"",
+        extra: tuple[tuple[str, str], ...] = (),
+        contact: bool = True,
+    ) -> SipResponse:
+        assert call.dialog is not None
+        headers: list[tuple[str, str]] = []
+        if request.method == "INVITE" and 100 < status_code < 300:
+            # Section 12.1.1: dialog-creating responses copy Record-Route and carry Contact.
+            headers.extend(("Record-Route", v) for v in request.headers.get_all("Record-Route"))
+            if contact:
+                headers.append(("Contact", self._contact()))
+        if 200 <= status_code < 300 and request.method == "INVITE":
+            headers.append(("Allow", _ALLOW_VALUE))
+            headers.append(("Supported", ""))
+        headers.extend(extra)
+        return make_response(
+            request,
+            status_code,
+            reason,
+            to_tag=call.dialog.local_tag,
+            headers=headers,
+            body=body,
+        )
+
+    # -- receive path -------------------------------------------------------------------------
+
+    def _receive(self, data: bytes, src: Address, now: float) -> None:
+        limiter = self.config.rate_limiter
+        if limiter is not None and not limiter.allow(src[0], now):
+            self._drop("rate_limited")
+            return
+        if len(data) > self.config.max_message_size:
+            self._drop("too_big")
+            return
+        if is_keepalive(data):
+            return
+        try:
+            message = parse_message(data)
+        except LocalSipError as exc:
+            self._answer_unparsable(exc, src, now)
+            return
+        except SipError:
+            self._drop("malformed")
+            return
+        if self.trace is not None:
+            first = data.lstrip(b"\r\n").split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            self.trace.append((now, "in", first, src))
+        if isinstance(message, SipResponse):
+            self._stats["responses_received"] += 1
+            self._handle_response(message, now)
+        else:
+            self._stats["requests_received"] += 1
+            self._handle_request(message, src, now)
+
+    def _answer_unparsable(self, exc: LocalSipError, src: Address, now: float) -> None:
+        request = exc.partial
+        if not isinstance(request, SipRequest) or request.method == "ACK":
+            self._drop("malformed")
+            return
+        try:
+            # Enough to answer (section 8.2.6): a usable top Via, Call-ID, From, To and CSeq.
+            vias = parse_vias(request.headers)
+            CSeq.parse(request.headers.get("CSeq") or "")
+            NameAddress.parse(request.headers.get("From") or "")
+            NameAddress.parse(request.headers.get("To") or "")
+        except SipError:
+            self._drop("malformed")
+            return
+        if not vias or not request.call_id:
+            self._drop("malformed")
+            return
+        self._event(SipRequestReceived(request.method))
+        _top, dest = self._response_route(request, vias[0], src)
+        # A throwaway transaction (never stored): it only sends the one response.
+        key = server_key(request, vias[0], from_tag=None, cseq_number=0, method="ERROR")
+        tx = NonInviteServerTransaction(
+            key=key, request=request, response_addr=dest, timers=self.timers, send=self._send
+        )
+        headers = [
+            *exc.extra_headers,
+            ("Warning", f"399 {self._host} {_warning_text(exc.message)}"),
+        ]
+        response = make_response(request, exc.status_code, to_tag=new_tag(), headers=headers)
+        self._respond(tx, response, now)
+        logger.info("[%s] answered %d to an invalid request", request.call_id, exc.status_code)
+
+    def _response_route(self, request: SipRequest, top: Via, src: Address) -> tuple[Via, Address]:
+        """Rule 2: add received/rport to the top Via and pick where responses go."""
+        host, port = src
+        try:
+            rport = top.rport
+        except SipError:
+            rport = None
+        changes: dict[str, str | int | bool | None] = {}
+        if rport is True:
+            # RFC 3581 section 4: received is added even when it equals sent-by.
+            changes["received"] = host
+            changes["rport"] = str(port)
+            dest: Address = (host, port)
+        else:
+            if top.host.strip("[]").lower() != host.lower():
+                changes["received"] = host
+            dest = (host, top.port if top.port is not None else 5060)
+        new_top = top.with_params(**changes) if changes else top
+        if changes:
+            values = request.headers.get_list("Via")
+            values[0] = str(new_top)
+            rebuilt = Headers()
+            done = False
+            for name, value in request.headers:
+                if name.lower() in ("via", "v"):
+                    if not done:
+                        for via_value in values:
+                            rebuilt.add("Via", via_value)
+                        done = True
+                    continue
+                rebuilt.add(name, value)
+            request.headers = rebuilt
+        return new_top, dest
+
+    def _handle_request(self, req: SipRequest, src: Address, now: float) -> None:
+        vias = parse_vias(req.headers)
+        top = vias[0]
+        from_na = NameAddress.parse(req.headers.get("From") or "")
+        to_na = NameAddress.parse(req.headers.get("To") or "")
+        cseq = CSeq.parse(req.headers.get("CSeq") or "")
+        from_tag, to_tag = from_na.tag, to_na.tag
+        key = server_key(req, top, from_tag=from_tag, cseq_number=cseq.number)
+        invite_key = (
+            server_key(req, top, from_tag=from_tag, cseq_number=cseq.number, method="INVITE")
+            if req.method == "CANCEL"
+            else None
+        )
+        _new_top, dest = self._response_route(req, top, src)
+        method = req.method
+
+        # Rule 3, step 1: retransmissions and ACKs for our non-2xx (section 17.2.3).
+        existing = self._server_tx.get(key)
+        if method == "ACK":
+            if isinstance(existing, InviteServerTransaction) and (
+                key[0] == "3261" or to_tag == existing.response_to_tag
+            ):
+                to_tu = existing.receive_ack(now)
+                self._event(SipRequestReceived("ACK", retransmission=not to_tu))
+                if to_tu:
+                    self._ack_for_2xx(req, to_tag, from_tag, cseq.number, now)
+                return
+            self._event(SipRequestReceived("ACK"))
+            self._ack_for_2xx(req, to_tag, from_tag, cseq.number, now)
+            return
+        if existing is not None:
+            self._stats["retransmissions_received"] += 1
+            self._event(SipRequestReceived(method, retransmission=True))
+            existing.receive_retransmission(now)
+            return
+        self._event(SipRequestReceived(method))
+
+        stx: InviteServerTransaction | NonInviteServerTransaction
+        if method == "INVITE":
+            stx = InviteServerTransaction(
+                key=key, request=req, response_addr=dest, timers=self.timers, send=self._send
+            )
+        else:
+            stx = NonInviteServerTransaction(
+                key=key, request=req, response_addr=dest, timers=self.timers, send=self._send
+            )
+        self._server_tx[key] = stx
+
+        # Rule 3, step 2: validation (section 8.2.1-8.2.3).
+        try:
+            validate_request(
+                req,
+                supported_extensions=SUPPORTED_EXTENSIONS,
+                known_methods=KNOWN_METHODS,
+                allowed_methods=ALLOWED_METHODS,
+            )
+        except LocalSipError as exc:
+            headers = [*exc.extra_headers]
+            if exc.status_code == 400:
+                headers.append(("Warning", f"399 {self._host} {_warning_text(exc.message)}"))
+            self._respond(
+                stx, make_response(req, exc.status_code, to_tag=new_tag(), headers=headers), now
+            )
+            return
+
+        # Rule 3, step 3: merged requests (section 8.2.2.2).
+        if to_tag is None:
+            merge_key = (from_tag or "", req.call_id, cseq.number, method)
+            other = self._merge_index.get(merge_key)
+            if other is not None and other != key and other in self._server_tx:
+                self._respond(stx, make_response(req, 482, to_tag=new_tag()), now)
+                return
+            self._merge_index[merge_key] = key
+
+        if method == "CANCEL":
+            assert invite_key is not None
+            self._on_cancel(req, stx, invite_key, now)
+        elif to_tag is not None:
+            self._in_dialog(req, stx, from_tag or "", to_tag, cseq.number, now)
+        elif method == "INVITE":
+            assert isinstance(stx, InviteServerTransaction)
+            self._on_invite(req, stx, from_na, src, cseq.number, now)
+        elif method == "OPTIONS":
+            if self._source_decision(src[0]) == "forbidden":
+                self._drop("forbidden")
+                return
+            self._respond(stx, self._options_response(req), now)
+        else:
+            # BYE/INFO outside any dialog (section 12.2.2).
+            self._respond(stx, make_response(req, 481, to_tag=new_tag()), now)
+
+    def _options_response(self, req: SipRequest) -> SipResponse:
+        # Section 11.2: Allow, Accept, Supported (and no body: we describe no session here).
+        return make_response(
+            req,
+            200,
+            to_tag=new_tag(),
+            headers=[
+                ("Allow", _ALLOW_VALUE),
+                ("Accept", "application/sdp"),
+                ("Accept-Language", "fr, en"),
+                ("Supported", ""),
+            ],
+        )
+
+    def _source_decision(self, host: str) -> str:
+        policy = self.config.access
+        if policy is None:
+            return "trusted"
+        return classify_source(policy, host)
+
+    # -- out-of-dialog INVITE ---------------------------------------------------------------
+
+    def _on_invite(
+        self,
+        req: SipRequest,
+        stx: InviteServerTransaction,
+        from_na: NameAddress,
+        src: Address,
+        cseq: int,
+        now: float,
+    ) -> None:
+        # Section 17.2.1: 100 Trying at once, so the caller stops retransmitting.
+        self._respond(stx, make_response(req, 100), now)
+
+        # Section 22.1 / issue 2: allow-list, then digest challenge.
+        decision = self._source_decision(src[0])
+        if decision == "forbidden":
+            self._respond(stx, make_response(req, 403, to_tag=new_tag()), now)
+            return
+        if decision == "challenge":
+            if not self._authorized(req, stx, now):
+                return
+        if self._draining:
+            # Section 21.5.4: 503 with Retry-After while shutting down.
+            retry = (("Retry-After", str(self.config.drain_retry_after)),)
+            self._respond(stx, make_response(req, 503, to_tag=new_tag(), headers=retry), now)
+            return
+        existing = self._calls.get(req.call_id)
+        if existing is not None:
+            # The Call-ID is taken by a live call: a late copy of its INVITE (through another
+            # path, after Timer L) or a collision. Section 8.2.2.2 treats it as merged.
+            self._respond(stx, make_response(req, 482, to_tag=new_tag()), now)
+            return
+
+        local_tag = new_tag()
+        dialog = Dialog.for_uas(req, local_tag=local_tag, peer_addr=src)
+        call = _Call(
+            call_id=req.call_id,
+            role="uas",
+            state=CallState.INCOMING,
+            invite=req,
+            remote_addr=src,
+            log=_CallLog(logger, {"call_id": req.call_id}),
+            dialog=dialog,
+            invite_stx=stx,
+        )
+        stx.on_timeout = None
+        self._calls[call.call_id] = call
+        self._stats["calls_incoming"] += 1
+        call.log.debug("incoming call")
+        uri_user = _uri_user(req.uri) or ""
+        self._event(
+            IncomingCall(
+                call_id=call.call_id,
+                remote_addr=src,
+                request_uri_user=uri_user,
+                caller_uri=from_na.uri,
+                caller_user=_uri_user(from_na.uri),
+                caller_display=from_na.display_name,
+                sdp_offer=_sdp_of(req),
+                headers=req.headers,
+            )
+        )
+
+    def _authorized(self, req: SipRequest, stx: InviteServerTransaction, now: float) -> bool:
+        digest = self.config.digest
+        if digest is None:
+            self._respond(stx, make_response(req, 403, to_tag=new_tag()), now)
+            return False
+        credentials = req.headers.get("Authorization")
+        if credentials is None:
+            headers = digest.challenge_headers(now)
+            self._respond(stx, make_response(req, 401, to_tag=new_tag(), headers=headers), now)
+            return False
+        result = digest.verify(credentials, method=req.method, now=now, uri=req.uri)
+        if result.status is AuthStatus.OK:
+            return True
+        # RFC 2617 section 3.2.1 / RFC 3261 section 22.1: re-challenge; stale=true tells the
+        # client its password was right and only the nonce expired.
+        stale = result.status is AuthStatus.STALE
+        logger.info("[%s] digest authentication refused: %s", req.call_id, result.reason)
+        headers = digest.challenge_headers(now, stale=stale)
+        self._respond(stx, make_response(req, 401, to_tag=new_tag(), headers=headers), now)
+        return False
+
+    # -- CANCEL -----------------------------------------------------------------------------
+
+    def _on_cancel(
+        self,
+        req: SipRequest,
+        stx: InviteServerTransaction | NonInviteServerTransaction,
+        invite_key: ServerKey,
+        now: float,
+    ) -> None:
+        target = self._server_tx.get(invite_key)
+        if not isinstance(target, InviteServerTransaction):
+            # Section 9.2: no matching transaction → 481.
+            self._respond(stx, make_response(req, 481, to_tag=new_tag()), now)
+            return
+        call = self._calls.get(req.call_id)
+        tag = call.dialog.local_tag if call is not None and call.dialog is not None else new_tag()
+        # Section 9.2: the CANCEL gets 200 with the same To tag as the INVITE's responses.
+        self._respond(stx, make_response(req, 200, to_tag=target.response_to_tag or tag), now)
+        if target.state is not InviteServerState.PROCEEDING:
+            return  # Already answered: the CANCEL has no effect on the INVITE.
+        if call is not None and call.invite_stx is target and call.dialog is not None:
+            self._respond(target, self._dialog_response(call, call.invite, 487, now), now)
+            self._event(CallCancelled(call.call_id))
+            self._end_call(call, "cancelled", "caller")
+        elif call is not None and call.reinvite_stx is target and call.dialog is not None:
+            call.reinvite_stx = None
+            self._respond(target, self._dialog_response(call, target.request, 487, now), now)
+        else:
+            self._respond(target, make_response(target.request, 487, to_tag=tag), now)
+
+    # -- in-dialog requests -----------------------------------------------------------------
+
+    def _find_dialog_call(self, call_id: str, to_tag: str, from_tag: str) -> _Call | None:
+        call = self._calls.get(call_id)
+        if call is None or call.dialog is None:
+            return None
+        if call.dialog.local_tag != to_tag or call.dialog.remote_tag != from_tag:
+            return None
+        return call
+
+    def _ack_for_2xx(
+        self, req: SipRequest, to_tag: str | None, from_tag: str | None, cseq: int, now: float
+    ) -> None:
+        call = self._find_dialog_call(req.call_id, to_tag or "", from_tag or "")
+        ok = call.pending_ok if call is not None else None
+        if call is None or ok is None or ok.cseq != cseq:
+            # Section 17.2.3 / 13.3.1.4: an ACK matching nothing (retransmitted ACK, ACK for a
+            # 2xx already acknowledged) is silently absorbed.
+            return
+        call.pending_ok = None
+        answer = _sdp_of(req) if ok.offer_in_2xx else None
+        if ok.kind == "initial":
+            call.state = CallState.CONFIRMED
+            self._event(CallConfirmed(call.call_id, answer))
+            if call.bye_after_ack:
+                self._send_bye(call, now, cause="local_hangup")
+        else:
+            self._event(ReInviteConfirmed(call.call_id, answer))
+
+    def _in_dialog(
+        self,
+        req: SipRequest,
+        stx: InviteServerTransaction | NonInviteServerTransaction,
+        from_tag: str,
+        to_tag: str,
+        cseq: int,
+        now: float,
+    ) -> None:
+        call = self._find_dialog_call(req.call_id, to_tag, from_tag)
+        method = req.method
+        if call is None or call.dialog is None or call.ended:
+            # Section 12.2.2: a request for a dialog we do not know → 481.
+            self._respond(stx, make_response(req, 481), now)
+            return
+        dialog = call.dialog
+        if not dialog.check_remote_cseq(cseq):
+            # Section 12.2.2: out of order.
+            self._respond(stx, make_response(req, 500, headers=[("Retry-After", "1")]), now)
+            return
+        if method == "BYE":
+            self._respond(stx, make_response(req, 200), now)
+            self._on_remote_bye(call, now)
+        elif method == "INFO":
+            self._on_info(call, req, stx, now)
+        elif method == "OPTIONS":
+            self._respond(stx, self._options_response(req), now)
+        elif method == "INVITE":
+            assert isinstance(stx, InviteServerTransaction)
+            self._on_reinvite(call, req, stx, now)
+        else:  # pragma: no cover - validation admits only the methods above
+            self._respond(stx, make_response(req, 405, headers=[("Allow", _ALLOW_VALUE)]), now)
+
+    def _on_remote_bye(self, call: _Call, now: float) -> None:
+        call.pending_ok = None
+        if call.state is CallState.INCOMING and call.invite_stx is not None:
+            # Section 15.1.2: pending requests of the dialog get 487.
+            self._respond(call.invite_stx, self._dialog_response(call, call.invite, 487, now), now)
+        if call.reinvite_stx is not None:
+            stx = call.reinvite_stx
+            call.reinvite_stx = None
+            self._respond(stx, self._dialog_response(call, stx.request, 487, now), now)
+        if call.state is CallState.TERMINATING:
+            return  # BYEs crossed: our own BYE's outcome ends the call.
+        self._end_call(call, "bye", "caller")
+
+    def _on_info(
+        self,
+        call: _Call,
+        req: SipRequest,
+        stx: InviteServerTransaction | NonInviteServerTransaction,
+        now: float,
+    ) -> None:
+        package = req.headers.get("Info-Package")
+        media = _media_type(req)
+        if package is not None and package.strip().lower() != "dtmf":
+            # RFC 6086 section 5.2.2: an Info Package we did not negotiate → 469.
+            self._respond(stx, make_response(req, 469, "Bad Info Package"), now)
+            return
+        if not req.body:
+            # RFC 6086 section 4.2.2: an INFO without body (keepalive style) is accepted.
+            self._respond(stx, make_response(req, 200), now)
+            return
+        if media not in _DTMF_TYPES:
+            accept = (("Accept", ", ".join(_DTMF_TYPES)),)
+            self._respond(stx, make_response(req, 415, headers=accept), now)
+            return
+        parsed = parse_dtmf_info(req.headers.get("Content-Type") or "", req.body)
+        if parsed is None:
+            warning = ("Warning", f'399 {self._host} "no DTMF signal in the body"')
+            self._respond(stx, make_response(req, 400, headers=[warning]), now)
+            return
+        self._respond(stx, make_response(req, 200), now)
+        self._event(DtmfInfoReceived(call.call_id, parsed[0], parsed[1]))
+
+    def _on_reinvite(
+        self, call: _Call, req: SipRequest, stx: InviteServerTransaction, now: float
+    ) -> None:
+        assert call.dialog is not None
+        self._respond(stx, make_response(req, 100), now)
+        if call.reinvite_stx is not None:
+            # Section 14.2: an INVITE before our final response to the previous one.
+            retry = (("Retry-After", str(secrets.randbelow(11))),)
+            self._respond(stx, self._dialog_response(call, req, 500, now, extra=retry), now)
+            return
+        if call.pending_ok is not None or call.state is not CallState.CONFIRMED:
+            # Section 14.2: our offer/answer exchange is still in progress (2xx not yet
+            # acknowledged, or the dialog is early/terminating) → 491 Request Pending.
+            self._respond(stx, self._dialog_response(call, req, 491, now), now)
+            return
+        call.dialog.refresh_target(req)
+        call.reinvite_stx = stx
+        offer = _sdp_of(req)
+        call.reinvite_offer = offer is not None
+        self._event(ReInviteReceived(call.call_id, offer))
+
+    # -- ending calls -----------------------------------------------------------------------
+
+    def _end_call(
+        self, call: _Call, cause: TerminationCause, side: Literal["caller", "service"]
+    ) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        call.state = CallState.TERMINATED
+        call.pending_ok = None
+        if call.dialog is not None:
+            call.dialog.state = DialogState.TERMINATED
+        self._calls.pop(call.call_id, None)
+        call.log.debug("terminated: %s by %s", cause, side)
+        self._event(CallTerminated(call.call_id, cause, side))
+
+    def _send_bye(self, call: _Call, now: float, *, cause: TerminationCause) -> None:
+        dialog = call.dialog
+        assert dialog is not None
+        if call.reinvite_stx is not None:
+            stx = call.reinvite_stx
+            call.reinvite_stx = None
+            self._respond(stx, self._dialog_response(call, stx.request, 487, now), now)
+        branch = new_branch()
+        request = dialog.create_request(
+            "BYE",
+            via=self._via(branch),
+            headers=(("User-Agent", self.config.user_agent),),
+        )
+        call.state = CallState.TERMINATING
+        call.bye_cause = cause
+        ctx = NonInviteClientTransaction(
+            request=request,
+            branch=branch,
+            destination=dialog.next_hop(),
+            timers=self.timers,
+            send=self._send,
+            on_response=lambda resp, t: self._bye_response(call, resp),
+            on_timeout=lambda t: self._end_call(call, "bye_timeout", "service"),
+            now=now,
+        )
+        self._client_tx[ctx.key] = ctx
+
+    def _bye_response(self, call: _Call, response: SipResponse) -> None:
+        if response.status_code < 200:
+            return
+        # Section 15.1.1: any final response (2xx, 481, 408...) ends the session.
+        self._end_call(call, call.bye_cause, "service")
+
+    def _pending_ok_timer(self, call: _Call, now: float) -> None:
+        ok = call.pending_ok
+        if ok is None:
+            return
+        if now >= ok.give_up_at:
+            # Section 13.3.1.4: no ACK within 64*T1 → confirm, then end the session with BYE.
+            call.pending_ok = None
+            call.log.info("no ACK for our 2xx: hanging up")
+            if call.dialog is not None:
+                call.state = CallState.CONFIRMED
+                self._send_bye(call, now, cause="ack_timeout")
+            self._end_call(call, "ack_timeout", "service")
+            return
+        self._send(ok.data, ok.addr)
+        ok.interval = next_interval(ok.interval, self.timers.t2)
+        ok.next_at = now + ok.interval
+
+    def _uas_call(self, call_id: str, command: str, states: tuple[CallState, ...]) -> _Call | None:
+        call = self._calls.get(call_id)
+        if call is None or call.role != "uas" or call.state not in states:
+            logger.debug("[%s] %s ignored: call not in %s", call_id, command, states)
+            return None
+        return call
+
+    # -- responses (UAC side) ---------------------------------------------------------------
+
+    def _handle_response(self, resp: SipResponse, now: float) -> None:
+        vias = parse_vias(resp.headers)
+        cseq = CSeq.parse(resp.headers.get("CSeq") or "")
+        branch = vias[0].branch or ""
+        ctx = self._client_tx.get((branch, cseq.method))
+        if ctx is None:
+            # Section 18.1.2: a response matching no client transaction is dropped (except
+            # 2xx retransmissions for a terminated INVITE transaction, handled by its TU).
+            self._drop("stray_response")
+            return
+        ctx.receive_response(resp, now)
+
+    def _uac_invite_response(self, call: _Call, resp: SipResponse, now: float) -> None:
+        code = resp.status_code
+        if code < 200:
+            call.provisional_seen = True
+            if call.cancel_pending and call.state is CallState.CALLING:
+                self._send_cancel(call, now)
+            if code > 100:
+                self._event(OutboundCallProgressed(call.call_id, code))
+            return
+        if code >= 300:
+            if not call.ended:
+                call.ended = True
+                call.state = CallState.TERMINATED
+                self._calls.pop(call.call_id, None)
+                self._event(OutboundCallFailed(call.call_id, code, resp.reason))
+            return
+        # 2xx: the UA core builds the ACK (section 13.2.2.4), also for retransmissions.
+        to_tag = NameAddress.parse(resp.headers.get("To") or "").tag or ""
+        if call.dialog is None:
+            call.dialog = Dialog.for_uac(call.invite, resp, peer_addr=call.remote_addr)
+            call.dialog.state = DialogState.CONFIRMED
+            cseq = CSeq.parse(call.invite.headers.get("CSeq") or "").number
+            ack = call.dialog.create_request("ACK", via=self._via(new_branch()), cseq=cseq)
+            call.ack_data = bytes(ack)
+            self._send(call.ack_data, call.dialog.next_hop())
+            call.state = CallState.CONFIRMED
+            self._event(OutboundCallAnswered(call.call_id, _sdp_of(resp)))
+            if call.cancel_pending:
+                # Our CANCEL lost the race against the 2xx: end the session with BYE.
+                self._send_bye(call, now, cause="local_hangup")
+        elif to_tag == call.dialog.remote_tag and call.ack_data is not None:
+            self._send(call.ack_data, call.dialog.next_hop())
+        else:
+            # A 2xx from another fork (section 13.2.2.4): acknowledge it and hang it up.
+            other = Dialog.for_uac(call.invite, resp, peer_addr=call.remote_addr)
+            cseq = CSeq.parse(call.invite.headers.get("CSeq") or "").number
+            ack = other.create_request("ACK", via=self._via(new_branch()), cseq=cseq)
+            self._send(bytes(ack), other.next_hop())
+            branch = new_branch()
+            bye = other.create_request("BYE", via=self._via(branch))
+            ctx = NonInviteClientTransaction(
+                request=bye,
+                branch=branch,
+                destination=other.next_hop(),
+                timers=self.timers,
+                send=self._send,
+                on_response=lambda r, t: None,
+                on_timeout=lambda t: None,
+                now=now,
+            )
+            self._client_tx[ctx.key] = ctx
+
+    def _uac_invite_timeout(self, call: _Call, now: float) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        call.state = CallState.TERMINATED
+        self._calls.pop(call.call_id, None)
+        self._event(OutboundCallFailed(call.call_id, None, "timeout"))
+
+    def _send_cancel(self, call: _Call, now: float) -> None:
+        ctx = call.invite_ctx
+        if ctx is None or ctx.state not in (
+            InviteClientState.CALLING,
+            InviteClientState.PROCEEDING,
+        ):
+            return
+        call.cancel_pending = False
+        invite = call.invite
+        # Section 9.1: same Request-URI, Call-ID, To, From, CSeq number and top Via (branch).
+        headers = Headers()
+        headers.add("Via", invite.headers.get_list("Via")[0])
+        headers.add("Max-Forwards", "70")
+        for name in ("From", "To", "Call-ID"):
+            headers.add(name, invite.headers.get(name) or "")
+        number = CSeq.parse(invite.headers.get("CSeq") or "").number
+        headers.add("CSeq", f"{number} CANCEL")
+        for value in invite.headers.get_all("Route"):
+            headers.add("Route", value)
+        cancel = SipRequest("CANCEL", invite.uri, headers)
+        cancel_tx = NonInviteClientTransaction(
+            request=cancel,
+            branch=ctx.key[0],
+            destination=ctx.destination,
+            timers=self.timers,
+            send=self._send,
+            on_response=lambda r, t: None,
+            on_timeout=lambda t: None,
+            now=now,
+        )
+        self._client_tx[cancel_tx.key] = cancel_tx
+
+    # -- registration (UAC, RFC 3261 section 10.2) -------------------------------------------
+
+    def _make_registration(self, config: RegistrationConfig) -> _Registration:
+        destination = config.registrar_addr or uri_address(config.registrar_uri, ("", 0))
+        if not destination[0]:
+            raise ValueError("registrar host is not an IP literal: set registrar_addr")
+        return _Registration(
+            config=config,
+            destination=destination,
+            # Section 10.2.4: one Call-ID for all registrations of this boot cycle.
+            call_id=f"{secrets.token_hex(12)}@{self._host}",
+            from_tag=new_tag(),
+            digest=DigestClient(DigestCredentials(config.username, config.password)),
+        )
+
+    def _send_register(self, reg: _Registration, now: float, expires: int) -> None:
+        config = reg.config
+        reg.cseq += 1
+        branch = new_branch()
+        contact_user = config.contact_user or _uri_user(config.aor) or self.config.contact_user
+        headers = Headers()
+        headers.add("Via", self._via(branch))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", f"<{config.aor}>;tag={reg.from_tag}")
+        headers.add("To", f"<{config.aor}>")
+        headers.add("Call-ID", reg.call_id)
+        headers.add("CSeq", f"{reg.cseq} REGISTER")
+        headers.add("Contact", self._contact(contact_user))
+        headers.add("Expires", str(expires))
+        headers.add("Allow", _ALLOW_VALUE)
+        headers.add("User-Agent", self.config.user_agent)
+        authorization = reg.digest.authorization(method="REGISTER", uri=config.registrar_uri)
+        reg.sent_auth = authorization is not None
+        if authorization is not None:
+            headers.add(reg.auth_header, authorization)
+        request = SipRequest("REGISTER", config.registrar_uri, headers)
+        reg.state = (
+            RegistrationState.UNREGISTERING if expires == 0 else RegistrationState.REGISTERING
+        )
+        reg.expires = expires
+        reg.next_at = None
+        reg.tx = NonInviteClientTransaction(
+            request=request,
+            branch=branch,
+            destination=reg.destination,
+            timers=self.timers,
+            send=self._send,
+            on_response=lambda resp, t: self._register_response(reg, resp, t),
+            on_timeout=lambda t: self._register_failed(reg, None, "timeout", t),
+            now=now,
+        )
+        self._client_tx[reg.tx.key] = reg.tx
+
+    def _register_response(self, reg: _Registration, resp: SipResponse, now: float) -> None:
+        code = resp.status_code
+        if code < 200:
+            return
+        reg.tx = None
+        if code in (401, 407):
+            name = "WWW-Authenticate" if code == 401 else "Proxy-Authenticate"
+            reg.auth_header = "Authorization" if code == 401 else "Proxy-Authorization"
+            retry = reg.auth_retries < 2 and reg.digest.on_challenge(
+                resp.headers.get_all(name), already_sent=reg.sent_auth
+            )
+            if retry:
+                reg.auth_retries += 1
+                self._send_register(reg, now, reg.expires)
+                return
+            self._register_failed(reg, code, "authentication rejected", now)
+            return
+        reg.auth_retries = 0
+        if code == 423 and reg.expires != 0:
+            # Section 10.2.8: Interval Too Brief → retry with Min-Expires.
+            try:
+                minimum = parse_int_header(resp.headers, "Min-Expires")
+            except SipError:
+                minimum = None
+            if minimum is not None and minimum > reg.expires:
+                self._send_register(reg, now, minimum)
+                return
+        if code >= 300:
+            self._register_failed(reg, code, resp.reason or reason_phrase(code), now)
+            return
+        if reg.state is RegistrationState.UNREGISTERING:
+            reg.state = RegistrationState.IDLE
+            reg.next_at = None
+            self._event(RegistrationSucceeded(0))
+            return
+        granted = self._granted_expires(reg, resp)
+        reg.failures = 0
+        reg.state = RegistrationState.REGISTERED
+        if reg.unregister_requested:
+            self._send_register(reg, now, 0)
+        else:
+            reg.next_at = now + max(1.0, granted * reg.config.refresh_ratio)
+        self._event(RegistrationSucceeded(granted))
+
+    def _granted_expires(self, reg: _Registration, resp: SipResponse) -> int:
+        # Section 10.2.4: the expires parameter of our own Contact wins over Expires.
+        ours = self._contact(
+            reg.config.contact_user or _uri_user(reg.config.aor) or self.config.contact_user
+        )
+        our_uri = ours[1:-1]
+        try:
+            for contact in parse_contacts(resp.headers):
+                value = contact.param("expires")
+                if contact.uri == our_uri and value is not None and value.isdigit():
+                    return int(value)
+            header = parse_int_header(resp.headers, "Expires")
+        except SipError:
+            header = None
+        return header if header is not None else reg.expires
+
+    def _register_failed(
+        self, reg: _Registration, status: int | None, reason: str, now: float
+    ) -> None:
+        reg.tx = None
+        reg.auth_retries = 0
+        if reg.state is RegistrationState.UNREGISTERING or reg.unregister_requested:
+            reg.state = RegistrationState.IDLE
+            reg.next_at = None
+            self._event(RegistrationFailed(status, reason))
+            return
+        reg.failures += 1
+        delay = min(reg.config.retry_max, reg.config.retry_min * 2 ** (reg.failures - 1))
+        reg.state = RegistrationState.BACKING_OFF
+        reg.next_at = now + delay
+        logger.warning("registration failed (%s): retrying in %.0f s", status or reason, delay)
+        self._event(RegistrationFailed(status, reason))
+
+    def _registration_timer(self, now: float) -> None:
+        reg = self._registration
+        if reg is None or reg.next_at is None or reg.next_at > now or reg.tx is not None:
+            return
+        reg.next_at = None
+        self._send_register(reg, now, reg.config.expires)
