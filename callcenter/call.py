@@ -40,6 +40,7 @@ from callcenter.media.processors.dtmf_aggregator import DtmfAggregatorProcessor
 from callcenter.media.processors.prompt_player import PromptPlayerProcessor
 from callcenter.media.tts.prompt_cache import PromptCache
 from callcenter.metrics import Metrics
+from callcenter.rtp.codecs.base import get_codec
 from callcenter.rtp.session import DtmfReceived, RtpEvent, RtpSession
 from callcenter.sip import events as sip_events
 from callcenter.store.trail import CallTrail
@@ -103,6 +104,7 @@ class Call:
         self._flow_state: ivr_flows.FlowState | None = None
         self._rtp: RtpEndpoint | None = None
         self._sdp_version = 1
+        self._negotiated = False
         self._sdp_session_id = secrets.randbelow(2**31)
         self._remote_sends = True
         self._queued = False
@@ -181,9 +183,8 @@ class Call:
         finally:
             if self._rtp is not None:
                 self._rtp.close()
-                stats = self._rtp.session.stats
-                metrics.rtp_lost_packet(stats.lost)
-                metrics.rtp_late_frame(self._rtp.late_frames)
+                metrics.rtp_lost_packet(self._rtp.session.stats.packets_lost)
+                metrics.rtp_late_frame(self._rtp.stats.late_frames)
             if self._player is not None:
                 metrics.prompt_underrun(self._player.underruns)
             if self._queued and outcome == "completed":
@@ -218,9 +219,12 @@ class Call:
             self._ended = True
             return "failed", "bad_sdp", "service"
 
-        session = RtpSession()
+        # The port must be bound before we can answer; the session gets its codec from the answer.
+        placeholder = RtpSession(codec=get_codec("PCMU"), remote_address=None)
         rtp_host = cfg.rtp.host or cfg.sip.host
-        self._rtp = await RtpEndpoint.open(rtp_host, cfg.rtp.port_min, cfg.rtp.port_max, session=session)
+        self._rtp = await RtpEndpoint.open(
+            rtp_host, cfg.rtp.port_min, cfg.rtp.port_max, session=placeholder
+        )
         try:
             media = self._negotiate(offer)
         except sdp.SdpNegotiationError as exc:
@@ -272,7 +276,11 @@ class Call:
             session_version=self._sdp_version,
         )
         self._sdp_version += 1
-        self._rtp.configure(media)
+        if self._negotiated:
+            self._rtp.session.update(media)
+        else:
+            self._rtp.session = RtpSession.from_negotiated(media)
+            self._negotiated = True
         self._remote_sends = media.direction.receives
         return media
 

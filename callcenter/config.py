@@ -228,7 +228,8 @@ def _apply(section_cls: type[Any], current: Any, values: Mapping[str, Any], wher
     for key, raw in values.items():
         if key not in known:
             raise ConfigError(f"{where}: unknown field {key!r} (known: {', '.join(sorted(known))})")
-        changes[key] = _coerce(raw, hints[key], f"{where}.{key}")
+        field_where = where if where.startswith("environment ") else f"{where}.{key}"
+        changes[key] = _coerce(raw, hints[key], field_where)
     return dataclasses.replace(current, **changes)
 
 
@@ -277,12 +278,12 @@ def load_config(
         top["database_url"] = env["DATABASE_URL"]
     for name, cls in _SECTIONS.items():
         prefix = f"CALLCENTER_{name.upper()}_"
-        values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
-        if values:
-            sections[name] = _apply(cls, sections[name], values, f"environment {prefix}*")
+        for var in sorted(k for k in env if k.startswith(prefix)):
+            key = var[len(prefix) :].lower()
+            sections[name] = _apply(cls, sections[name], {key: env[var]}, f"environment {var}")
 
-    for name, values in (overrides or {}).items():
-        clean = {k: v for k, v in values.items() if v is not None}
+    for name, given in (overrides or {}).items():
+        clean: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if name == "":
             top.update(clean)
         elif clean:

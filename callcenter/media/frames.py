@@ -147,17 +147,19 @@ class CollectDigitsFrame(ControlFrame):
     max_digits: int = 1
     """Collection ends as soon as this many digits were received."""
     timeout_s: float = 5.0
-    """Inter-digit timeout (also the first-digit timeout, counted from the end of prompts)."""
+    """Inter-digit timeout (also the first-digit timeout, counted from the end of prompts).
+
+    0 collects only while the prompts play: the timeout fires as soon as they end."""
     terminator: str | None = "#"
     """Ends a multi-digit collection and is not included; ignored when ``max_digits == 1``."""
     allowed: str | frozenset[str] | None = None
-    """Digits the flow expects (``"1234*0"`` or a frozenset); informative only, others count."""
+    """Digits this collection accepts; others neither barge in nor count (they wait as type-ahead)."""
 
     def __post_init__(self) -> None:
         if self.max_digits < 1:
             raise ValueError(f"max_digits must be >= 1, got {self.max_digits}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.timeout_s < 0:
+            raise ValueError(f"timeout_s must be >= 0, got {self.timeout_s}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ This module owns:
 - Rule 2 (RFC 4961, symmetric RTP / latching): we send to the address from the SDP until the
   first valid packet with an expected payload type arrives; we then send to its source address
   ("latch") and drop packets from any other source. :meth:`RtpSession.set_remote` (a new
-  SDP, e.g. a re-INVITE) unlatches.
+  SDP, e.g. a re-INVITE) unlatches. No SDP address (hold) means no sending, latched or not.
 - Rule 3: RTCP (RFC 5761 section 4), garbage and truncated datagrams, unknown payload types are
   counted and dropped; :meth:`RtpSession.receive` never raises.
 - Rule 4: a new remote SSRC resets the jitter buffer and the DTMF receiver (RFC 3550 section 8.2:
@@ -24,18 +24,27 @@ telephone-event alike, as they share the sequence space), then are decoded.
 from __future__ import annotations
 
 import random
+import struct
 from dataclasses import dataclass
 from typing import TypeAlias
 
 from callcenter.rtp.codecs.base import Codec, get_codec
 from callcenter.rtp.dtmf import DtmfReceiver, dtmf_packets
 from callcenter.rtp.jitter import JitterBuffer
-from callcenter.rtp.packet import RtpPacket, RtpParseError, build_header, is_rtcp
+from callcenter.rtp.packet import (
+    RTP_HEADER_SIZE,
+    RtpPacket,
+    RtpParseError,
+    build_header,
+    is_rtcp,
+)
 from callcenter.sdp import Direction, NegotiatedMedia
 
 __all__ = ["AudioReceived", "DtmfReceived", "RtpEvent", "RtpSession", "RtpStats"]
 
 Address: TypeAlias = tuple[str, int]
+_Media: TypeAlias = tuple[int, int, bytes]  # payload type, timestamp, payload
+_HEADER = struct.Struct("!BBHII")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +139,7 @@ class RtpSession:
         self.sequence_number = rand.getrandbits(16) if sequence_number is None else sequence_number
         self.timestamp = rand.getrandbits(32) if timestamp is None else timestamp
         self.stats = RtpStats()
-        self.jitter: JitterBuffer[RtpPacket] = JitterBuffer(jitter_capacity)
+        self.jitter: JitterBuffer[_Media] = JitterBuffer(jitter_capacity)
         self.dtmf = DtmfReceiver()
         self._sdp_remote = remote_address
         self._latched: Address | None = None
@@ -191,7 +200,13 @@ class RtpSession:
 
     @property
     def remote_address(self) -> Address | None:
-        """Where packets go: the latched source, else the SDP address."""
+        """Where packets go: the latched source, else the SDP address.
+
+        None when the SDP says not to send (port 0 or ``0.0.0.0``, RFC 3264 section 8.4), even
+        if we latched: the hold wins over symmetric RTP.
+        """
+        if self._sdp_remote is None:
+            return None
         return self._latched or self._sdp_remote
 
     @property
@@ -274,44 +289,57 @@ class RtpSession:
         if is_rtcp(data):
             stats.packets_rtcp += 1
             return []
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpParseError:
-            stats.packets_invalid += 1
-            return []
+        if len(data) > RTP_HEADER_SIZE and data[0] == 0x80:
+            # Fast path: no padding, extension or CSRC (the usual telephony packet).
+            _, second, seq, timestamp, ssrc = _HEADER.unpack_from(data)
+            payload_type = second & 0x7F
+            payload = data[RTP_HEADER_SIZE:]
+        else:
+            try:
+                packet = RtpPacket.parse(data)
+            except RtpParseError:
+                stats.packets_invalid += 1
+                return []
+            payload_type, seq, timestamp = (
+                packet.payload_type,
+                packet.sequence_number,
+                packet.timestamp,
+            )
+            ssrc, payload = packet.ssrc, packet.payload
         if self._latched is not None and addr != self._latched:
             stats.packets_foreign += 1
             return []
-        if packet.payload_type not in self._expected_pts:
+        if payload_type not in self._expected_pts:
             stats.packets_unknown_pt += 1
             return []
         if self._latched is None:
             self._latched = (addr[0], addr[1])
-        if packet.ssrc != self._remote_ssrc:
+        if ssrc != self._remote_ssrc:
             if self._remote_ssrc is not None:
                 stats.ssrc_changes += 1
                 self._flush_counts()
                 self.jitter.reset()
                 self.dtmf.reset()
-            self._remote_ssrc = packet.ssrc
+            self._remote_ssrc = ssrc
         stats.packets_received += 1
         stats.last_received = now
-        ready = self.jitter.put(packet.sequence_number, packet)
-        self._flush_counts()
+        ready = self.jitter.put(seq, (payload_type, timestamp, payload))
+        js = self.jitter.stats
+        if js.lost or js.late or js.duplicates:
+            self._flush_counts()
         if not ready:
             return []
         events: list[RtpEvent] = []
-        for ext, item in ready:
-            if item.payload_type == self.codec.payload_type:
-                if item.payload:
-                    events.append(
-                        AudioReceived(self.codec.decode(item.payload), ext, item.timestamp)
-                    )
+        codec = self.codec
+        for ext, (pt, ts, body) in ready:
+            if pt == codec.payload_type:
+                if body:
+                    events.append(AudioReceived(codec.decode(body), ext, ts))
             else:
-                digit = self.dtmf.receive(item.payload, item.timestamp)
+                digit = self.dtmf.receive(body, ts)
                 if digit is not None:
                     stats.dtmf_received += 1
-                    events.append(DtmfReceived(digit, item.timestamp))
+                    events.append(DtmfReceived(digit, ts))
         return events
 
     def _flush_counts(self) -> None:

@@ -188,14 +188,15 @@ class Dialog:
 
     def next_hop(self) -> Address:
         """The transport address of the next hop for in-dialog requests (section 8.1.2)."""
-        _uri, routes = self._request_uri_and_routes()
-        if routes:
+        uri, routes = self._request_uri_and_routes()
+        hop = uri
+        if routes and uri == self.remote_target:
+            # Loose routing: the request goes to the first Route; with strict routing (or
+            # no route set) it goes to the Request-URI.
             try:
                 hop = NameAddress.parse(routes[0]).uri
             except Exception:
                 return self.peer_addr
-        else:
-            hop = _uri
         return uri_address(hop, self.peer_addr)
 
     def create_request(

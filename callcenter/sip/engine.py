@@ -29,6 +29,8 @@ Rules this file owns (the UA core, RFC 3261 sections 8, 9, 12-15, 18):
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import logging
 import secrets
 import traceback
@@ -283,6 +285,16 @@ class _Registration:
     auth_header: str = "Authorization"
 
 
+_Timed = (
+    InviteServerTransaction
+    | NonInviteServerTransaction
+    | InviteClientTransaction
+    | NonInviteClientTransaction
+    | _Call
+    | _Registration
+)
+
+
 def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int | None] | None:
     """Parse an INFO DTMF body (``application/dtmf-relay`` or ``application/dtmf``).
 
@@ -377,10 +389,14 @@ class SipEngine:
         self._events: deque[SipEvent] = deque()
         self._server_tx: dict[ServerKey, InviteServerTransaction | NonInviteServerTransaction] = {}
         self._merge_index: dict[tuple[str, str, int, str], ServerKey] = {}
+        self._merge_keys: dict[ServerKey, tuple[str, str, int, str]] = {}
         self._client_tx: dict[
             tuple[str, str], InviteClientTransaction | NonInviteClientTransaction
         ] = {}
         self._calls: dict[str, _Call] = {}
+        self._heap: list[tuple[float, int, _Timed]] = []
+        self._scheduled: dict[_Timed, float] = {}
+        self._seq = itertools.count()
         self._draining = False
         self._now = 0.0
         self._stats: dict[str, int] = {
@@ -423,19 +439,16 @@ class SipEngine:
 
     def get_timer(self) -> float | None:
         """Return the earliest deadline of every transaction, call and the registration."""
-        deadlines = [
-            d for d in (obj.deadline() for obj in self._server_tx.values()) if d is not None
-        ]
-        deadlines.extend(
-            d for d in (obj.deadline() for obj in self._client_tx.values()) if d is not None
-        )
-        for call in self._calls.values():
-            if call.pending_ok is not None:
-                deadlines.append(min(call.pending_ok.next_at, call.pending_ok.give_up_at))
-        reg = self._registration
-        if reg is not None and reg.next_at is not None:
-            deadlines.append(reg.next_at)
-        return min(deadlines) if deadlines else None
+        heap = self._heap
+        while heap:
+            deadline, _seq, obj = heap[0]
+            if self._scheduled.get(obj) == deadline and self._deadline_of(obj) == deadline:
+                return deadline
+            heapq.heappop(heap)
+            if self._scheduled.get(obj) == deadline:
+                del self._scheduled[obj]
+            self._touch(obj)
+        return None
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``. Never raises.
@@ -444,25 +457,60 @@ class SipEngine:
             now: Monotonic time in seconds.
         """
         self._now = now
-        for key, stx in list(self._server_tx.items()):
-            deadline = stx.deadline()
-            if deadline is not None and deadline <= now:
-                self._guard(stx.handle_timer, now)
-            if stx.terminated:
-                self._forget_server_tx(key, stx)
-        for ckey, ctx in list(self._client_tx.items()):
-            deadline = ctx.deadline()
-            if deadline is not None and deadline <= now:
-                self._guard(ctx.handle_timer, now)
-            if ctx.terminated:
-                self._client_tx.pop(ckey, None)
-        for call in list(self._calls.values()):
-            ok = call.pending_ok
-            if ok is not None and min(ok.next_at, ok.give_up_at) <= now:
-                self._guard(lambda t, c=call: self._pending_ok_timer(c, t), now)
-        reg = self._registration
-        if reg is not None and reg.next_at is not None and reg.next_at <= now:
-            self._guard(lambda t: self._registration_timer(t), now)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _seq, obj = heapq.heappop(heap)
+            if self._scheduled.get(obj) != deadline:
+                continue  # superseded entry
+            del self._scheduled[obj]
+            if self._deadline_of(obj) != deadline:
+                self._touch(obj)  # moved without notice: reschedule
+                continue
+            try:
+                self._fire(obj, now)
+            except Exception as exc:  # noqa: BLE001 - Rule 1
+                self._internal_error(exc, "timer")
+            self._touch(obj)
+
+    # Timers live in one heap of (deadline, seq, object) with lazy invalidation, so that
+    # get_timer/handle_timer cost O(log n) with hundreds of calls: every place that sets a
+    # deadline calls _touch(obj); entries whose deadline no longer matches are skipped.
+
+    def _deadline_of(self, obj: _Timed) -> float | None:
+        if isinstance(obj, _Call):
+            ok = obj.pending_ok
+            return None if ok is None else min(ok.next_at, ok.give_up_at)
+        if isinstance(obj, _Registration):
+            return obj.next_at
+        return obj.deadline()
+
+    def _touch(self, obj: _Timed) -> None:
+        deadline = self._deadline_of(obj)
+        if deadline is None:
+            self._scheduled.pop(obj, None)
+            return
+        if self._scheduled.get(obj) == deadline:
+            return
+        self._scheduled[obj] = deadline
+        heapq.heappush(self._heap, (deadline, next(self._seq), obj))
+
+    def _fire(self, obj: _Timed, now: float) -> None:
+        if isinstance(obj, _Call):
+            self._pending_ok_timer(obj, now)
+        elif isinstance(obj, _Registration):
+            self._registration_timer(now)
+        elif isinstance(obj, InviteServerTransaction | NonInviteServerTransaction):
+            obj.handle_timer(now)
+            if obj.terminated:
+                self._forget_server_tx(obj.key, obj)
+        else:
+            obj.handle_timer(now)
+            if obj.terminated and self._client_tx.get(obj.key) is obj:
+                del self._client_tx[obj.key]
+
+    def _add_ctx(self, ctx: InviteClientTransaction | NonInviteClientTransaction) -> None:
+        self._client_tx[ctx.key] = ctx
+        self._touch(ctx)
 
     def next_event(self) -> SipEvent | None:
         """Return the next event, or None."""
@@ -537,6 +585,7 @@ class SipEngine:
             offer_in_2xx=_sdp_of(call.invite) is None,
             now=now,
         )
+        self._touch(call)
         call.log.debug("answered")
 
     def reject(
@@ -621,6 +670,7 @@ class SipEngine:
             offer_in_2xx=not call.reinvite_offer,
             now=now,
         )
+        self._touch(call)
 
     def reject_reinvite(self, call_id: str, status_code: int, now: float) -> None:
         """Reject the pending re-INVITE (e.g. 488); the session continues unchanged."""
@@ -704,7 +754,7 @@ class SipEngine:
             now=now,
         )
         call.invite_ctx = ctx
-        self._client_tx[ctx.key] = ctx
+        self._add_ctx(ctx)
         return call_id
 
     def start_registration(self, now: float) -> None:
@@ -757,12 +807,6 @@ class SipEngine:
         stack = "".join(traceback.format_tb(exc.__traceback__))
         logger.error("[%s] internal error in %s: %s\n%s", call_id, where, type(exc).__name__, stack)
 
-    def _guard(self, fn: Any, now: float) -> None:
-        try:
-            fn(now)
-        except Exception as exc:  # noqa: BLE001 - Rule 1
-            self._internal_error(exc, "timer")
-
     def _via(self, branch: str) -> str:
         # RFC 3581 section 3: ask for rport so answers come back through NATs.
         host = _format_host(self._host)
@@ -788,6 +832,7 @@ class SipEngine:
                 except SipError:
                     pass
         sent = tx.respond(response, now)
+        self._touch(tx)
         if sent:
             self._event(SipResponseSent(response.status_code))
         return sent
@@ -796,7 +841,8 @@ class SipEngine:
         self, key: ServerKey, stx: InviteServerTransaction | NonInviteServerTransaction
     ) -> None:
         self._server_tx.pop(key, None)
-        for mkey in [k for k, v in self._merge_index.items() if v == key]:
+        mkey = self._merge_keys.pop(key, None)
+        if mkey is not None and self._merge_index.get(mkey) == key:
             del self._merge_index[mkey]
 
     def _pending_ok(
@@ -888,15 +934,15 @@ class SipEngine:
             self._drop("malformed")
             return
         try:
-            # Enough to answer (section 8.2.6): a usable top Via, Call-ID, From, To and CSeq.
+            # Enough to answer (section 8.2.6): a usable top Via to route the response, and
+            # Call-ID/From/To/CSeq to copy verbatim (a bad CSeq or To is echoed as received,
+            # RFC 4475 scalar02/quotbal expect a 400, not silence).
             vias = parse_vias(request.headers)
-            CSeq.parse(request.headers.get("CSeq") or "")
-            NameAddress.parse(request.headers.get("From") or "")
-            NameAddress.parse(request.headers.get("To") or "")
         except SipError:
             self._drop("malformed")
             return
-        if not vias or not request.call_id:
+        headers_present = all(n in request.headers for n in ("From", "To", "CSeq"))
+        if not vias or not request.call_id or not headers_present:
             self._drop("malformed")
             return
         self._event(SipRequestReceived(request.method))
@@ -971,6 +1017,7 @@ class SipEngine:
                 key[0] == "3261" or to_tag == existing.response_to_tag
             ):
                 to_tu = existing.receive_ack(now)
+                self._touch(existing)
                 self._event(SipRequestReceived("ACK", retransmission=not to_tu))
                 if to_tu:
                     self._ack_for_2xx(req, to_tag, from_tag, cseq.number, now)
@@ -978,6 +1025,22 @@ class SipEngine:
             self._event(SipRequestReceived("ACK"))
             self._ack_for_2xx(req, to_tag, from_tag, cseq.number, now)
             return
+        if existing is None and method == "INVITE" and to_tag is None:
+            live = self._calls.get(req.call_id)
+            if (
+                live is not None
+                and live.role == "uas"
+                and live.dialog is not None
+                and live.dialog.remote_tag == (from_tag or "")
+                and CSeq.parse(live.invite.headers.get("CSeq") or "").number == cseq.number
+                and self._merge_index.get((from_tag or "", req.call_id, cseq.number, method))
+                not in self._server_tx
+            ):
+                # A copy of the initial INVITE arriving after its transaction ended (Timer
+                # L): nothing left to answer, the UA core already did (RFC 6026 section 7.1).
+                self._stats["retransmissions_received"] += 1
+                self._event(SipRequestReceived(method, retransmission=True))
+                return
         if existing is not None:
             self._stats["retransmissions_received"] += 1
             self._event(SipRequestReceived(method, retransmission=True))
@@ -1021,6 +1084,7 @@ class SipEngine:
                 self._respond(stx, make_response(req, 482, to_tag=new_tag()), now)
                 return
             self._merge_index[merge_key] = key
+            self._merge_keys[key] = merge_key
 
         if method == "CANCEL":
             assert invite_key is not None
@@ -1340,7 +1404,7 @@ class SipEngine:
             on_timeout=lambda t: self._end_call(call, "bye_timeout", "service"),
             now=now,
         )
-        self._client_tx[ctx.key] = ctx
+        self._add_ctx(ctx)
 
     def _bye_response(self, call: _Call, response: SipResponse) -> None:
         if response.status_code < 200:
@@ -1385,6 +1449,7 @@ class SipEngine:
             self._drop("stray_response")
             return
         ctx.receive_response(resp, now)
+        self._touch(ctx)
 
     def _uac_invite_response(self, call: _Call, resp: SipResponse, now: float) -> None:
         code = resp.status_code
@@ -1436,7 +1501,7 @@ class SipEngine:
                 on_timeout=lambda t: None,
                 now=now,
             )
-            self._client_tx[ctx.key] = ctx
+            self._add_ctx(ctx)
 
     def _uac_invite_timeout(self, call: _Call, now: float) -> None:
         if call.ended:
@@ -1476,7 +1541,7 @@ class SipEngine:
             on_timeout=lambda t: None,
             now=now,
         )
-        self._client_tx[cancel_tx.key] = cancel_tx
+        self._add_ctx(cancel_tx)
 
     # -- registration (UAC, RFC 3261 section 10.2) -------------------------------------------
 
@@ -1529,7 +1594,7 @@ class SipEngine:
             on_timeout=lambda t: self._register_failed(reg, None, "timeout", t),
             now=now,
         )
-        self._client_tx[reg.tx.key] = reg.tx
+        self._add_ctx(reg.tx)
 
     def _register_response(self, reg: _Registration, resp: SipResponse, now: float) -> None:
         code = resp.status_code
@@ -1573,6 +1638,7 @@ class SipEngine:
             self._send_register(reg, now, 0)
         else:
             reg.next_at = now + max(1.0, granted * reg.config.refresh_ratio)
+            self._touch(reg)
         self._event(RegistrationSucceeded(granted))
 
     def _granted_expires(self, reg: _Registration, resp: SipResponse) -> int:
@@ -1605,6 +1671,7 @@ class SipEngine:
         delay = min(reg.config.retry_max, reg.config.retry_min * 2 ** (reg.failures - 1))
         reg.state = RegistrationState.BACKING_OFF
         reg.next_at = now + delay
+        self._touch(reg)
         logger.warning("registration failed (%s): retrying in %.0f s", status or reason, delay)
         self._event(RegistrationFailed(status, reason))
 

@@ -37,6 +37,10 @@ __all__ = [
     "parse_params",
     "parse_vias",
     "quote_string",
+    "contacts_from_values",
+    "int_from_values",
+    "name_addresses_from_values",
+    "vias_from_values",
 ]
 
 Params = tuple[tuple[str, str | None], ...]
@@ -295,8 +299,13 @@ def parse_vias(headers: Headers) -> list[Via]:
     Raises:
         SipParseError: One element is malformed, or a comma list has an empty element.
     """
+    return vias_from_values(headers.get_all("Via"))
+
+
+def vias_from_values(lines: list[str]) -> list[Via]:
+    """``parse_vias`` for the values of the Via lines, already looked up."""
     vias: list[Via] = []
-    for line in headers.get_all("Via"):
+    for line in lines:
         elements = _split_outside_quotes(line, ",")
         for element in elements:
             if not element.strip(_WS):
@@ -431,8 +440,13 @@ def parse_name_addresses(headers: Headers, name: str) -> list[NameAddress]:
     Raises:
         SipParseError: One element is malformed.
     """
+    return name_addresses_from_values(headers.get_all(name), name)
+
+
+def name_addresses_from_values(lines: list[str], name: str) -> list[NameAddress]:
+    """``parse_name_addresses`` for header values already looked up."""
     out: list[NameAddress] = []
-    for line in headers.get_all(name):
+    for line in lines:
         for element in _split_list(line, name):
             out.append(NameAddress.parse(element))
     return out
@@ -477,9 +491,14 @@ def parse_contacts(headers: Headers) -> list[NameAddress]:
         SipParseError: A malformed contact, or ``*`` mixed with other contacts (RFC 3261
             section 10.3 step 6).
     """
+    return contacts_from_values(headers.get_all("Contact"))
+
+
+def contacts_from_values(lines: list[str]) -> list[NameAddress]:
+    """``parse_contacts`` for the values of the Contact lines, already looked up."""
     contacts: list[NameAddress] = []
     wildcard = False
-    for line in headers.get_all("Contact"):
+    for line in lines:
         for element in _split_list(line, "Contact"):
             head = element.strip(_WS)
             if head == "*" or head.startswith("*;") or head.startswith("* "):
@@ -548,7 +567,24 @@ def parse_int_header(
     Raises:
         SipParseError: Not a number, out of range, or repeated with different values.
     """
-    values = headers.get_all(name)
+    return int_from_values(
+        headers.get_all(name),
+        name,
+        minimum=minimum,
+        maximum=maximum,
+        allow_trailing=allow_trailing,
+    )
+
+
+def int_from_values(
+    values: list[str],
+    name: str,
+    *,
+    minimum: int = 0,
+    maximum: int = 2**32 - 1,
+    allow_trailing: bool = False,
+) -> int | None:
+    """``parse_int_header`` for header values already looked up."""
     if not values:
         return None
     if len({v.strip() for v in values}) > 1:

@@ -37,13 +37,13 @@ from callcenter.sip.errors import (
 from callcenter.sip.headers import (
     CSeq,
     NameAddress,
+    contacts_from_values,
+    int_from_values,
     is_token,
-    parse_contacts,
-    parse_int_header,
-    parse_name_addresses,
-    parse_vias,
+    name_addresses_from_values,
+    vias_from_values,
 )
-from callcenter.sip.message import Headers, SipRequest, SipResponse
+from callcenter.sip.message import Headers, SipRequest, SipResponse, canonical_name
 from callcenter.sip.uri import SipUri, uri_scheme
 
 __all__ = [
@@ -140,38 +140,44 @@ def _content_length(headers: Headers) -> int | None:
 
 def _check_structure(headers: Headers, *, is_request: bool) -> None:
     """Rule 3: the headers every transaction and dialog rule relies on are present and sane."""
-    missing = [name for name in _MANDATORY if name not in headers]
+    # One pass to index values by canonical name: Headers lookups are linear scans, and this
+    # function needs a dozen of them.
+    index: dict[str, list[str]] = {}
+    for name, value in headers:
+        index.setdefault(canonical_name(name).lower(), []).append(value)
+
+    def values(name: str) -> list[str]:
+        return index.get(name.lower(), [])
+
+    missing = [name for name in _MANDATORY if name.lower() not in index]
     if missing:
         raise SipParseError(
             f"missing mandatory header(s): {', '.join(missing)} (RFC 3261 section 8.1.1)"
         )
     for name in _SINGLE_VALUED:
-        values = headers.get_all(name)
-        if len(values) > 1 and len({v.strip(_WS) for v in values}) > 1:
+        found = values(name)
+        if len(found) > 1 and len({v.strip(_WS) for v in found}) > 1:
             raise SipParseError(f"{name} header repeated with different values")
-    CSeq.parse(headers.get("CSeq") or "")
-    call_id = (headers.get("Call-ID") or "").strip(_WS)
+    CSeq.parse(values("CSeq")[0])
+    call_id = values("Call-ID")[0].strip(_WS)
     if not call_id or any(ch.isspace() for ch in call_id):
         raise SipParseError(f"invalid Call-ID {call_id!r}")
     for name in ("From", "To"):
         try:
-            NameAddress.parse(headers.get(name) or "")
+            NameAddress.parse(values(name)[0])
         except SipParseError as exc:
             raise SipParseError(f"invalid {name} header: {exc}") from None
-    try:
-        parse_vias(headers)
-        parse_contacts(headers)
-        parse_name_addresses(headers, "Route")
-        parse_name_addresses(headers, "Record-Route")
-    except SipParseError as exc:
-        raise SipParseError(str(exc)) from None
-    parse_int_header(headers, "Max-Forwards", maximum=255)
-    parse_int_header(headers, "Expires")
+    vias_from_values(values("Via"))
+    contacts_from_values(values("Contact"))
+    name_addresses_from_values(values("Route"), "Route")
+    name_addresses_from_values(values("Record-Route"), "Record-Route")
+    int_from_values(values("Max-Forwards"), "Max-Forwards", maximum=255)
+    int_from_values(values("Expires"), "Expires")
     if not is_request:
-        parse_int_header(headers, "Retry-After", allow_trailing=True)
-    content_type = headers.get("Content-Type")
-    if content_type is not None and not _MEDIA_TYPE_RE.fullmatch(content_type):
-        raise SipParseError(f"invalid Content-Type {content_type!r}")
+        int_from_values(values("Retry-After"), "Retry-After", allow_trailing=True)
+    content_type = values("Content-Type")
+    if content_type and not _MEDIA_TYPE_RE.fullmatch(content_type[0]):
+        raise SipParseError(f"invalid Content-Type {content_type[0]!r}")
 
 
 def _split_message(data: bytes) -> tuple[bytes, bytes, bool]:

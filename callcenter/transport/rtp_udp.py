@@ -52,7 +52,7 @@ class EndpointStats:
     catch_up_frames: int = 0
     """Frames sent late, right after a missed deadline."""
     send_errors: int = 0
-    """ICMP errors reported by the socket (e.g. port unreachable)."""
+    """Send failures: ICMP errors reported by the socket (port unreachable), full buffers."""
     datagrams_received: int = 0
     """Datagrams received, valid or not."""
 
@@ -146,6 +146,7 @@ class RtpEndpoint:
         *,
         session: RtpSession,
         transport: asyncio.DatagramTransport,
+        sock: socket.socket,
         local_address: tuple[str, int],
         pacer: RtpPacer,
         record_send_times: bool = False,
@@ -159,6 +160,7 @@ class RtpEndpoint:
         self.send_times: list[float] | None = [] if record_send_times else None
         """``loop.time()`` of every packet sent, when recording was asked (benchmarks)."""
         self._transport = transport
+        self._sock = sock
         self._loop = asyncio.get_running_loop()
         self._pacer = pacer
         self._dtmf: deque[bytes] = deque()
@@ -233,6 +235,7 @@ class RtpEndpoint:
         endpoint = cls(
             session=session,
             transport=transport,
+            sock=sock,
             local_address=(bound[0], bound[1]),
             pacer=pacer or RtpPacer.for_loop(loop),
             record_send_times=record_send_times,
@@ -356,7 +359,13 @@ class RtpEndpoint:
                 data = session.encode_audio_packet(pcm)
         remote = session.remote_address
         assert remote is not None  # session.sends checked it
-        self._transport.sendto(data, remote)
+        try:
+            # Straight to the non-blocking socket: skips the transport's buffering, which RTP
+            # does not want anyway (a frame that cannot leave now is better dropped).
+            self._sock.sendto(data, remote)
+        except OSError:
+            stats.send_errors += 1
+            return
         stats.packets_sent += 1
         if self.send_times is not None:
             self.send_times.append(self._loop.time())

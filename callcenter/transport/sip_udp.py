@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from callcenter.sip.engine import SipEngine
 from callcenter.sip.events import SipEvent
@@ -39,9 +39,11 @@ class SipUdpTransport(asyncio.DatagramProtocol):
     ) -> SipUdpTransport:
         """Bind the UDP socket and start serving."""
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(
+        transport, protocol = await loop.create_datagram_endpoint(
             lambda: cls(engine=engine, on_event=on_event), local_addr=(host, port)
         )
+        # connection_made() is only scheduled (call_soon); the transport is usable now.
+        protocol._transport = transport
         return protocol
 
     @property
@@ -57,8 +59,7 @@ class SipUdpTransport(asyncio.DatagramProtocol):
 
     # asyncio.DatagramProtocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.engine.receive_datagram(data, (str(addr[0]), int(addr[1])), self._loop.time())

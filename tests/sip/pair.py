@@ -177,7 +177,10 @@ class RawDialog:
 
 def new_dialog(uac: Address, uas: Address, *, user: str = "3975") -> RawDialog:
     return RawDialog(
-        call_id=f"{secrets.token_hex(8)}@test", from_tag=secrets.token_hex(4), uas=uas, uac=uac,
+        call_id=f"{secrets.token_hex(8)}@test",
+        from_tag=secrets.token_hex(4),
+        uas=uas,
+        uac=uac,
         user=user,
     )
 

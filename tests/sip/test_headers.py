@@ -255,7 +255,8 @@ def test_cseq(value: str, cseq: CSeq) -> None:
         ),
         (
             "36893488147419103232 REGISTER",
-            "CSeq number 36893488147419103232 is out of range (0 .. 2**31-1, RFC 3261 section 8.1.1.5)",
+            "CSeq number 36893488147419103232 is out of range "
+            "(0 .. 2**31-1, RFC 3261 section 8.1.1.5)",
         ),
         ("INVITE", "malformed CSeq 'INVITE'"),
         ("-1 INVITE", "malformed CSeq '-1 INVITE'"),

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from callcenter.config import ConfigError, load_config
+
+
+def test_defaults() -> None:
+    config = load_config(env={})
+    assert config.sip.host == "127.0.0.1"
+    assert config.sip.port == 5060
+    assert config.http.port == 8080
+    assert config.data_dir == "./var"
+    assert config.db_url == "sqlite:///var/callcenter.sqlite3"
+    assert config.flows.flow_for("3975") == "solidarites"
+
+
+def test_toml_env_and_flags_in_order(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text(
+        'data_dir = "/srv/cc"\n[sip]\nport = 5070\nanswer_delay = 1.5\n'
+        'users = { agent = "pw" }\n[flows]\nnumbers = { "3975" = "other" }\n'
+    )
+    config = load_config(
+        file,
+        env={"CALLCENTER_SIP_PORT": "5080", "CALLCENTER_SIP_TRUSTED_NETWORKS": "10.0.0.0/8, ::1/128"},
+        overrides={"http": {"port": 9000, "host": None}},
+    )
+    assert config.data_dir == "/srv/cc"
+    assert config.sip.port == 5080  # env beats the file
+    assert config.sip.answer_delay == 1.5
+    assert config.sip.users == (("agent", "pw"),)
+    assert config.sip.trusted_networks == ("10.0.0.0/8", "::1/128")
+    assert config.http.port == 9000  # flags beat everything
+    assert config.http.host == "127.0.0.1"
+    assert config.flows.flow_for("3975") == "other"
+    assert config.flows.flow_for("0800") == "solidarites"
+
+
+def test_data_dir_and_database_url_from_env() -> None:
+    config = load_config(env={"CALLCENTER_DATA_DIR": "/tmp/x", "DATABASE_URL": "postgresql://db/cc"})
+    assert config.data_dir == "/tmp/x"
+    assert config.db_url == "postgresql://db/cc"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sip]\nport = 'abc'\n", "c.toml: sip.port: expected an integer, got 'abc'"),
+        ("[sip]\nprot = 5060\n", "c.toml: sip: unknown field 'prot'"),
+        ("[nope]\nx = 1\n", "c.toml: unknown section or field 'nope'"),
+        ("[sip\n", "c.toml: "),
+        ("[sip]\nuntrusted = 'maybe'\n", "sip.untrusted: expected challenge, forbid or allow"),
+        ("[rtp]\nport_min = 30000\nport_max = 20000\n", "rtp.port_min/port_max"),
+        ("[flows]\nnow_override = '2026-12-07T10:00:00'\n", "flows.now_override: must include"),
+    ],
+)
+def test_errors_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(file, env={})
+    assert message in str(info.value)
+
+
+def test_bad_env_value_names_the_variable() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^environment CALLCENTER_RTP_INACTIVITY_TIMEOUT: expected a number"
+    ):
+        load_config(env={"CALLCENTER_RTP_INACTIVITY_TIMEOUT": "soon"})
+    with pytest.raises(ConfigError, match=r"^environment CALLCENTER_SIP_PROT: unknown field 'prot'"):
+        load_config(env={"CALLCENTER_SIP_PROT": "1"})
