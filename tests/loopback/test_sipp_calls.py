@@ -72,7 +72,9 @@ def assert_sipp_ok(result: SippResult, svc: Service) -> None:
     assert result.returncode == 0, f"{result.describe()}\n--- service log ---\n{svc.log_tail()}"
 
 
-def call_scenario(tmp_path: Path, *, codec: str, digit: str, press_every_ms: int = 2500) -> Path:
+def call_scenario(
+    tmp_path: Path, *, codec: str, digit: str, bye_timeout_ms: int = 80000
+) -> Path:
     """Render uac_call.xml.tmpl for ``codec`` (PCMU/PCMA) pressing ``digit`` by RFC 4733."""
     pt, encoding = {"PCMU": ("0", "u-law"), "PCMA": ("8", "a-law")}[codec]
     wav = audio.caller_wav(tmp_path / f"caller_{codec.lower()}.wav", encoding)  # type: ignore[arg-type]
@@ -85,7 +87,7 @@ def call_scenario(tmp_path: Path, *, codec: str, digit: str, press_every_ms: int
         audio_wav=str(wav),
         digit_pcap=str(DTMF_PCAP).format(name),
         pre_digit_ms="1500",
-        press_every_ms=str(press_every_ms),
+        bye_timeout_ms=str(bye_timeout_ms),
     )
 
 
@@ -138,9 +140,10 @@ def test_sip_info_dtmf(svc: Service, tmp_path: Path) -> None:
     scenario = render_scenario(
         "uac_info_dtmf.xml.tmpl",
         tmp_path / "uac_info_dtmf.xml",
+        audio_wav=str(audio.caller_wav(tmp_path / "caller_info.wav", "u-law")),
         digit="2",
         pre_digit_ms="1500",
-        press_every_ms="2500",
+        bye_timeout_ms="80000",
     )
     result = run_sipp(scenario, svc.sip_target, tmp_path, timeout_s=90)
     assert_sipp_ok(result, svc)

@@ -588,6 +588,13 @@ def test_malformed_with_headers_gets_400_else_dropped(uas: SipEngine, peer: RawP
     peer.send(request("OPTIONS", d).replace(b"SIP/2.0\r\n", b"SIP/7.0\r\n", 1), UAS)
     assert peer.codes() == [505]
     peer.inbox.clear()
+    # RFC 4475 scalar02: CSeq out of range is echoed verbatim in the 400.
+    peer.inbox.clear()
+    peer.send(request("OPTIONS", d, cseq=2**31 + 5), UAS)
+    ((_t, raw_400, _src),) = peer.inbox
+    assert raw_400.startswith(b"SIP/2.0 400 ")
+    assert f"CSeq: {2**31 + 5} OPTIONS\r\n".encode() in raw_400
+    peer.inbox.clear()
     peer.send(b"OPTIONS sip:x@y SIP/2.0\r\nCall-ID: 1\r\n\r\n", UAS)
     assert peer.inbox == []
     events = drain_events(uas, metrics=True)
