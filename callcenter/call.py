@@ -112,6 +112,7 @@ class Call:
         self._ended = False
         self._created_at = services.sip.now()
         self._player: PromptPlayerProcessor | None = None
+        self._cut_prompt: str | None = None
 
     # -- inputs from the application (sync, never block) -----------------------------------
     def on_sip_event(self, event: sip_events.SipEvent) -> None:
@@ -187,6 +188,8 @@ class Call:
                 metrics.rtp_late_frame(self._rtp.stats.late_frames)
             if self._player is not None:
                 metrics.prompt_underrun(self._player.underruns)
+            if self._cut_prompt is not None:  # a prompt cut short by the hang-up
+                self._record("prompt_played", prompt_id=self._cut_prompt, interrupted=True)
             if self._queued and outcome == "completed":
                 outcome = "queued"
             metrics.call_ended(outcome, self.services.sip.now() - self._created_at)
@@ -263,6 +266,7 @@ class Call:
             try:
                 return await self._control_loop(pipeline)
             finally:
+                self._cut_prompt = player.playing  # before the pipeline's teardown resets it
                 for task in tasks:
                     task.cancel()
 

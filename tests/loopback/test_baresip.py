@@ -1,3 +1,4 @@
+
 """baresip (a real softphone) calls the service; what it heard must be the greeting prompt.
 
 baresip streams a padded caller WAV (aufile) and its ``sndfile`` module dumps what the far end
@@ -8,10 +9,12 @@ with the rendered audio far better than noise does.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,33 +86,38 @@ def newest_call(svc: Service, timeout: float = 5.0) -> dict[str, Any]:
     raise AssertionError("no call in /api/calls")
 
 
+FLOW_FILE = Path(__file__).resolve().parents[2] / "ivr_flows" / "solidarites.yaml"
+OPEN_HOUR = datetime.fromisoformat("2026-12-07T10:00:00+01:00")  # a Monday, as run_service pins
+
+
 def prompt_wav(svc: Service, prompt_id: str) -> Path:
-    found = sorted((svc.data_dir / "cache" / "prompts").glob(f"{prompt_id}-*.wav"))
-    if not found:
-        found = sorted(svc.data_dir.rglob(f"{prompt_id}*.wav"))
-    assert found, f"no cached WAV for prompt {prompt_id!r} under {svc.data_dir}"
-    return found[-1]
+    """Render ``prompt_id`` exactly as the service does (same cache code, voice and rate)."""
+    from callcenter.config import load_config
+    from callcenter.media.audio import write_wav_8k
+    from callcenter.media.tts.espeak import EspeakConfig, EspeakTts
+    from callcenter.media.tts.prompt_cache import PromptCache
+    from ivr_flows import load_flow
+
+    config = load_config(env={})
+    prompts = {p.prompt_id: p for p in load_flow(FLOW_FILE).prompts()}
+    prompt = prompts[prompt_id]
+    out = svc.data_dir.parent / f"expected-{prompt_id}.wav"
+    if not out.exists():
+        tts = EspeakTts(config=EspeakConfig(voice=config.tts.voice, rate=config.tts.rate))
+        cache = PromptCache(svc.data_dir.parent / "expected-cache", None, tts)
+        asyncio.run(cache.prepare([(prompt_id, prompt.text, None)]))
+        write_wav_8k(out, cache.get(prompt_id))
+    return out
 
 
 def first_prompt_id() -> str:
-    """The prompt of the first ``say`` node the default flow reaches when the line is open."""
-    from ivr_flows.loader import load_flow
+    """The prompt the default flow plays first when the line is open."""
+    from ivr_flows import PlayPrompt, load_flow, start
 
-    flow = load_flow(Path(__file__).resolve().parents[2] / "ivr_flows" / "solidarites.yaml")
-    node_id = flow.start_node
-    for _ in range(20):
-        node: Any = flow.nodes[node_id]
-        if getattr(node, "prompt", None) is not None:
-            return str(node.prompt.prompt_id)
-        conditions = getattr(node, "conditions", None)
-        if conditions:  # branch: the open-hours branch (the tests force an opening hour)
-            opens = [
-                c for c in conditions if "open" in repr(c).lower() and "holiday" not in repr(c)
-            ]
-            node_id = str((opens or conditions)[0].next)
-        else:
-            node_id = str(node.next)
-    raise AssertionError("no say node reached from the start node")
+    _, actions = start(load_flow(FLOW_FILE), now=OPEN_HOUR)
+    plays = [a for a in actions if isinstance(a, PlayPrompt)]
+    assert plays, actions
+    return plays[0].prompt_id
 
 
 def test_baresip_hears_the_greeting(tmp_path: Path) -> None:
