@@ -283,7 +283,10 @@ class Call:
         if self._negotiated:
             self._rtp.session.update(media)
         else:
-            self._rtp.session = RtpSession.from_negotiated(media)
+            session = RtpSession.from_negotiated(media)
+            # Keypad flows do not listen to the caller's audio (speech comes with issue 3).
+            session.deliver_audio = False
+            self._rtp.session = session
             self._negotiated = True
         self._remote_sends = media.direction.receives
         return media

@@ -49,14 +49,21 @@ _HEADER = struct.Struct("!BBHII")
 
 @dataclass(frozen=True, slots=True)
 class AudioReceived:
-    """Audio from the peer, decoded."""
+    """Audio from the peer; decoded on demand (most frames of a keypad call are never used)."""
 
-    pcm: bytes
-    """PCM16 little-endian mono at 8 kHz."""
+    payload: bytes
+    """The encoded RTP payload."""
+    codec: Codec
+    """The codec that decodes it."""
     sequence: int
     """Extended RTP sequence number (RFC 3550 appendix A.1), increasing across wraps."""
     timestamp: int
     """RTP timestamp of the first sample."""
+
+    @property
+    def pcm(self) -> bytes:
+        """PCM16 little-endian mono at 8 kHz."""
+        return self.codec.decode(self.payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,8 @@ class RtpSession:
         self.ssrc = rand.getrandbits(32) if ssrc is None else ssrc
         self.sequence_number = rand.getrandbits(16) if sequence_number is None else sequence_number
         self.timestamp = rand.getrandbits(32) if timestamp is None else timestamp
+        self.deliver_audio = True
+        """Emit :class:`AudioReceived` events; a keypad-only call turns it off (saves CPU)."""
         self.stats = RtpStats()
         self.jitter: JitterBuffer[_Media] = JitterBuffer(jitter_capacity)
         self.dtmf = DtmfReceiver()
@@ -333,8 +342,8 @@ class RtpSession:
         codec = self.codec
         for ext, (pt, ts, body) in ready:
             if pt == codec.payload_type:
-                if body:
-                    events.append(AudioReceived(codec.decode(body), ext, ts))
+                if body and self.deliver_audio:
+                    events.append(AudioReceived(body, codec, ext, ts))
             else:
                 digit = self.dtmf.receive(body, ts)
                 if digit is not None:

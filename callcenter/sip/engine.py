@@ -7,13 +7,17 @@ commands (``ring``, ``answer``, ``reject``, ``hangup``...). No asyncio, no socke
 
 Rules this file owns (the UA core, RFC 3261 sections 8, 9, 12-15, 18):
 
-* Rule 1 (input hygiene): rate limiting happens before parsing; a datagram that fails to parse
-  gets the error's status code when enough of the request was parsed to answer it (section
-  8.2.6, with a Warning naming the problem), else it is dropped; responses are never answered
-  (section 18.1.2). Nothing raises out of ``receive_datagram``/``handle_timer``.
+* Rule 1 (input hygiene): rate limiting happens before parsing; a request that fails to parse
+  gets the error's status code whenever its request line could be split (section 8.2.6, with a
+  Warning naming the problem), copying whichever of Via/From/To/Call-ID/CSeq exist (RFC 4475
+  section 3.3.1); responses and ACKs are never answered (sections 18.1.2 and 17.1.1.3).
+  Nothing raises out of ``receive_datagram``/``receive_stream_data``/``handle_timer``.
 * Rule 2 (response routing, section 18.2.2 and RFC 3581): ``received`` is added to the top Via
-  when the source differs from sent-by; ``rport`` is filled with the source port and the answer
-  goes to the source address and port; otherwise to ``received`` and the sent-by port (5060).
+  when the source differs from sent-by; ``rport`` is filled with the source port. Over a stream
+  the answer goes back on the connection the request came on. Over UDP it goes to the source
+  address and port when ``rport`` was asked for, otherwise to ``received`` and the sent-by port
+  (5060); when the top Via is missing or unparseable, to the source address and port (the only
+  route left, RFC 4475 section 3.1.2.1).
 * Rule 3 (UAS order, section 8.2): transaction match (retransmissions), then validation
   (405/501/400/416/420/415/406), merged requests (482, section 8.2.2.2), then CANCEL (section
   9.2), in-dialog routing (481, 500 for out-of-order CSeq, section 12.2.2), then the
@@ -24,6 +28,15 @@ Rules this file owns (the UA core, RFC 3261 sections 8, 9, 12-15, 18):
 * Rule 5 (re-INVITE, section 14.2): a re-INVITE while an earlier one is still unanswered gets
   500 with Retry-After; one arriving while an offer/answer exchange of ours is incomplete (our
   2xx not yet acknowledged) gets 491.
+* Rule 6 (streams, section 18): each connection the adapter reports has its own
+  ``StreamParser``; a framing error (bad, missing or conflicting Content-Length, oversized
+  message) loses the message boundaries, so the connection is handed back to the adapter to be
+  closed (RFC 4475 sections 3.1.2.3 and 3.3.9) without an answer. A call set up over a
+  connection carries ``;transport=tcp`` in our Contact, and our in-dialog requests reuse the
+  connection (Via ``SIP/2.0/TCP``) while it is open, else fall back to UDP to the dialog's
+  next hop. A response whose connection has closed is dropped (the section 18.2.2 SHOULD of
+  opening a new connection is not implemented: the adapter never dials out). Double-CRLF
+  keepalives get a CRLF pong (RFC 5626 section 4.4.1).
 """
 
 from __future__ import annotations
@@ -73,11 +86,13 @@ from callcenter.sip.headers import (
     quote_string,
 )
 from callcenter.sip.message import Headers, SipRequest, SipResponse, reason_phrase
-from callcenter.sip.parser import is_keepalive, parse_message
+from callcenter.sip.parser import StreamParser, is_keepalive, parse_message
 from callcenter.sip.ratelimit import SourceRateLimiter
 from callcenter.sip.timers import TimerValues, next_interval
 from callcenter.sip.transaction import (
     Address,
+    Connection,
+    Destination,
     InviteClientState,
     InviteClientTransaction,
     InviteServerState,
@@ -188,7 +203,8 @@ class SipEngineConfig:
     registration: RegistrationConfig | None = None
     """Upstream registration (started by ``start_registration``)."""
     max_message_size: int = 65535
-    """Larger datagrams are dropped unparsed."""
+    """Larger datagrams are dropped unparsed; on a stream, a larger header section or body is a
+    framing error that closes the connection."""
     contact_user: str = "callcenter"
     """User part of our Contact in dialogs."""
     drain_retry_after: int = 60
@@ -235,7 +251,7 @@ class _PendingOk:
     """A 2xx to an INVITE the UA core retransmits until the ACK (section 13.3.1.4)."""
 
     data: bytes
-    addr: Address
+    addr: Destination
     cseq: int
     kind: Literal["initial", "reinvite"]
     offer_in_2xx: bool
@@ -252,6 +268,7 @@ class _Call:
     invite: SipRequest
     remote_addr: Address
     log: _CallLog
+    conn: Connection | None = None
     dialog: Dialog | None = None
     invite_stx: InviteServerTransaction | None = None
     invite_ctx: InviteClientTransaction | None = None
@@ -283,6 +300,17 @@ class _Registration:
     auth_retries: int = 0
     unregister_requested: bool = False
     auth_header: str = "Authorization"
+
+
+@dataclass(slots=True, eq=False)
+class _Stream:
+    """One stream connection reported by the adapter (Rule 6)."""
+
+    peer: Address
+    parser: StreamParser
+    pings: int = 0
+    closing: bool = False
+    """A framing error handed it to the adapter to close: nothing more is read or sent."""
 
 
 _Timed = (
@@ -386,6 +414,9 @@ class SipEngine:
         self.trace: list[tuple[float, str, str, Address]] | None = [] if config.trace else None
         self._host = config.advertised_host or config.local_host
         self._outgoing: list[tuple[bytes, Address]] = []
+        self._stream_out: list[tuple[int, bytes]] = []
+        self._to_close: list[int] = []
+        self._streams: dict[int, _Stream] = {}
         self._events: deque[SipEvent] = deque()
         self._server_tx: dict[ServerKey, InviteServerTransaction | NonInviteServerTransaction] = {}
         self._merge_index: dict[tuple[str, str, int, str], ServerKey] = {}
@@ -409,6 +440,9 @@ class SipEngine:
             "internal_errors": 0,
             "calls_incoming": 0,
             "calls_outgoing": 0,
+            "stream_messages_received": 0,
+            "stream_framing_errors": 0,
+            "stream_send_failed": 0,
         }
         self._registration: _Registration | None = None
         if config.registration is not None:
@@ -435,6 +469,73 @@ class SipEngine:
         """Return and forget the datagrams to send, in order."""
         out = self._outgoing
         self._outgoing = []
+        return out
+
+    def receive_stream_data(
+        self, conn_id: int, data: bytes, addr: tuple[str, int], now: float
+    ) -> None:
+        """Handle bytes read from stream connection ``conn_id`` (TCP). Never raises.
+
+        The first call for a ``conn_id`` opens it; messages are cut by Content-Length (RFC 3261
+        section 18.3). After a framing error the connection is listed by ``streams_to_close``
+        and later data is ignored.
+
+        Args:
+            conn_id: The adapter's identifier of the connection.
+            data: The bytes read (any split).
+            addr: The remote (host, port) of the connection.
+            now: Monotonic time in seconds.
+        """
+        self._now = now
+        stream = self._streams.get(conn_id)
+        if stream is None:
+            limit = self.config.max_message_size
+            stream = _Stream(
+                peer=(addr[0], addr[1]), parser=StreamParser(max_header=limit, max_body=limit)
+            )
+            self._streams[conn_id] = stream
+        try:
+            self._receive_stream(conn_id, stream, data, now)
+        except Exception as exc:  # noqa: BLE001 - Rule 1: one bad message must not kill the UA
+            self._internal_error(exc, "receive_stream")
+
+    def stream_closed(self, conn_id: int) -> None:
+        """Forget connection ``conn_id`` (closed by the peer, the adapter or us).
+
+        Calls set up over it keep going: later in-dialog requests fall back to UDP (Rule 6).
+        """
+        self._streams.pop(conn_id, None)
+
+    def stream_in_use(self, conn_id: int) -> bool:
+        """Tell whether a live call or an unfinished server transaction still uses ``conn_id``.
+
+        The adapter's idle timeout should spare such connections: the peer's BYE, or our 2xx
+        retransmissions, travel on them.
+        """
+        if any(
+            call.conn is not None and call.conn.conn_id == conn_id for call in self._calls.values()
+        ):
+            return True
+        return any(
+            isinstance(tx.response_addr, Connection)
+            and tx.response_addr.conn_id == conn_id
+            and not tx.terminated
+            for tx in self._server_tx.values()
+        )
+
+    def stream_data_to_send(self) -> list[tuple[int, bytes]]:
+        """Return and forget the ``(conn_id, bytes)`` to write on stream connections, in order."""
+        out = self._stream_out
+        self._stream_out = []
+        return out
+
+    def streams_to_close(self) -> list[int]:
+        """Return and forget the connections the adapter must close (framing errors, Rule 6).
+
+        Write what ``stream_data_to_send`` returned first: it may hold a last response.
+        """
+        out = self._to_close
+        self._to_close = []
         return out
 
     def get_timer(self) -> float | None:
@@ -785,9 +886,20 @@ class SipEngine:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _send(self, data: bytes, addr: Address) -> None:
-        self._outgoing.append((data, addr))
-        self._stats["datagrams_sent"] += 1
+    def _send(self, data: bytes, dest: Destination) -> None:
+        if isinstance(dest, Connection):
+            stream = self._streams.get(dest.conn_id)
+            if stream is None or stream.closing:
+                # Rule 6: the connection is gone; we do not dial out (section 18.2.2 SHOULD).
+                self._stats["stream_send_failed"] += 1
+                logger.debug("SIP connection %d is closed: message not sent", dest.conn_id)
+                return
+            self._stream_out.append((dest.conn_id, data))
+            addr = dest.peer
+        else:
+            self._outgoing.append((data, dest))
+            self._stats["datagrams_sent"] += 1
+            addr = dest
         if self.trace is not None:
             first = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
             self.trace.append((self._now, "out", first, addr))
@@ -807,14 +919,24 @@ class SipEngine:
         stack = "".join(traceback.format_tb(exc.__traceback__))
         logger.error("[%s] internal error in %s: %s\n%s", call_id, where, type(exc).__name__, stack)
 
-    def _via(self, branch: str) -> str:
+    def _via(self, branch: str, transport: str = "UDP") -> str:
         # RFC 3581 section 3: ask for rport so answers come back through NATs.
         host = _format_host(self._host)
-        return f"SIP/2.0/UDP {host}:{self.config.local_port};branch={branch};rport"
+        return f"SIP/2.0/{transport} {host}:{self.config.local_port};branch={branch};rport"
 
-    def _contact(self, user: str | None = None) -> str:
+    def _contact(self, user: str | None = None, *, tcp: bool = False) -> str:
         host = _format_host(self._host)
-        return f"<sip:{user or self.config.contact_user}@{host}:{self.config.local_port}>"
+        # Section 19.1.1 / 18.1.1: a dialog set up over TCP asks for TCP in our target.
+        params = ";transport=tcp" if tcp else ""
+        return f"<sip:{user or self.config.contact_user}@{host}:{self.config.local_port}{params}>"
+
+    def _open_conn(self, call: _Call) -> Connection | None:
+        """The call's connection while the adapter still has it open (Rule 6)."""
+        conn = call.conn
+        if conn is None:
+            return None
+        stream = self._streams.get(conn.conn_id)
+        return conn if stream is not None and not stream.closing else None
 
     def _respond(
         self,
@@ -848,7 +970,7 @@ class SipEngine:
     def _pending_ok(
         self,
         response: SipResponse,
-        addr: Address,
+        addr: Destination,
         *,
         cseq: int,
         kind: Literal["initial", "reinvite"],
@@ -884,7 +1006,7 @@ class SipEngine:
             # Section 12.1.1: dialog-creating responses copy Record-Route and carry Contact.
             headers.extend(("Record-Route", v) for v in request.headers.get_all("Record-Route"))
             if contact:
-                headers.append(("Contact", self._contact()))
+                headers.append(("Contact", self._contact(tcp=call.conn is not None)))
         if 200 <= status_code < 300 and request.method == "INVITE":
             headers.append(("Allow", _ALLOW_VALUE))
             headers.append(("Supported", ""))
@@ -913,44 +1035,101 @@ class SipEngine:
         try:
             message = parse_message(data)
         except LocalSipError as exc:
-            self._answer_unparsable(exc, src, now)
+            self._answer_unparsable(exc, src, None, now)
             return
         except SipError:
             self._drop("malformed")
             return
+        self._dispatch(message, src, None, now)
+
+    def _receive_stream(self, conn_id: int, stream: _Stream, data: bytes, now: float) -> None:
+        parser = stream.parser  # once broken, feed() ignores everything
+        src = stream.peer
+        conn = Connection(conn_id, src)
+        for item in parser.feed(data):
+            if isinstance(item, LocalSipError):
+                if parser.broken:
+                    # Rule 6: the message boundaries are lost; nothing after this can be
+                    # trusted to be a message, and a response could land mid-garbage.
+                    logger.info("closing SIP connection %d: %s", conn_id, item.message)
+                    self._stats["stream_framing_errors"] += 1
+                    self._drop("malformed")
+                    self._to_close.append(conn_id)
+                    stream.closing = True
+                    return
+                self._stats["stream_messages_received"] += 1
+                if self._stream_limited(src, now):
+                    continue
+                self._answer_unparsable(item, src, conn, now)
+                continue
+            self._stats["stream_messages_received"] += 1
+            if self._stream_limited(src, now):
+                continue
+            self._dispatch(item, src, conn, now)
+        while stream.pings < parser.keepalive_pings:
+            # RFC 5626 section 4.4.1: a CRLFCRLF ping gets a CRLF pong.
+            stream.pings += 1
+            self._stream_out.append((conn_id, b"\r\n"))
+
+    def _stream_limited(self, src: Address, now: float) -> bool:
+        limiter = self.config.rate_limiter
+        if limiter is not None and not limiter.allow(src[0], now):
+            self._drop("rate_limited")
+            return True
+        return False
+
+    def _dispatch(
+        self, message: SipRequest | SipResponse, src: Address, conn: Connection | None, now: float
+    ) -> None:
         if self.trace is not None:
-            first = data.lstrip(b"\r\n").split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            if isinstance(message, SipRequest):
+                first = f"{message.method} {message.uri} {message.version}"
+            else:
+                first = f"{message.version} {message.status_code} {message.reason}"
             self.trace.append((now, "in", first, src))
         if isinstance(message, SipResponse):
             self._stats["responses_received"] += 1
             self._handle_response(message, now)
         else:
             self._stats["requests_received"] += 1
-            self._handle_request(message, src, now)
+            self._handle_request(message, src, conn, now)
 
-    def _answer_unparsable(self, exc: LocalSipError, src: Address, now: float) -> None:
+    def _answer_unparsable(
+        self, exc: LocalSipError, src: Address, conn: Connection | None, now: float
+    ) -> None:
         request = exc.partial
         if not isinstance(request, SipRequest) or request.method == "ACK":
+            # Section 17.1.1.3 / 18.1.2: ACKs and responses are never answered.
             self._drop("malformed")
             return
+        # Section 8.2.6: a UAS answers an invalid request with whatever it could read; the
+        # response copies the Via, From, To, Call-ID and CSeq values that exist, verbatim (RFC
+        # 4475 section 3.3.1 "insuf": no Call-ID/From/To still gets a 400; scalar02/quotbal:
+        # a bad CSeq or To is echoed as received).
         try:
-            # Enough to answer (section 8.2.6): a usable top Via to route the response, and
-            # Call-ID/From/To/CSeq to copy verbatim (a bad CSeq or To is echoed as received,
-            # RFC 4475 scalar02/quotbal expect a 400, not silence).
             vias = parse_vias(request.headers)
         except SipError:
-            self._drop("malformed")
-            return
-        headers_present = all(n in request.headers for n in ("From", "To", "CSeq"))
-        if not vias or not request.call_id or not headers_present:
-            self._drop("malformed")
-            return
+            vias = []
+        dest: Destination
+        if vias:
+            _top, dest = self._response_route(request, vias[0], src, conn)
+        elif conn is not None:
+            dest = conn
+        else:
+            # Section 18.2.2 routes a UDP response by the top Via's sent-by; when that Via is
+            # missing or unparseable (RFC 4475 section 3.1.2.1 "badinv01") the only address
+            # known to reach the sender is the datagram's source address and port, the one
+            # RFC 3581 would use too. Over a stream the response simply goes back on the
+            # connection (section 18.2.2, first rule).
+            dest = src
         self._event(SipRequestReceived(request.method))
-        _top, dest = self._response_route(request, vias[0], src)
         # A throwaway transaction (never stored): it only sends the one response.
-        key = server_key(request, vias[0], from_tag=None, cseq_number=0, method="ERROR")
         tx = NonInviteServerTransaction(
-            key=key, request=request, response_addr=dest, timers=self.timers, send=self._send
+            key=("invalid",),
+            request=request,
+            response_addr=dest,
+            timers=self.timers,
+            send=self._send,
         )
         headers = [
             *exc.extra_headers,
@@ -960,7 +1139,9 @@ class SipEngine:
         self._respond(tx, response, now)
         logger.info("[%s] answered %d to an invalid request", request.call_id, exc.status_code)
 
-    def _response_route(self, request: SipRequest, top: Via, src: Address) -> tuple[Via, Address]:
+    def _response_route(
+        self, request: SipRequest, top: Via, src: Address, conn: Connection | None
+    ) -> tuple[Via, Destination]:
         """Rule 2: add received/rport to the top Via and pick where responses go."""
         host, port = src
         try:
@@ -968,15 +1149,20 @@ class SipEngine:
         except SipError:
             rport = None
         changes: dict[str, str | int | bool | None] = {}
+        dest: Destination
         if rport is True:
             # RFC 3581 section 4: received is added even when it equals sent-by.
             changes["received"] = host
             changes["rport"] = str(port)
-            dest: Address = (host, port)
+            dest = (host, port)
         else:
             if top.host.strip("[]").lower() != host.lower():
                 changes["received"] = host
             dest = (host, top.port if top.port is not None else 5060)
+        if conn is not None:
+            # Section 18.2.2: over a reliable transport the response uses the connection the
+            # request arrived on (received/rport are still recorded, section 18.2.1).
+            dest = conn
         new_top = top.with_params(**changes) if changes else top
         if changes:
             values = request.headers.get_list("Via")
@@ -994,7 +1180,9 @@ class SipEngine:
             request.headers = rebuilt
         return new_top, dest
 
-    def _handle_request(self, req: SipRequest, src: Address, now: float) -> None:
+    def _handle_request(
+        self, req: SipRequest, src: Address, conn: Connection | None, now: float
+    ) -> None:
         vias = parse_vias(req.headers)
         top = vias[0]
         from_na = NameAddress.parse(req.headers.get("From") or "")
@@ -1007,7 +1195,7 @@ class SipEngine:
             if req.method == "CANCEL"
             else None
         )
-        _new_top, dest = self._response_route(req, top, src)
+        _new_top, dest = self._response_route(req, top, src, conn)
         method = req.method
 
         # Rule 3, step 1: retransmissions and ACKs for our non-2xx (section 17.2.3).
@@ -1093,7 +1281,7 @@ class SipEngine:
             self._in_dialog(req, stx, from_tag or "", to_tag, cseq.number, now)
         elif method == "INVITE":
             assert isinstance(stx, InviteServerTransaction)
-            self._on_invite(req, stx, from_na, src, cseq.number, now)
+            self._on_invite(req, stx, from_na, src, conn, cseq.number, now)
         elif method == "OPTIONS":
             if self._source_decision(src[0]) == "forbidden":
                 self._drop("forbidden")
@@ -1131,6 +1319,7 @@ class SipEngine:
         stx: InviteServerTransaction,
         from_na: NameAddress,
         src: Address,
+        conn: Connection | None,
         cseq: int,
         now: float,
     ) -> None:
@@ -1166,6 +1355,7 @@ class SipEngine:
             invite=req,
             remote_addr=src,
             log=_CallLog(logger, {"call_id": req.call_id}),
+            conn=conn,
             dialog=dialog,
             invite_stx=stx,
         )
@@ -1184,6 +1374,7 @@ class SipEngine:
                 caller_display=from_na.display_name,
                 sdp_offer=_sdp_of(req),
                 headers=req.headers,
+                transport="udp" if conn is None else "tcp",
             )
         )
 
@@ -1387,17 +1578,20 @@ class SipEngine:
             call.reinvite_stx = None
             self._respond(stx, self._dialog_response(call, stx.request, 487, now), now)
         branch = new_branch()
+        conn = self._open_conn(call)
         request = dialog.create_request(
             "BYE",
-            via=self._via(branch),
+            via=self._via(branch, "UDP" if conn is None else "TCP"),
             headers=(("User-Agent", self.config.user_agent),),
         )
         call.state = CallState.TERMINATING
         call.bye_cause = cause
+        # Rule 6: the dialog's connection while it is open, else UDP to the next hop.
+        destination: Destination = conn if conn is not None else dialog.next_hop()
         ctx = NonInviteClientTransaction(
             request=request,
             branch=branch,
-            destination=dialog.next_hop(),
+            destination=destination,
             timers=self.timers,
             send=self._send,
             on_response=lambda resp, t: self._bye_response(call, resp),

@@ -71,6 +71,8 @@ class IncomingCall:
     """The SDP offer, or ``None`` for an offerless INVITE (the 200 must carry the offer)."""
     headers: Headers = field(repr=False)
     """Every header of the INVITE (read-only by convention)."""
+    transport: Literal["udp", "tcp"] = "udp"
+    """Transport the INVITE arrived on; the dialog's responses and requests use it too."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""SIP transactions over UDP (RFC 3261 section 17, amended by RFC 6026).
+"""SIP transactions over UDP and streams (RFC 3261 section 17, amended by RFC 6026).
 
 Rules this file owns:
 
@@ -17,8 +17,12 @@ Rules this file owns:
   Accepted (2xx, Timer M; the ACK for 2xx is the UA core's job) -> Terminated. Non-INVITE
   Trying (Timer E/F) -> Proceeding -> Completed (Timer K) -> Terminated.
 
-The transactions are sans-IO: they are handed a ``send(data, addr)`` callable (the engine's
-outgoing datagram list) and report to their transaction user through plain callbacks.
+* Rule 4 (reliable transports, section 17 and table 4 of appendix A): when the destination is
+  a ``Connection`` (TCP) the retransmission timers A, E and G never run, and the wait timers
+  D, I, J and K are zero; B, F, H, L and M (64*T1) still bound the transaction.
+
+The transactions are sans-IO: they are handed a ``send(data, destination)`` callable (the
+engine's outgoing queues) and report to their transaction user through plain callbacks.
 Every timer is a deadline; ``deadline()`` returns the earliest one, ``handle_timer(now)``
 fires all that are due.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from callcenter.sip.headers import NameAddress, Via
 from callcenter.sip.message import Headers, SipRequest, SipResponse, reason_phrase
@@ -37,6 +42,8 @@ __all__ = [
     "MAGIC_COOKIE",
     "Address",
     "ClientKey",
+    "Connection",
+    "Destination",
     "InviteClientState",
     "InviteClientTransaction",
     "InviteServerState",
@@ -57,7 +64,25 @@ MAGIC_COOKIE = "z9hG4bK"
 """RFC 3261 section 8.1.1.7: branches of RFC 3261 elements start with this."""
 
 Address = tuple[str, int]
-Send = Callable[[bytes, Address], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A stream connection (TCP) a message goes out on (RFC 3261 section 18).
+
+    Responses to a request received on a connection go back on it (section 18.2.2); the
+    adapter that owns the socket names connections with ``conn_id``.
+    """
+
+    conn_id: int
+    """The adapter's identifier of the connection."""
+    peer: Address
+    """The remote (host, port) of the connection."""
+
+
+Destination = Address | Connection
+"""Where a message goes: a UDP address, or an open stream connection."""
+Send = Callable[[bytes, Destination], None]
 ServerKey = tuple[str, ...]
 ClientKey = tuple[str, str]
 
@@ -147,7 +172,8 @@ def make_response(
 ) -> SipResponse:
     """Build a response to ``request`` (RFC 3261 section 8.2.6).
 
-    Via (all values, in order), From, Call-ID and CSeq are copied; To is copied and gets
+    Via (all values, in order), From, Call-ID and CSeq are copied when present (an invalid
+    request answered with 400 may lack some); To is copied and gets
     ``to_tag`` when it had none and the response is not 100 (section 8.2.6.2). A 100 Trying
     copies Timestamp (section 8.2.6.1).
 
@@ -173,7 +199,9 @@ def make_response(
         if to_tag is not None and status_code != 100:
             to_value = _with_to_tag(to_value, to_tag)
         out.add("To", to_value)
-    out.add("Call-ID", request.call_id)
+    if request.call_id:
+        # An invalid request may lack it (RFC 4475 section 3.3.1); never invent one.
+        out.add("Call-ID", request.call_id)
     cseq = request.headers.get("CSeq")
     if cseq is not None:
         out.add("CSeq", cseq)
@@ -201,14 +229,14 @@ class InviteServerState(enum.Enum):
 
 
 class InviteServerTransaction:
-    """An INVITE server transaction over UDP (RFC 3261 section 17.2.1, RFC 6026 section 7.1)."""
+    """An INVITE server transaction (RFC 3261 section 17.2.1, RFC 6026 section 7.1)."""
 
     def __init__(
         self,
         *,
         key: ServerKey,
         request: SipRequest,
-        response_addr: Address,
+        response_addr: Destination,
         timers: TimerValues,
         send: Send,
     ) -> None:
@@ -234,6 +262,11 @@ class InviteServerTransaction:
     def terminated(self) -> bool:
         return self.state is InviteServerState.TERMINATED
 
+    @property
+    def reliable(self) -> bool:
+        """True when responses go out on a stream connection (Rule 4)."""
+        return isinstance(self.response_addr, Connection)
+
     def respond(self, response: SipResponse, now: float) -> bool:
         """Send a response from the TU; return False when the transaction is past Proceeding."""
         if self.state is not InviteServerState.PROCEEDING:
@@ -251,10 +284,11 @@ class InviteServerTransaction:
             self.state = InviteServerState.ACCEPTED
             self._l_at = now + self._timers.timeout
         else:
-            # Section 17.2.1: Timer G starts at T1 (unreliable transport), Timer H at 64*T1.
+            # Section 17.2.1: Timer G starts at T1 (unreliable transport only), Timer H at
+            # 64*T1 whatever the transport.
             self.state = InviteServerState.COMPLETED
             self._g_interval = self._timers.t1
-            self._g_at = now + self._g_interval
+            self._g_at = None if self.reliable else now + self._g_interval
             self._h_at = now + self._timers.timeout
         return True
 
@@ -273,7 +307,8 @@ class InviteServerTransaction:
         if self.state is InviteServerState.COMPLETED:
             self.state = InviteServerState.CONFIRMED
             self._g_at = self._h_at = None
-            self._i_at = now + self._timers.timer_i
+            # Timer I: T4 over UDP, zero over a reliable transport (Rule 4).
+            self._i_at = now + (0.0 if self.reliable else self._timers.timer_i)
             return False
         return self.state is InviteServerState.ACCEPTED
 
@@ -316,14 +351,14 @@ class NonInviteServerState(enum.Enum):
 
 
 class NonInviteServerTransaction:
-    """A non-INVITE server transaction over UDP (RFC 3261 section 17.2.2)."""
+    """A non-INVITE server transaction (RFC 3261 section 17.2.2)."""
 
     def __init__(
         self,
         *,
         key: ServerKey,
         request: SipRequest,
-        response_addr: Address,
+        response_addr: Destination,
         timers: TimerValues,
         send: Send,
     ) -> None:
@@ -341,6 +376,11 @@ class NonInviteServerTransaction:
     def terminated(self) -> bool:
         return self.state is NonInviteServerState.TERMINATED
 
+    @property
+    def reliable(self) -> bool:
+        """True when responses go out on a stream connection (Rule 4)."""
+        return isinstance(self.response_addr, Connection)
+
     def respond(self, response: SipResponse, now: float) -> bool:
         if self.state not in (NonInviteServerState.TRYING, NonInviteServerState.PROCEEDING):
             return False
@@ -351,9 +391,10 @@ class NonInviteServerTransaction:
             self.state = NonInviteServerState.PROCEEDING
         else:
             self.final_status = response.status_code
-            # Timer J: 64*T1 over UDP, absorbing request retransmissions.
+            # Timer J: 64*T1 over UDP, absorbing request retransmissions; zero over a
+            # reliable transport (Rule 4).
             self.state = NonInviteServerState.COMPLETED
-            self._j_at = now + self._timers.timeout
+            self._j_at = now + (0.0 if self.reliable else self._timers.timeout)
         return True
 
     def receive_retransmission(self, now: float) -> None:
@@ -390,14 +431,14 @@ class NonInviteClientState(enum.Enum):
 
 
 class NonInviteClientTransaction:
-    """A non-INVITE client transaction over UDP (RFC 3261 section 17.1.2)."""
+    """A non-INVITE client transaction (RFC 3261 section 17.1.2)."""
 
     def __init__(
         self,
         *,
         request: SipRequest,
         branch: str,
-        destination: Address,
+        destination: Destination,
         timers: TimerValues,
         send: Send,
         on_response: ResponseHandler,
@@ -414,7 +455,8 @@ class NonInviteClientTransaction:
         self._on_timeout = on_timeout
         self._data = bytes(request)
         self._e_interval = timers.t1
-        self._e_at: float | None = now + timers.t1
+        # Timer E retransmits over UDP only (Rule 4).
+        self._e_at: float | None = None if self.reliable else now + timers.t1
         self._f_at: float | None = now + timers.timeout
         self._k_at: float | None = None
         send(self._data, destination)
@@ -423,6 +465,11 @@ class NonInviteClientTransaction:
     def terminated(self) -> bool:
         return self.state is NonInviteClientState.TERMINATED
 
+    @property
+    def reliable(self) -> bool:
+        """True when the request went out on a stream connection (Rule 4)."""
+        return isinstance(self.destination, Connection)
+
     def receive_response(self, response: SipResponse, now: float) -> None:
         code = response.status_code
         if self.state in (NonInviteClientState.TRYING, NonInviteClientState.PROCEEDING):
@@ -430,10 +477,11 @@ class NonInviteClientTransaction:
                 self.state = NonInviteClientState.PROCEEDING
                 self._on_response(response, now)
                 return
-            # Final response: Timer K absorbs retransmissions of it (T4 over UDP).
+            # Final response: Timer K absorbs retransmissions of it (T4 over UDP, zero over
+            # a reliable transport).
             self.state = NonInviteClientState.COMPLETED
             self._e_at = self._f_at = None
-            self._k_at = now + self._timers.timer_k
+            self._k_at = now + (0.0 if self.reliable else self._timers.timer_k)
             self._on_response(response, now)
         # Completed: retransmitted final responses are absorbed.
 
@@ -498,14 +546,14 @@ def make_ack_for_non_2xx(invite: SipRequest, response: SipResponse) -> SipReques
 
 
 class InviteClientTransaction:
-    """An INVITE client transaction over UDP (RFC 3261 section 17.1.1, RFC 6026 section 7.2)."""
+    """An INVITE client transaction (RFC 3261 section 17.1.1, RFC 6026 section 7.2)."""
 
     def __init__(
         self,
         *,
         request: SipRequest,
         branch: str,
-        destination: Address,
+        destination: Destination,
         timers: TimerValues,
         send: Send,
         on_response: ResponseHandler,
@@ -523,7 +571,8 @@ class InviteClientTransaction:
         self._data = bytes(request)
         self._ack: bytes | None = None
         self._a_interval = timers.t1
-        self._a_at: float | None = now + timers.t1
+        # Timer A retransmits over UDP only (Rule 4).
+        self._a_at: float | None = None if self.reliable else now + timers.t1
         self._b_at: float | None = now + timers.timeout
         self._d_at: float | None = None
         self._m_at: float | None = None
@@ -532,6 +581,11 @@ class InviteClientTransaction:
     @property
     def terminated(self) -> bool:
         return self.state is InviteClientState.TERMINATED
+
+    @property
+    def reliable(self) -> bool:
+        """True when the request went out on a stream connection (Rule 4)."""
+        return isinstance(self.destination, Connection)
 
     def receive_response(self, response: SipResponse, now: float) -> None:
         code = response.status_code
@@ -554,7 +608,8 @@ class InviteClientTransaction:
                 self._b_at = None
                 self._ack = bytes(make_ack_for_non_2xx(self.request, response))
                 self._send(self._ack, self.destination)
-                self._d_at = now + self._timers.timer_d
+                # Timer D: >= 32 s over UDP, zero over a reliable transport (Rule 4).
+                self._d_at = now + (0.0 if self.reliable else self._timers.timer_d)
                 self._on_response(response, now)
         elif state is InviteClientState.COMPLETED:
             # Retransmitted final response: resend the ACK, do not tell the TU.

@@ -10,6 +10,14 @@ cost 50 wake-ups per second instead of 5000. When the loop was blocked and a dea
 by up to ``max_catch_up`` frames, the missed frames are sent at once (a short catch-up); beyond
 that they are skipped (the RTP timestamp jumps, the next packet has the marker bit) and counted
 in ``late_frames`` instead of bursting.
+
+Receive design: the sockets are not registered with the event loop. On every tick the pacer asks
+its own selector (one ``epoll_wait`` with timeout 0 for all calls) which sockets are readable
+and drains each one (at most ``MAX_READS_PER_TICK`` datagrams), as media engines read RTP on
+their frame clock. This halves the per-packet cost of asyncio's one-callback-per-datagram path
+(measured in ``docs/benchmarks.md``), bounds the work a flooded socket can cause per tick (the
+rest is dropped by the kernel when its buffer fills), and adds at most one frame (20 ms) of
+latency, which the jitter buffer and DTMF handling do not notice.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import asyncio
 import errno
 import ipaddress
 import random
+import selectors
 import socket
 import weakref
 from collections import deque
@@ -35,6 +44,8 @@ FRAME_INTERVAL = 0.020
 FRAME_BYTES = 320
 """PCM16 bytes per frame: 160 samples at 8 kHz."""
 FRAME_SAMPLES = 160
+MAX_READS_PER_TICK = 32
+"""Datagrams read from one socket per tick; a flood beyond that is left to the kernel."""
 
 
 @dataclass(slots=True)
@@ -74,6 +85,7 @@ class RtpPacer:
         self.interval = interval
         self.max_catch_up = max_catch_up
         self._endpoints: dict[RtpEndpoint, None] = {}
+        self._selector = selectors.DefaultSelector()
         self._task: asyncio.Task[None] | None = None
         self.wakeups = 0
         """Timer wake-ups so far (for benchmarks)."""
@@ -92,11 +104,13 @@ class RtpPacer:
 
     def add(self, endpoint: RtpEndpoint) -> None:
         self._endpoints[endpoint] = None
+        self._selector.register(endpoint._sock, selectors.EVENT_READ, endpoint)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="rtp-pacer")
 
     def remove(self, endpoint: RtpEndpoint) -> None:
-        self._endpoints.pop(endpoint, None)
+        if self._endpoints.pop(endpoint, False) is None:
+            self._selector.unregister(endpoint._sock)
         if not self._endpoints and self._task is not None:
             self._task.cancel()
             self._task = None
@@ -119,23 +133,12 @@ class RtpPacer:
                 for endpoint in list(self._endpoints):
                     endpoint._skip(late)
                 late = 0
+            for key, _ in self._selector.select(0):
+                key.data._drain()
             for i in range(late + 1):
                 for endpoint in list(self._endpoints):
                     endpoint._tick(catch_up=i > 0)
             n += late
-
-
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.endpoint: RtpEndpoint | None = None
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        if self.endpoint is not None:
-            self.endpoint._datagram_received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        if self.endpoint is not None:
-            self.endpoint.stats.send_errors += 1
 
 
 class RtpEndpoint:
@@ -145,7 +148,6 @@ class RtpEndpoint:
         self,
         *,
         session: RtpSession,
-        transport: asyncio.DatagramTransport,
         sock: socket.socket,
         local_address: tuple[str, int],
         pacer: RtpPacer,
@@ -159,7 +161,6 @@ class RtpEndpoint:
         """``loop.time()`` of the last valid RTP packet, for the inactivity timeout."""
         self.send_times: list[float] | None = [] if record_send_times else None
         """``loop.time()`` of every packet sent, when recording was asked (benchmarks)."""
-        self._transport = transport
         self._sock = sock
         self._loop = asyncio.get_running_loop()
         self._pacer = pacer
@@ -226,21 +227,14 @@ class RtpEndpoint:
             raise OSError(errno.EADDRINUSE, f"no free RTP port in [{port_min}, {port_max}]")
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        try:
-            transport, protocol = await loop.create_datagram_endpoint(_Protocol, sock=sock)
-        except BaseException:
-            sock.close()
-            raise
         bound = sock.getsockname()
         endpoint = cls(
             session=session,
-            transport=transport,
             sock=sock,
             local_address=(bound[0], bound[1]),
             pacer=pacer or RtpPacer.for_loop(loop),
             record_send_times=record_send_times,
         )
-        protocol.endpoint = endpoint
         return endpoint
 
     @property
@@ -304,7 +298,7 @@ class RtpEndpoint:
         self._pacer.remove(self)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
-        self._transport.close()
+        self._sock.close()
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`close` was called."""
@@ -369,6 +363,21 @@ class RtpEndpoint:
         stats.packets_sent += 1
         if self.send_times is not None:
             self.send_times.append(self._loop.time())
+
+    def _drain(self) -> None:
+        """Read what the socket holds (bounded), called by the pacer when it is readable."""
+        sock = self._sock
+        for _ in range(MAX_READS_PER_TICK):
+            try:
+                data, addr = sock.recvfrom(2048)
+            except BlockingIOError:
+                return
+            except OSError:  # e.g. ECONNREFUSED from an earlier ICMP port unreachable
+                self.stats.send_errors += 1
+                continue
+            self._datagram_received(data, addr)
+            if self._done is None:  # run() ended (close() or a failing callback)
+                return
 
     def _datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.stats.datagrams_received += 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import struct
 
 import numpy as np
 
@@ -189,3 +190,18 @@ def test_from_negotiated_and_update_for_hold() -> None:
     assert session.direction is Direction.RECVONLY and not sends(session)
     session.update(media)
     assert sends(session) and session.remote_address == SDP_ADDR
+
+
+def test_audio_events_can_be_turned_off_but_dtmf_still_arrives() -> None:
+    from callcenter.rtp.dtmf import dtmf_packets
+
+    session = RtpSession(codec=get_codec("PCMU"), remote_address=None, telephone_event_pt=101)
+    session.deliver_audio = False
+    audio = struct.pack("!BBHII", 0x80, 0, 1, 160, 7) + bytes(160)
+    assert session.receive(audio, ("127.0.0.1", 4000), 0.0) == []
+    assert session.stats.packets_received == 1
+    events: list[RtpEvent] = []
+    for i, packet in enumerate(dtmf_packets("5")):
+        header = struct.pack("!BBHII", 0x80, 101 | (0x80 if packet.marker else 0), 2 + i, 320, 7)
+        events += session.receive(header + packet.payload, ("127.0.0.1", 4000), 0.02 * i)
+    assert [e for e in events if isinstance(e, DtmfReceived)] == [DtmfReceived("5", 320)]

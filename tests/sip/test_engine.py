@@ -595,7 +595,30 @@ def test_malformed_with_headers_gets_400_else_dropped(uas: SipEngine, peer: RawP
     assert raw_400.startswith(b"SIP/2.0 400 ")
     assert f"CSeq: {2**31 + 5} OPTIONS\r\n".encode() in raw_400
     peer.inbox.clear()
+    # RFC 4475 section 3.3.1 (insuf): no Via/From/To/CSeq is still answered, to the source
+    # address and port (nothing else can route it), copying what exists and inventing nothing.
     peer.send(b"OPTIONS sip:x@y SIP/2.0\r\nCall-ID: 1\r\n\r\n", UAS)
+    ((_t, raw_400, _src),) = peer.inbox
+    assert raw_400.startswith(b"SIP/2.0 400 ")
+    assert b"Call-ID: 1\r\n" in raw_400
+    for absent in (b"\r\nVia:", b"\r\nFrom:", b"\r\nTo:", b"\r\nCSeq:"):
+        assert absent not in raw_400
+    peer.inbox.clear()
+    # RFC 4475 section 3.1.2.1 (badinv01): an unparseable Via is echoed verbatim and the 400
+    # goes to the source port, not to the Via's 5060.
+    bad_via = request("OPTIONS", d, cseq=7).replace(
+        b"Via: SIP/2.0/UDP 127.0.0.1:5070", b"Via: SIP/2.0/UDP 192.0.2.15:5060;;,;,,", 1
+    )
+    assert b";;,;,," in bad_via
+    peer.send(bad_via, UAS)
+    ((_t, raw_400, _src),) = peer.inbox
+    assert raw_400.startswith(b"SIP/2.0 400 ")
+    assert b"Via: SIP/2.0/UDP 192.0.2.15:5060;;,;,," in raw_400
+    peer.inbox.clear()
+    # Never answered: an ACK, a response, a request line without a method.
+    peer.send(b"ACK sip:x@y SIP/2.0\r\nCall-ID: 1\r\n\r\n", UAS)
+    peer.send(b"SIP/2.0 200 OK\r\nCall-ID: 1\r\n\r\n", UAS)
+    peer.send(b"sip:x@y SIP/2.0\r\nCall-ID: 1\r\n\r\n", UAS)
     assert peer.inbox == []
     events = drain_events(uas, metrics=True)
     assert MessageDropped("malformed") in events
