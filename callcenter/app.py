@@ -1,8 +1,8 @@
 """Composition root and lifecycle of ``callcenter serve``.
 
-Start-up order: data dir → flows (validated) → prompt cache (espeak-ng renders every prompt once)
-→ event trail store → HTTP (``/health`` says ``starting``) → SIP listener → upstream registration
-→ ``/health`` ok. SIGHUP (or a changed flow file) reloads the flows, keeping the last good version
+Start-up order: data dir → HTTP (``/health`` says ``starting``, 503) → flows (validated) → prompt
+cache (espeak-ng renders every prompt once) → event trail store → SIP listener → upstream
+registration → ``/health`` ok. SIGHUP (or a changed flow file) reloads the flows, keeping the last good version
 when the new one is invalid. SIGTERM/SIGINT drain: new INVITEs get 503 and ``/health`` 503, running
 calls finish (bounded by ``calls.drain_timeout``, then they are hung up), then the service exits.
 """
@@ -100,9 +100,13 @@ class Service:
         self.metrics = Metrics()
         self.health = HealthState()
         data = config.data_path
-        flow_ids = tuple(dict.fromkeys([config.flows.default, *(f for _, f in config.flows.numbers)]))
+        flow_ids = tuple(
+            dict.fromkeys([config.flows.default, *(f for _, f in config.flows.numbers)])
+        )
         self.flows = FlowRegistry(Path(config.flows.directory), flow_ids)
-        recordings = Path(config.tts.recordings_dir) if config.tts.recordings_dir else data / "prompts"
+        recordings = (
+            Path(config.tts.recordings_dir) if config.tts.recordings_dir else data / "prompts"
+        )
         self.tts = EspeakTts(config=EspeakConfig(voice=config.tts.voice, rate=config.tts.rate))
         self.prompts = PromptCache(data / "cache" / "prompts", recordings, self.tts)
         self.trail = CallTrail.from_url(config.db_url)
@@ -118,6 +122,18 @@ class Service:
         """Bring everything up; raise StartupError with a clear message on failure."""
         cfg = self.config
         cfg.data_path.mkdir(parents=True, exist_ok=True)
+        # HTTP first, so /health answers 503 "starting" while prompts render.
+        app = make_app(trail=self.trail, metrics=self.metrics, health=self.health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on HTTP {cfg.http.host}:{cfg.http.port}: {exc.strerror}"
+            ) from None
+
         try:
             self.tts.check_available()
         except TtsUnavailableError as exc:
@@ -133,22 +149,15 @@ class Service:
         self.flows.install(flows)
         await self.trail.start()
 
-        app = make_app(trail=self.trail, metrics=self.metrics, health=self.health)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise StartupError(f"cannot listen on HTTP {cfg.http.host}:{cfg.http.port}: {exc.strerror}") from None
-
         engine = SipEngine(config=self._engine_config())
         try:
             self.sip = await SipUdpTransport.open(
                 cfg.sip.host, cfg.sip.port, engine=engine, on_event=self._on_sip_event
             )
         except OSError as exc:
-            raise StartupError(f"cannot listen on SIP {cfg.sip.host}:{cfg.sip.port}: {exc.strerror}") from None
+            raise StartupError(
+                f"cannot listen on SIP {cfg.sip.host}:{cfg.sip.port}: {exc.strerror}"
+            ) from None
         if cfg.sip.registrar:
             engine.start_registration(self.sip.now())
             self.sip.flush()
@@ -173,7 +182,9 @@ class Service:
         if sip.untrusted == "challenge":
             import secrets
 
-            digest = DigestServer(realm=sip.realm, secret=secrets.token_bytes(32), users=dict(sip.users))
+            digest = DigestServer(
+                realm=sip.realm, secret=secrets.token_bytes(32), users=dict(sip.users)
+            )
         trusted = access
 
         def exempt(host: str) -> bool:
@@ -266,7 +277,9 @@ class Service:
                 return False
             except PromptCacheError as exc:
                 self.flows.mtimes = self.flows._current_mtimes()
-                logger.error("flow reload refused (prompts), keeping the last good version: %s", exc)
+                logger.error(
+                    "flow reload refused (prompts), keeping the last good version: %s", exc
+                )
                 return False
             self.flows.install(flows)
             logger.info("flows reloaded: %s", ", ".join(flows))
@@ -289,7 +302,9 @@ class Service:
             self.sip.engine.drain()
         if self.call_tasks:
             logger.info("draining: waiting for %d call(s)", len(self.call_tasks))
-            _, pending = await asyncio.wait(set(self.call_tasks), timeout=self.config.calls.drain_timeout)
+            _, pending = await asyncio.wait(
+                set(self.call_tasks), timeout=self.config.calls.drain_timeout
+            )
             for task in pending:
                 task.cancel()
             if pending:

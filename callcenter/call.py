@@ -53,7 +53,9 @@ logger = logging.getLogger(__name__)
 class CallLogger(logging.LoggerAdapter[logging.Logger]):
     """Prefixes every line with ``[call-id]`` (never a phone number)."""
 
-    def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, MutableMapping[str, Any]]:
+    def process(
+        self, msg: str, kwargs: MutableMapping[str, Any]
+    ) -> tuple[str, MutableMapping[str, Any]]:
         return f"[{self.extra['call_id'] if self.extra else '?'}] {msg}", kwargs
 
 
@@ -172,7 +174,11 @@ class Call:
             # Service shutdown: hang up politely, record, and let the cancellation propagate.
             if not self._ended and self._answered_at is not None:
                 self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
-            outcome, cause, side = "completed" if self._answered_at else "failed", "shutdown", "service"
+            outcome, cause, side = (
+                "completed" if self._answered_at else "failed",
+                "shutdown",
+                "service",
+            )
             raise
         except Exception:
             self.log.exception("call failed")
@@ -194,7 +200,9 @@ class Call:
                 outcome = "queued"
             metrics.call_ended(outcome, self.services.sip.now() - self._created_at)
             self._record("hangup", cause=cause, side=side)
-            services.trail.call_ended(self.call_id, outcome=outcome, cause=cause, side=side, at=self._now())
+            services.trail.call_ended(
+                self.call_id, outcome=outcome, cause=cause, side=side, at=self._now()
+            )
 
     async def _run(self) -> tuple[str, str, str]:
         cfg = self._config
@@ -337,7 +345,9 @@ class Call:
     async def _control_loop(self, pipeline: Pipeline) -> tuple[str, str, str]:
         assert self._flow is not None
         flow = self._flow
-        state, actions = ivr_flows.start(flow, now=self._flow_now(), variables={"dialled": self._dialled})
+        state, actions = ivr_flows.start(
+            flow, now=self._flow_now(), variables={"dialled": self._dialled}
+        )
         self._flow_state = state
         ended = await self._perform(actions, pipeline)
         if ended is not None:
@@ -361,7 +371,9 @@ class Call:
                 self._on_reinvite(item)
                 continue
             if isinstance(item, PromptFinishedFrame):
-                self._record("prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted)
+                self._record(
+                    "prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted
+                )
                 flow_event = ivr_flows.PromptFinished(item.prompt_id, item.interrupted)
             elif isinstance(item, DigitsCollectedFrame):
                 flow_event = ivr_flows.DigitsCollected(item.digits)

@@ -17,7 +17,10 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     overrides: dict[str, dict[str, Any]] = {
         "": {"data_dir": args.data_dir},
         "sip": {"host": getattr(args, "sip_host", None), "port": getattr(args, "sip_port", None)},
-        "http": {"host": getattr(args, "http_host", None), "port": getattr(args, "http_port", None)},
+        "http": {
+            "host": getattr(args, "http_host", None),
+            "port": getattr(args, "http_port", None),
+        },
     }
     return load_config(args.config, overrides=overrides)
 
@@ -62,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--data-dir",
         default=None,
-        help="data folder: SQLite store, caches, recordings (env CALLCENTER_DATA_DIR, default ./var)",
+        help="data folder: store, caches, recordings (env CALLCENTER_DATA_DIR, default ./var)",
     )
     common.add_argument("--config", default=None, help="TOML configuration file")
 
@@ -84,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     calls = sub.add_parser("calls", help="the call event trail")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
-    show = calls_sub.add_parser("show", parents=[common], help="print one call's event trail as JSON")
+    show = calls_sub.add_parser(
+        "show", parents=[common], help="print one call's event trail as JSON"
+    )
     show.add_argument("sip_call_id")
     show.set_defaults(func=_cmd_calls_show)
     lst = calls_sub.add_parser("list", parents=[common], help="print the newest calls as JSON")
@@ -97,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``callcenter`` command."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     try:
         result: int = args.func(args)

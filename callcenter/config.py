@@ -38,7 +38,7 @@ class SipConfig:
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Trunk/IPBX source networks whose INVITEs are accepted without a challenge."""
     untrusted: str = "challenge"
-    """What to do with INVITEs from elsewhere: ``challenge`` (digest), ``forbid`` (403) or ``allow``."""
+    """INVITEs from elsewhere: ``challenge`` (digest), ``forbid`` (403) or ``allow``."""
     realm: str = "solidarites"
     """Digest realm for challenges."""
     users: tuple[tuple[str, str], ...] = ()
@@ -118,7 +118,7 @@ class TtsConfig:
     rate: int = 130
     """Words per minute; slow on purpose (elderly and hard-of-hearing callers)."""
     recordings_dir: str = ""
-    """Folder of recorded ``<prompt_id>.wav`` files overriding TTS (defaults to <data-dir>/prompts)."""
+    """Folder of recorded ``<prompt_id>.wav`` files overriding TTS (default <data-dir>/prompts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,16 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        if isinstance(value, str) and value.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
             return value.lower() in ("1", "true", "yes", "on")
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if hint is int:
@@ -296,13 +305,19 @@ def load_config(
 
 def _check(config: Config) -> None:
     if config.sip.untrusted not in ("challenge", "forbid", "allow"):
-        raise ConfigError(f"sip.untrusted: expected challenge, forbid or allow, got {config.sip.untrusted!r}")
+        raise ConfigError(
+            f"sip.untrusted: expected challenge, forbid or allow, got {config.sip.untrusted!r}"
+        )
     if not 0 < config.rtp.port_min <= config.rtp.port_max <= 65535:
         raise ConfigError("rtp.port_min/port_max: expected 0 < port_min <= port_max <= 65535")
     if config.flows.now_override:
         try:
             now = datetime.fromisoformat(config.flows.now_override)
         except ValueError:
-            raise ConfigError(f"flows.now_override: not an ISO datetime: {config.flows.now_override!r}") from None
+            raise ConfigError(
+                f"flows.now_override: not an ISO datetime: {config.flows.now_override!r}"
+            ) from None
         if now.tzinfo is None:
-            raise ConfigError("flows.now_override: must include a UTC offset, e.g. 2026-12-07T10:00:00+01:00")
+            raise ConfigError(
+                "flows.now_override: must include a UTC offset, e.g. 2026-12-07T10:00:00+01:00"
+            )

@@ -23,7 +23,10 @@ def test_toml_env_and_flags_in_order(tmp_path: Path) -> None:
     )
     config = load_config(
         file,
-        env={"CALLCENTER_SIP_PORT": "5080", "CALLCENTER_SIP_TRUSTED_NETWORKS": "10.0.0.0/8, ::1/128"},
+        env={
+            "CALLCENTER_SIP_PORT": "5080",
+            "CALLCENTER_SIP_TRUSTED_NETWORKS": "10.0.0.0/8, ::1/128",
+        },
         overrides={"http": {"port": 9000, "host": None}},
     )
     assert config.data_dir == "/srv/cc"
@@ -38,7 +41,9 @@ def test_toml_env_and_flags_in_order(tmp_path: Path) -> None:
 
 
 def test_data_dir_and_database_url_from_env() -> None:
-    config = load_config(env={"CALLCENTER_DATA_DIR": "/tmp/x", "DATABASE_URL": "postgresql://db/cc"})
+    config = load_config(
+        env={"CALLCENTER_DATA_DIR": "/tmp/x", "DATABASE_URL": "postgresql://db/cc"}
+    )
     assert config.data_dir == "/tmp/x"
     assert config.db_url == "postgresql://db/cc"
 
@@ -68,5 +73,7 @@ def test_bad_env_value_names_the_variable() -> None:
         ConfigError, match=r"^environment CALLCENTER_RTP_INACTIVITY_TIMEOUT: expected a number"
     ):
         load_config(env={"CALLCENTER_RTP_INACTIVITY_TIMEOUT": "soon"})
-    with pytest.raises(ConfigError, match=r"^environment CALLCENTER_SIP_PROT: unknown field 'prot'"):
+    with pytest.raises(
+        ConfigError, match=r"^environment CALLCENTER_SIP_PROT: unknown field 'prot'"
+    ):
         load_config(env={"CALLCENTER_SIP_PROT": "1"})

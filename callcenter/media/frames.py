@@ -153,7 +153,7 @@ class CollectDigitsFrame(ControlFrame):
     terminator: str | None = "#"
     """Ends a multi-digit collection and is not included; ignored when ``max_digits == 1``."""
     allowed: str | frozenset[str] | None = None
-    """Digits this collection accepts; others neither barge in nor count (they wait as type-ahead)."""
+    """Digits this collection accepts; others neither barge in nor count (kept as type-ahead)."""
 
     def __post_init__(self) -> None:
         if self.max_digits < 1:

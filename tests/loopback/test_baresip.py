@@ -1,4 +1,3 @@
-
 """baresip (a real softphone) calls the service; what it heard must be the greeting prompt.
 
 baresip streams a padded caller WAV (aufile) and its ``sndfile`` module dumps what the far end

@@ -72,9 +72,7 @@ def assert_sipp_ok(result: SippResult, svc: Service) -> None:
     assert result.returncode == 0, f"{result.describe()}\n--- service log ---\n{svc.log_tail()}"
 
 
-def call_scenario(
-    tmp_path: Path, *, codec: str, digit: str, bye_timeout_ms: int = 80000
-) -> Path:
+def call_scenario(tmp_path: Path, *, codec: str, digit: str, bye_timeout_ms: int = 80000) -> Path:
     """Render uac_call.xml.tmpl for ``codec`` (PCMU/PCMA) pressing ``digit`` by RFC 4733."""
     pt, encoding = {"PCMU": ("0", "u-law"), "PCMA": ("8", "a-law")}[codec]
     wav = audio.caller_wav(tmp_path / f"caller_{codec.lower()}.wav", encoding)  # type: ignore[arg-type]

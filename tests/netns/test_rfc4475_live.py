@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
-from callcenter.sip.errors import SipError
+from callcenter.sip.errors import LocalSipError, SipError
 from callcenter.sip.headers import Via, parse_vias
-from callcenter.sip.message import SipRequest
+from callcenter.sip.message import SipRequest, SipResponse
 from callcenter.sip.parser import parse_message
 from callcenter.sip.transaction import is_rfc3261_branch
 from tests.loopback.service import (
@@ -122,10 +122,13 @@ def index() -> list[dict[str, str]]:
 
 def top_via(data: bytes) -> tuple[SipRequest, Via] | None:
     """The request and its top Via, when the message is a request whose top Via parses."""
+    message: SipRequest | SipResponse | None
     try:
         message = parse_message(data)
-    except SipError as exc:
-        message = getattr(exc, "partial", None)
+    except LocalSipError as exc:
+        message = exc.partial
+    except SipError:
+        return None
     if not isinstance(message, SipRequest):
         return None
     try:
