@@ -1,8 +1,10 @@
 """The SIP user agent engine: UAS for incoming calls, UAC for REGISTER, BYE and INVITE (sans-IO).
 
 Shaped like aioquic's ``QuicConnection``: datagrams go in with ``receive_datagram``, come out of
-``datagrams_to_send``; time is always a parameter; ``get_timer``/``handle_timer`` expose every
-transaction, dialog and registration timer; the application reads ``next_event`` and issues
+``datagrams_to_send``; stream bytes go in with ``receive_stream_data`` and come out of
+``stream_data_to_send`` (``streams_to_close``/``stream_closed`` manage connections); time is
+always a parameter; ``get_timer``/``handle_timer`` expose every transaction, dialog and
+registration timer; the application reads ``next_event`` and issues
 commands (``ring``, ``answer``, ``reject``, ``hangup``...). No asyncio, no sockets.
 
 Rules this file owns (the UA core, RFC 3261 sections 8, 9, 12-15, 18):
@@ -396,7 +398,7 @@ def _uri_user(uri: str) -> str | None:
 
 
 class SipEngine:
-    """A sans-IO SIP user agent (UDP).
+    """A sans-IO SIP user agent (UDP datagrams and TCP streams).
 
     Commands on a call that has already ended (e.g. ``answer`` racing a CANCEL the application
     has not read yet) are ignored and logged at debug level: the event explaining why is in the

@@ -247,7 +247,8 @@ def _serialize_headers(headers: Headers, body: bytes) -> bytes:
                 continue
             has_length = True
             value = str(len(body))
-        lines.append(f"{name}: {value}")
+        # An empty value is written without the space (baresip's "Supported:" round-trips).
+        lines.append(f"{name}: {value}" if value else f"{name}:")
     if not has_length:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body

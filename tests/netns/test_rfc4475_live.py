@@ -150,6 +150,8 @@ def transaction_id(data: bytes) -> tuple[str, str, int, str] | None:
 
 def rounds() -> list[list[str]]:
     """Split the messages so that no transaction identifier repeats within a round."""
+    if not RFC4475.is_dir():  # collected anyway; test_index_covers_every_message says why
+        return [sorted(EXPECTED)]
     out: list[list[str]] = []
     seen: list[set[tuple[str, str, int, str]]] = []
     for name in sorted(EXPECTED):
