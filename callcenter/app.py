@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterable
@@ -161,6 +162,15 @@ class Service:
         if cfg.sip.registrar:
             engine.start_registration(self.sip.now())
             self.sip.flush()
+        self.metrics.gauge_function(
+            "callcenter_trail_pending_operations",
+            "Call trail operations waiting to be written to the store.",
+            lambda: float(self.trail.pending),
+        )
+        # Start-up objects (flows, prompt audio, modules) live for the whole run: keep them out
+        # of the collector's full passes, which would otherwise walk them during calls.
+        gc.collect()
+        gc.freeze()
         self.health.state = "ok"
         logger.info(
             "serving: SIP udp %s:%d, HTTP %s:%d, flows %s",

@@ -107,6 +107,7 @@ class Call:
         self._rtp: RtpEndpoint | None = None
         self._sdp_version = 1
         self._negotiated = False
+        self._media_since = 0.0
         self._sdp_session_id = secrets.randbelow(2**31)
         self._remote_sends = True
         self._queued = False
@@ -172,8 +173,11 @@ class Call:
             outcome, cause, side = await self._run()
         except asyncio.CancelledError:
             # Service shutdown: hang up politely, record, and let the cancellation propagate.
+            engine = self.services.sip.engine
             if not self._ended and self._answered_at is not None:
-                self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
+                self._sip(lambda now: engine.hangup(self.call_id, now))
+            elif not self._ended:  # still ringing
+                self._sip(lambda now: engine.reject(self.call_id, 503, now))
             outcome, cause, side = (
                 "completed" if self._answered_at else "failed",
                 "shutdown",
@@ -288,6 +292,8 @@ class Call:
             session_version=self._sdp_version,
         )
         self._sdp_version += 1
+        # Inactivity counts from the latest negotiation (a long hold must not time out at unhold).
+        self._media_since = asyncio.get_running_loop().time()
         if self._negotiated:
             self._rtp.session.update(media)
         else:
@@ -337,7 +343,7 @@ class Call:
                 self._inputs.put_nowait(_Timeout("max_duration"))
                 return
             if timeout > 0 and self._remote_sends:
-                last = rtp.last_rx_time or started
+                last = max(rtp.last_rx_time or started, self._media_since)
                 if now - last > timeout:
                     self._inputs.put_nowait(_Timeout("rtp_timeout"))
                     return

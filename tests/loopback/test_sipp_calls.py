@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,16 @@ def test_bye_unknown_dialog_gets_481(svc: Service, tmp_path: Path) -> None:
     assert result.received(r"SIP/2.0 481"), result.describe()
     status, body = svc.health()
     assert status == 200, body
+
+
+def test_rtp_inactivity_hangs_up(tmp_path: Path) -> None:
+    env = {"CALLCENTER_RTP_INACTIVITY_TIMEOUT": "3"}
+    with run_service(tmp_path / "data", env=env) as svc:
+        result = run_sipp(SIPP_DIR / "uac_silent.xml", svc.sip_target, tmp_path, timeout_s=30)
+        assert_sipp_ok(result, svc)
+        trail = svc.wait_call_ended(only_call_id(result))
+        assert events(trail, "hangup") == [{"cause": "rtp_timeout", "side": "service"}], trail
+        elapsed = datetime.fromisoformat(trail["ended_at"]) - datetime.fromisoformat(
+            trail["answered_at"]
+        )
+        assert 3 <= elapsed.total_seconds() < 6, elapsed
