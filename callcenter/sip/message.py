@@ -8,6 +8,7 @@ wire grammar (framing, folding, structured header values) lives in ``parser.py``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -107,7 +108,9 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(lowered, name)
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(name: str) -> str:
+    # Memoised: a handful of names recur in every message (bounded for hostile input).
     return canonical_name(name).lower()
 
 
