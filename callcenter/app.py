@@ -1,10 +1,11 @@
 """Composition root and lifecycle of ``callcenter serve``.
 
 Start-up order: data dir → HTTP (``/health`` says ``starting``, 503) → flows (validated) → prompt
-cache (espeak-ng renders every prompt once) → event trail store → SIP listener → upstream
-registration → ``/health`` ok. SIGHUP (or a changed flow file) reloads the flows, keeping the last good version
-when the new one is invalid. SIGTERM/SIGINT drain: new INVITEs get 503 and ``/health`` 503, running
-calls finish (bounded by ``calls.drain_timeout``, then they are hung up), then the service exits.
+cache (espeak-ng renders every prompt once) → event trail store → SIP listener (UDP, and TCP on the
+same port) → upstream registration → ``/health`` ok. SIGHUP (or a changed flow file) reloads the
+flows, keeping the last good version when the new one is invalid. SIGTERM/SIGINT drain: new INVITEs
+get 503 and ``/health`` 503, running calls finish (bounded by ``calls.drain_timeout``, then they are
+hung up), then the service exits.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from callcenter.sip.auth import DigestServer
 from callcenter.sip.engine import RegistrationConfig, SipEngine, SipEngineConfig
 from callcenter.sip.ratelimit import SourceRateLimiter
 from callcenter.store.trail import CallTrail
+from callcenter.transport.sip_tcp import SipTcpTransport
 from callcenter.transport.sip_udp import SipUdpTransport
 from callcenter.web.app import HealthState, make_app
 
@@ -114,6 +116,7 @@ class Service:
         self.calls: dict[str, Call] = {}
         self.call_tasks: set[asyncio.Task[None]] = set()
         self.sip: SipUdpTransport | None = None
+        self.sip_tcp: SipTcpTransport | None = None
         self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -159,6 +162,18 @@ class Service:
             raise StartupError(
                 f"cannot listen on SIP {cfg.sip.host}:{cfg.sip.port}: {exc.strerror}"
             ) from None
+        if cfg.sip.tcp:
+            # The same engine serves TCP on the same port (RFC 3261 section 18).
+            port = self.sip.local_address[1]
+            try:
+                self.sip_tcp = await SipTcpTransport.open(
+                    cfg.sip.host, port, engine=engine, flush=self.sip.flush
+                )
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on SIP TCP {cfg.sip.host}:{port}: {exc.strerror}"
+                ) from None
+            self.sip.flush_hooks.append(self.sip_tcp.send_pending)
         if cfg.sip.registrar:
             engine.start_registration(self.sip.now())
             self.sip.flush()
@@ -173,7 +188,8 @@ class Service:
         gc.freeze()
         self.health.state = "ok"
         logger.info(
-            "serving: SIP udp %s:%d, HTTP %s:%d, flows %s",
+            "serving: SIP udp%s %s:%d, HTTP %s:%d, flows %s",
+            "+tcp" if self.sip_tcp is not None else "",
             cfg.sip.host,
             self.sip.local_address[1],
             cfg.http.host,
@@ -329,6 +345,8 @@ class Service:
                 await asyncio.sleep(0.2)  # let the un-REGISTER leave; its answer is not awaited
             # Let final BYEs/responses go out.
             self.sip.flush()
+            if self.sip_tcp is not None:
+                self.sip_tcp.close()
             self.sip.close()
         if self._runner is not None:
             await self._runner.cleanup()

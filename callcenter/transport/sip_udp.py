@@ -32,6 +32,8 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._closed = asyncio.Event()
         self.send_errors = 0
+        self.flush_hooks: list[Callable[[], None]] = []
+        """Run by ``flush`` after the datagrams (the TCP adapter's ``send_pending``)."""
 
     @classmethod
     async def open(
@@ -84,6 +86,8 @@ class SipUdpTransport(asyncio.DatagramProtocol):
             except (OSError, ValueError) as exc:  # e.g. an unresolvable Via host
                 self.send_errors += 1
                 logger.debug("SIP send failed: %s", exc)
+        for hook in self.flush_hooks:
+            hook()
         while (event := self.engine.next_event()) is not None:
             try:
                 self._on_event(event)
