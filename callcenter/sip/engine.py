@@ -945,6 +945,8 @@ class SipEngine:
         tx: InviteServerTransaction | NonInviteServerTransaction,
         response: SipResponse,
         now: float,
+        *,
+        schedule: bool = True,
     ) -> bool:
         if response.headers.get("Server") is None:
             response.headers.add("Server", self.config.user_agent)
@@ -956,7 +958,8 @@ class SipEngine:
                 except SipError:
                     pass
         sent = tx.respond(response, now)
-        self._touch(tx)
+        if schedule:
+            self._touch(tx)
         if sent:
             self._event(SipResponseSent(response.status_code))
         return sent
@@ -1125,7 +1128,10 @@ class SipEngine:
             # connection (section 18.2.2, first rule).
             dest = src
         self._event(SipRequestReceived(request.method))
-        # A throwaway transaction (never stored): it only sends the one response.
+        # A throwaway transaction (never stored, never scheduled): it only sends the one
+        # response. Its timers would keep it, and the request, alive for Timer J (32 s) for
+        # nothing: nothing can match it, and under a flood of garbage the collector would
+        # walk tens of thousands of them (measured: 155 ms pauses, audio gaps).
         tx = NonInviteServerTransaction(
             key=("invalid",),
             request=request,
@@ -1138,7 +1144,7 @@ class SipEngine:
             ("Warning", f"399 {self._host} {_warning_text(exc.message)}"),
         ]
         response = make_response(request, exc.status_code, to_tag=new_tag(), headers=headers)
-        self._respond(tx, response, now)
+        self._respond(tx, response, now, schedule=False)
         logger.info("[%s] answered %d to an invalid request", request.call_id, exc.status_code)
 
     def _response_route(

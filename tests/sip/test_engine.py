@@ -1029,3 +1029,14 @@ def test_messages_parse_back(net: Network, uas: SipEngine, peer: RawPeer) -> Non
         assert isinstance(message, SipRequest | SipResponse)
         for via in parse_vias(message.headers):
             assert isinstance(via, Via)
+
+
+def test_answers_to_malformed_requests_keep_no_state(uas: SipEngine, peer: RawPeer) -> None:
+    # Throwaway transactions must not stay scheduled (Timer J) after their single response:
+    # a flood of garbage would otherwise keep tens of thousands alive for 32 s each.
+    d = new_dialog(UAC, UAS)
+    for cseq in range(1, 501):
+        raw = request("OPTIONS", d, cseq=cseq).replace(b"Content-Length: 0", b"Content-Length: 9")
+        peer.send(raw, UAS)
+    assert peer.codes() == [400] * 500
+    assert uas.get_timer() is None
