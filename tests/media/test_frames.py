@@ -52,5 +52,6 @@ def test_validation() -> None:
     with pytest.raises(ValueError, match="max_digits"):
         CollectDigitsFrame(max_digits=0)
     with pytest.raises(ValueError, match="timeout_s"):
-        CollectDigitsFrame(timeout_s=0)
+        CollectDigitsFrame(timeout_s=-1)
+    assert CollectDigitsFrame(timeout_s=0).timeout_s == 0  # collect only while prompts play
     assert CollectDigitsFrame().terminator == "#"
