@@ -28,8 +28,11 @@ check-debian:
 	  fi; \
 	fi
 
+# The demo line answers as if it were a Monday at 10:00 (Paris), so that the menu can be reached
+# at any hour; `make run DEMO_CLOCK=` uses the real clock (closed-hours and holiday messages).
+DEMO_CLOCK ?= 2026-12-07T10:00:00+01:00
 run: install
-	$(PY) -m callcenter serve $(ARGS)
+	CALLCENTER_FLOWS_NOW_OVERRIDE=$(DEMO_CLOCK) $(PY) -m callcenter serve $(ARGS)
 
 test: install
 	$(PY) -m pytest tests -q
