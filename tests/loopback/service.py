@@ -313,30 +313,23 @@ def render_scenario(template: str, out: Path, **values: str) -> Path:
     return out
 
 
-def run_sipp(
+def _sipp_command(
     scenario: Path,
     target: str,
-    workdir: Path,
     *,
-    calls: int = 1,
-    limit: int = 1,
-    rate: float | None = None,
-    timeout_s: float = 30.0,
+    files: tuple[Path | None, Path, Path],
+    calls: int,
+    limit: int,
+    rate: float | None,
+    timeout_s: float,
     local_ip: str = "127.0.0.1",
     local_port: int | None = None,
     media_port: int | None = None,
     service: str = "3975",
     extra_args: Sequence[str] = (),
-    trace_msg: bool = True,
-) -> SippResult:
-    """Run sipp once (foreground, no stdin) and collect its trace files."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    stem = scenario.stem
-    msg_file = workdir / f"{stem}_messages.log"
-    err_file = workdir / f"{stem}_errors.log"
-    log_file = workdir / f"{stem}_logs.log"
-    for f in (msg_file, err_file, log_file):
-        f.unlink(missing_ok=True)
+) -> list[str]:
+    """The sipp command line (no stdin, timeouts are errors); ``files`` = messages, errors, logs."""
+    msg_file, err_file, log_file = files
     cmd = [
         "sipp",
         target,
@@ -366,14 +359,53 @@ def run_sipp(
         "-trace_logs",
         "-log_file",
         str(log_file),
-        "-max_recv_loops",
-        "1000",
         *extra_args,
     ]
     if rate is not None:
         cmd += ["-r", f"{rate:g}"]
-    if trace_msg:
+    if msg_file is not None:
         cmd += ["-trace_msg", "-message_file", str(msg_file)]
+    return cmd
+
+
+def run_sipp(
+    scenario: Path,
+    target: str,
+    workdir: Path,
+    *,
+    calls: int = 1,
+    limit: int = 1,
+    rate: float | None = None,
+    timeout_s: float = 30.0,
+    local_ip: str = "127.0.0.1",
+    local_port: int | None = None,
+    media_port: int | None = None,
+    service: str = "3975",
+    extra_args: Sequence[str] = (),
+    trace_msg: bool = True,
+) -> SippResult:
+    """Run sipp once (foreground, no stdin) and collect its trace files."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stem = scenario.stem
+    msg_file = workdir / f"{stem}_messages.log"
+    err_file = workdir / f"{stem}_errors.log"
+    log_file = workdir / f"{stem}_logs.log"
+    for f in (msg_file, err_file, log_file):
+        f.unlink(missing_ok=True)
+    cmd = _sipp_command(
+        scenario,
+        target,
+        files=(msg_file if trace_msg else None, err_file, log_file),
+        calls=calls,
+        limit=limit,
+        rate=rate,
+        timeout_s=timeout_s,
+        local_ip=local_ip,
+        local_port=local_port,
+        media_port=media_port,
+        service=service,
+        extra_args=[*extra_args, "-max_recv_loops", "1000"],
+    )
     proc = subprocess.Popen(
         cmd,
         cwd=workdir,
@@ -437,41 +469,22 @@ def sipp_popen(
     """Start sipp in the background; return the process and its message trace file."""
     workdir.mkdir(parents=True, exist_ok=True)
     msg_file = workdir / f"{scenario.stem}_bg_messages.log"
-    cmd = [
-        "sipp",
+    cmd = _sipp_command(
+        scenario,
         target,
-        "-sf",
-        str(scenario),
-        "-s",
-        service,
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(free_port()),
-        "-mi",
-        "127.0.0.1",
-        "-mp",
-        str(media_port or free_port_pair()),
-        "-m",
-        str(calls),
-        "-l",
-        str(limit),
-        "-nostdin",
-        "-timeout",
-        f"{int(timeout_s)}s",
-        "-timeout_error",
-        "-trace_err",
-        "-error_file",
-        str(workdir / f"{scenario.stem}_bg_errors.log"),
-        "-trace_logs",
-        "-log_file",
-        str(workdir / f"{scenario.stem}_bg_logs.log"),
-        *extra_args,
-    ]
-    if rate is not None:
-        cmd += ["-r", f"{rate:g}"]
-    if trace_msg:
-        cmd += ["-trace_msg", "-message_file", str(msg_file)]
+        files=(
+            msg_file if trace_msg else None,
+            workdir / f"{scenario.stem}_bg_errors.log",
+            workdir / f"{scenario.stem}_bg_logs.log",
+        ),
+        calls=calls,
+        limit=limit,
+        rate=rate,
+        timeout_s=timeout_s,
+        media_port=media_port,
+        service=service,
+        extra_args=extra_args,
+    )
     with (workdir / f"{scenario.stem}_bg.out").open("wb") as out:
         proc = subprocess.Popen(
             cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

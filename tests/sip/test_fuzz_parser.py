@@ -10,6 +10,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from callcenter.sip.engine import ALLOWED_METHODS, KNOWN_METHODS
 from callcenter.sip.errors import LocalSipError, SipError
 from callcenter.sip.headers import (
     CSeq,
@@ -27,8 +28,6 @@ from callcenter.sip.validation import validate_request
 from tests.sip.fixtures import RFC4475_DIR, load, names
 
 SEEDS = [load(n) for n in names()] + [p.read_bytes() for p in sorted(RFC4475_DIR.glob("*.dat"))]
-KNOWN = frozenset("INVITE ACK BYE CANCEL OPTIONS REGISTER INFO PRACK UPDATE MESSAGE".split())
-ALLOWED = frozenset("INVITE ACK BYE CANCEL OPTIONS INFO REGISTER".split())
 INTERESTING = [
     b"\r\n",
     b"\n",
@@ -110,8 +109,8 @@ def exercise(data: bytes) -> str:
             validate_request(
                 msg,
                 supported_extensions=frozenset({"timer"}),
-                known_methods=KNOWN,
-                allowed_methods=ALLOWED,
+                known_methods=KNOWN_METHODS,
+                allowed_methods=ALLOWED_METHODS,
             )
         except LocalSipError:
             return "invalid"

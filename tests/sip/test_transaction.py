@@ -7,6 +7,7 @@ from callcenter.sip.message import Headers, SipRequest, SipResponse
 from callcenter.sip.parser import parse_message
 from callcenter.sip.timers import TimerValues, next_interval
 from callcenter.sip.transaction import (
+    Destination,
     InviteClientState,
     InviteClientTransaction,
     InviteServerState,
@@ -53,7 +54,7 @@ class Wire:
         self.sent: list[tuple[float, bytes]] = []
         self.now = 0.0
 
-    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+    def send(self, data: bytes, addr: Destination) -> None:
         assert addr == DEST
         self.sent.append((self.now, data))
 
