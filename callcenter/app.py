@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import secrets
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from callcenter.media.tts.espeak import EspeakConfig, EspeakTts, TtsUnavailableE
 from callcenter.media.tts.prompt_cache import PromptCache, PromptCacheError, PromptSpec
 from callcenter.metrics import Metrics
 from callcenter.sip import events as sip_events
-from callcenter.sip.access import AccessPolicy
+from callcenter.sip.access import AccessPolicy, is_trusted_source
 from callcenter.sip.auth import DigestServer
 from callcenter.sip.engine import RegistrationConfig, SipEngine, SipEngineConfig
 from callcenter.sip.ratelimit import SourceRateLimiter
@@ -59,21 +60,26 @@ class FlowRegistry:
     def path(self, flow_id: str) -> Path:
         return self.directory / f"{flow_id}.yaml"
 
-    def load_all(self) -> dict[str, ivr_flows.Flow]:
-        """Load and validate every flow; raise FlowError (all issues) without changing anything."""
+    def load_all(self) -> tuple[dict[str, ivr_flows.Flow], dict[str, float]]:
+        """Load and validate every flow; raise FlowError (all issues) without changing anything.
+
+        Returns the flows and the files' modification times taken *before* reading them, so
+        that an edit saved while prompts render is seen as a change and loaded next.
+        """
+        mtimes = self.current_mtimes()
         loaded: dict[str, ivr_flows.Flow] = {}
         for flow_id in self.flow_ids:
             loaded[flow_id] = ivr_flows.load_flow(self.path(flow_id))
-        return loaded
+        return loaded, mtimes
 
-    def install(self, flows: dict[str, ivr_flows.Flow]) -> None:
+    def install(self, flows: dict[str, ivr_flows.Flow], mtimes: dict[str, float]) -> None:
         self.flows = flows
-        self.mtimes = self._current_mtimes()
+        self.mtimes = mtimes
 
     def changed(self) -> bool:
-        return self._current_mtimes() != self.mtimes
+        return self.current_mtimes() != self.mtimes
 
-    def _current_mtimes(self) -> dict[str, float]:
+    def current_mtimes(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for flow_id in self.flow_ids:
             with contextlib.suppress(OSError):
@@ -84,13 +90,31 @@ class FlowRegistry:
         return self.flows[flow_id]
 
 
+class PromptConflictError(Exception):
+    """Two flows define the same prompt id differently (the cache is keyed by prompt id)."""
+
+
 def prompt_specs(flows: Iterable[ivr_flows.Flow], flow_dir: Path) -> list[PromptSpec]:
-    """Every prompt of the flows, for the prompt cache (recordings are relative to the flow)."""
+    """Every prompt of the flows, for the prompt cache (recordings are relative to the flow).
+
+    Raises:
+        PromptConflictError: naming the prompt id and both flows.
+    """
     specs: dict[str, PromptSpec] = {}
+    owners: dict[str, str] = {}
     for flow in flows:
         for prompt in flow.prompts():
             recording = flow_dir / prompt.recording if prompt.recording else None
-            specs[prompt.prompt_id] = (prompt.prompt_id, prompt.text, recording)
+            spec: PromptSpec = (prompt.prompt_id, prompt.text, recording)
+            known = specs.get(prompt.prompt_id)
+            if known is not None and known != spec:
+                raise PromptConflictError(
+                    f"prompt {prompt.prompt_id!r} is defined differently in flows "
+                    f"{owners[prompt.prompt_id]!r} and {flow.flow_id!r}: give one of them "
+                    "another id"
+                )
+            specs[prompt.prompt_id] = spec
+            owners.setdefault(prompt.prompt_id, flow.flow_id)
     return list(specs.values())
 
 
@@ -143,25 +167,25 @@ class Service:
         except TtsUnavailableError as exc:
             raise StartupError(str(exc)) from None
         try:
-            flows = self.flows.load_all()
+            flows, mtimes = self.flows.load_all()
         except ivr_flows.FlowError as exc:
             raise StartupError(f"invalid flow file(s):\n{exc}") from None
         try:
             await self.prompts.prepare(prompt_specs(flows.values(), self.flows.directory))
-        except PromptCacheError as exc:
+        except (PromptCacheError, PromptConflictError) as exc:
             raise StartupError(str(exc)) from None
-        self.flows.install(flows)
+        self.flows.install(flows, mtimes)
         await self.trail.start()
 
-        engine = SipEngine(config=self._engine_config())
         try:
-            self.sip = await SipUdpTransport.open(
-                cfg.sip.host, cfg.sip.port, engine=engine, on_event=self._on_sip_event
-            )
+            sock = SipUdpTransport.bind(cfg.sip.host, cfg.sip.port)
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on SIP {cfg.sip.host}:{cfg.sip.port}: {exc.strerror}"
             ) from None
+        # The engine writes the bound port in Via and Contact (``--sip-port 0`` picks one).
+        engine = SipEngine(config=self._engine_config(port=sock.getsockname()[1]))
+        self.sip = await SipUdpTransport.open(sock, engine=engine, on_event=self._on_sip_event)
         if cfg.sip.tcp:
             # The same engine serves TCP on the same port (RFC 3261 section 18).
             port = self.sip.local_address[1]
@@ -197,7 +221,7 @@ class Service:
             ", ".join(self.flows.flow_ids),
         )
 
-    def _engine_config(self) -> SipEngineConfig:
+    def _engine_config(self, *, port: int) -> SipEngineConfig:
         sip = self.config.sip
         access = AccessPolicy(
             trusted_networks=sip.trusted_networks,
@@ -206,19 +230,15 @@ class Service:
         )
         digest = None
         if sip.untrusted == "challenge":
-            import secrets
-
             digest = DigestServer(
                 realm=sip.realm, secret=secrets.token_bytes(32), users=dict(sip.users)
             )
-        trusted = access
-
-        def exempt(host: str) -> bool:
-            from callcenter.sip.access import classify_source
-
-            return classify_source(trusted, host) == "trusted"
-
-        limiter = SourceRateLimiter(rate=sip.rate_limit, burst=sip.rate_burst, exempt=exempt)
+        # Trunks are exempt from rate limiting; an open policy must not exempt a scanner.
+        limiter = SourceRateLimiter(
+            rate=sip.rate_limit,
+            burst=sip.rate_burst,
+            exempt=lambda host: is_trusted_source(access, host),
+        )
         registration = None
         if sip.registrar:
             registration = RegistrationConfig(
@@ -230,7 +250,7 @@ class Service:
             )
         return SipEngineConfig(
             local_host=sip.host,
-            local_port=sip.port,
+            local_port=port,
             advertised_host=sip.advertised_host or None,
             access=access,
             digest=digest,
@@ -266,8 +286,11 @@ class Service:
         engine = self.sip.engine
         if self.health.state != "ok" or len(self.calls) >= self.config.calls.max_calls:
             engine.reject(event.call_id, 503, self.sip.now(), headers=[("Retry-After", "30")])
+            self.sip.flush()  # we are inside flush's event delivery: send it now
             return
-        if event.call_id in self.calls:  # the engine absorbs retransmissions; be defensive
+        if event.call_id in self.calls:  # a call with this Call-ID is still tearing down
+            engine.reject(event.call_id, 500, self.sip.now())
+            self.sip.flush()
             return
         services = CallServices(
             config=self.config,
@@ -294,20 +317,15 @@ class Service:
     async def reload_flows(self) -> bool:
         """Reload every flow; keep the current ones if any new file is invalid."""
         async with self._reload_lock:
+            mtimes = self.flows.current_mtimes()
             try:
-                flows = self.flows.load_all()
+                flows, mtimes = self.flows.load_all()
                 await self.prompts.prepare(prompt_specs(flows.values(), self.flows.directory))
-            except ivr_flows.FlowError as exc:
-                self.flows.mtimes = self.flows._current_mtimes()  # don't retry until it changes
+            except (ivr_flows.FlowError, PromptCacheError, PromptConflictError) as exc:
+                self.flows.mtimes = mtimes  # not retried until a file changes again
                 logger.error("flow reload refused, keeping the last good version:\n%s", exc)
                 return False
-            except PromptCacheError as exc:
-                self.flows.mtimes = self.flows._current_mtimes()
-                logger.error(
-                    "flow reload refused (prompts), keeping the last good version: %s", exc
-                )
-                return False
-            self.flows.install(flows)
+            self.flows.install(flows, mtimes)
             logger.info("flows reloaded: %s", ", ".join(flows))
             return True
 
@@ -318,7 +336,14 @@ class Service:
         while True:
             await asyncio.sleep(interval)
             if self.flows.changed():
-                await self.reload_flows()
+                await self._reload_logged()
+
+    async def _reload_logged(self) -> None:
+        """Reload for the watcher and SIGHUP: a surprise (e.g. a full disk) is logged, not fatal."""
+        try:
+            await self.reload_flows()
+        except Exception:
+            logger.exception("flow reload failed; the last good flows stay in service")
 
     # -- shutdown --------------------------------------------------------------------------
     async def drain(self) -> None:
@@ -356,10 +381,10 @@ class Service:
         """Serve until SIGTERM/SIGINT; SIGHUP reloads the flows."""
         loop = asyncio.get_running_loop()
         stop = self._stop
-        reload_tasks: set[asyncio.Task[bool]] = set()
+        reload_tasks: set[asyncio.Task[None]] = set()
 
         def on_hup() -> None:
-            task = loop.create_task(self.reload_flows(), name="flows-reload")
+            task = loop.create_task(self._reload_logged(), name="flows-reload")
             reload_tasks.add(task)
             task.add_done_callback(reload_tasks.discard)
 

@@ -14,7 +14,9 @@ events and no two handlers ever race on the call's state.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 import secrets
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from callcenter.metrics import Metrics
 from callcenter.rtp.codecs.base import get_codec
 from callcenter.rtp.session import DtmfReceived, RtpEvent, RtpSession
 from callcenter.sip import events as sip_events
+from callcenter.sip.engine import CallState
 from callcenter.store.trail import CallTrail
 from callcenter.transport.rtp_udp import RtpEndpoint
 from callcenter.transport.sip_udp import SipUdpTransport
@@ -107,6 +110,8 @@ class Call:
         self._rtp: RtpEndpoint | None = None
         self._sdp_version = 1
         self._negotiated = False
+        self._media: sdp.NegotiatedMedia | None = None
+        self._pending_offer: sdp.SessionDescription | None = None
         self._media_since = 0.0
         self._sdp_session_id = secrets.randbelow(2**31)
         self._remote_sends = True
@@ -195,7 +200,7 @@ class Call:
             if self._rtp is not None:
                 self._rtp.close()
                 metrics.rtp_lost_packet(self._rtp.session.stats.packets_lost)
-                metrics.rtp_late_frame(self._rtp.stats.late_frames)
+                metrics.rtp_late_frame(self._rtp.session.stats.packets_late)
             if self._player is not None:
                 metrics.prompt_underrun(self._player.underruns)
             if self._cut_prompt is not None:  # a prompt cut short by the hang-up
@@ -208,6 +213,15 @@ class Call:
                 self.call_id, outcome=outcome, cause=cause, side=side, at=self._now()
             )
 
+    def _refuse(
+        self, status: int, cause: str, *, reason: str | None = None
+    ) -> tuple[str, str, str]:
+        """Answer the INVITE with an error and end the call (before any answer)."""
+        engine = self.services.sip.engine
+        self._sip(lambda now: engine.reject(self.call_id, status, now, reason=reason))
+        self._ended = True
+        return "failed", cause, "service"
+
     async def _run(self) -> tuple[str, str, str]:
         cfg = self._config
         engine = self.services.sip.engine
@@ -215,24 +229,18 @@ class Call:
             self._flow = self.services.flows(self.flow_id)
         except KeyError:
             self.log.error("no flow %r for this number", self.flow_id)
-            self._sip(lambda now: engine.reject(self.call_id, 404, now))
-            self._ended = True
-            return "failed", "no_flow", "service"
+            return self._refuse(404, "no_flow")
 
         # Media first: the answer SDP carries our RTP port.
         offer_bytes = self.incoming.sdp_offer
         if not offer_bytes:
             # Delayed offer (INVITE without SDP, RFC 3261 section 13.2.1) is not supported yet.
-            self._sip(lambda now: engine.reject(self.call_id, 488, now))
-            self._ended = True
-            return "failed", "no_sdp_offer", "service"
+            return self._refuse(488, "no_sdp_offer")
         try:
             offer = sdp.SessionDescription.parse(offer_bytes)
         except sdp.SdpParseError as exc:
-            self.log.info("bad SDP offer: %s", exc)
-            self._sip(lambda now: engine.reject(self.call_id, 400, now, reason="Bad SDP"))
-            self._ended = True
-            return "failed", "bad_sdp", "service"
+            self.log.info("bad SDP offer: %s", _redacted(exc))
+            return self._refuse(400, "bad_sdp", reason="Bad SDP")
 
         # The port must be bound before we can answer; the session gets its codec from the answer.
         placeholder = RtpSession(codec=get_codec("PCMU"), remote_address=None)
@@ -243,16 +251,23 @@ class Call:
         try:
             media = self._negotiate(offer)
         except sdp.SdpNegotiationError as exc:
-            self.log.info("no common codec: %s", exc)
-            self._sip(lambda now: engine.reject(self.call_id, 488, now))
-            self._ended = True
-            return "failed", "no_common_codec", "service"
+            self.log.info("SDP offer refused: %s", _redacted(exc))
+            return self._refuse(488, "no_common_codec")
 
         if cfg.sip.answer_delay > 0:
             self._sip(lambda now: engine.ring(self.call_id, now))
             ended = await self._wait_before_answer(cfg.sip.answer_delay)
             if ended is not None:
                 return ended
+        if engine.call_state(self.call_id) is not CallState.INCOMING:
+            # Cancelled while we prepared the answer (e.g. INVITE and CANCEL back to back):
+            # the events saying so are queued.
+            while not self._inputs.empty():
+                ended = self._ending(self._inputs.get_nowait())
+                if ended is not None:
+                    return ended
+            self._ended = True
+            return "cancelled", "cancel", "caller"
         answer = bytes(media.answer)
         self._sip(lambda now: engine.answer(self.call_id, answer, now))
         self._answered_at = self.services.sip.now()
@@ -291,7 +306,12 @@ class Call:
             session_id=self._sdp_session_id,
             session_version=self._sdp_version,
         )
+        if media.remote_address is not None and not _is_ip_literal(media.remote_address[0]):
+            # RFC 4566 allows a host name in c=, but resolving it would block the shared media
+            # clock (sendto resolves synchronously): refuse rather than stall every call.
+            raise sdp.SdpNegotiationError("the c= address must be an IP address")
         self._sdp_version += 1
+        self._media = media
         # Inactivity counts from the latest negotiation (a long hold must not time out at unhold).
         self._media_since = asyncio.get_running_loop().time()
         if self._negotiated:
@@ -326,7 +346,12 @@ class Call:
             return "cancelled", "cancel", "caller"
         if isinstance(event, sip_events.CallTerminated):
             self._ended = True
-            outcome = "completed" if self._answered_at is not None else "abandoned"
+            if event.cause == "ack_timeout":  # our 200 OK was never confirmed: set-up failed
+                outcome = "failed"
+            elif self._answered_at is not None:
+                outcome = "completed"
+            else:
+                outcome = "abandoned"
             return outcome, event.cause, event.side
         return None
 
@@ -375,6 +400,9 @@ class Call:
                 continue
             if isinstance(item, sip_events.ReInviteReceived):
                 self._on_reinvite(item)
+                continue
+            if isinstance(item, sip_events.ReInviteConfirmed):
+                self._on_reinvite_confirmed(item)
                 continue
             if isinstance(item, PromptFinishedFrame):
                 self._record(
@@ -427,15 +455,65 @@ class Call:
     def _on_reinvite(self, event: sip_events.ReInviteReceived) -> None:
         engine = self.services.sip.engine
         if not event.sdp_offer:
-            self._sip(lambda now: engine.reject_reinvite(self.call_id, 488, now))
+            # RFC 3261 section 14.2: an offerless re-INVITE (a session refresh from some PBXs)
+            # gets our offer in the 2xx; the answer comes in the ACK (ReInviteConfirmed).
+            offer = self._current_offer()
+            self._pending_offer = offer
+            self._sip(lambda now: engine.answer_reinvite(self.call_id, bytes(offer), now))
             return
         try:
             media = self._negotiate(sdp.SessionDescription.parse(event.sdp_offer))
         except (sdp.SdpParseError, sdp.SdpNegotiationError) as exc:
             status = exc.status_code
-            self.log.info("re-INVITE refused (%s): %s", status, exc)
+            self.log.info("re-INVITE refused (%s): %s", status, _redacted(exc))
             self._sip(lambda now: engine.reject_reinvite(self.call_id, status, now))
             return
         answer = bytes(media.answer)
         self._sip(lambda now: engine.answer_reinvite(self.call_id, answer, now))
         self._record("reinvite", direction=media.direction, codec=media.codec)
+
+    def _current_offer(self) -> sdp.SessionDescription:
+        """Our side of the session as it stands, offered anew (version incremented)."""
+        assert self._rtp is not None and self._media is not None
+        media = self._media
+        offer = sdp.make_offer(
+            local_address=self._local_host(),
+            local_port=self._rtp.local_port,
+            codecs=(media.codec,),
+            telephone_event_pt=media.telephone_event_pt,
+            direction=media.direction,
+            session_id=self._sdp_session_id,
+            session_version=self._sdp_version,
+        )
+        self._sdp_version += 1
+        return offer
+
+    def _on_reinvite_confirmed(self, event: sip_events.ReInviteConfirmed) -> None:
+        offer, self._pending_offer = self._pending_offer, None
+        if offer is None or not event.sdp_answer:
+            return
+        try:
+            media = sdp.negotiated_from_answer(
+                offer, sdp.SessionDescription.parse(event.sdp_answer)
+            )
+        except (sdp.SdpParseError, sdp.SdpNegotiationError) as exc:
+            # The dialog stays up with the media as it was; nothing better to do with a bad ACK.
+            self.log.info("answer in ACK refused: %s", _redacted(exc))
+            return
+        assert self._rtp is not None
+        self._rtp.session.update(media)
+        self._media = media
+        self._record("reinvite", direction=media.direction, codec=media.codec)
+
+
+def _redacted(exc: Exception) -> str:
+    """An SDP error message without the quoted values (an o= line may carry a phone number)."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", str(exc))
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -8,6 +8,7 @@ Every error names the file (or variable) and the field.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -303,6 +304,13 @@ def load_config(
     return config
 
 
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def _check(config: Config) -> None:
     if config.sip.untrusted not in ("challenge", "forbid", "allow"):
         raise ConfigError(
@@ -310,6 +318,43 @@ def _check(config: Config) -> None:
         )
     if not 0 < config.rtp.port_min <= config.rtp.port_max <= 65535:
         raise ConfigError("rtp.port_min/port_max: expected 0 < port_min <= port_max <= 65535")
+    if config.rtp.port_max - config.rtp.port_min < 1 and config.rtp.port_min % 2:
+        raise ConfigError("rtp.port_min/port_max: the range holds no even port (RFC 3550 11)")
+    sip = config.sip
+    for host, name in ((sip.host, "sip.host"), (config.rtp.host, "rtp.host")):
+        if host and _is_wildcard(host) and not sip.advertised_host:
+            # We would write 0.0.0.0 in Contact and in the SDP c= line, which means "hold".
+            raise ConfigError(
+                f"{name}: binding {host} needs sip.advertised_host (the address callers reach)"
+            )
+    for network in sip.trusted_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"sip.trusted_networks: not a network: {network!r}") from None
+    positive: list[tuple[str, float]] = [
+        ("sip.rate_limit", sip.rate_limit),
+        ("sip.rate_burst", sip.rate_burst),
+        ("sip.register_expires", sip.register_expires),
+        ("calls.max_duration", config.calls.max_duration),
+        ("calls.max_calls", config.calls.max_calls),
+    ]
+    not_negative: list[tuple[str, float]] = [
+        ("sip.answer_delay", sip.answer_delay),
+        ("rtp.inactivity_timeout", config.rtp.inactivity_timeout),
+        ("calls.drain_timeout", config.calls.drain_timeout),
+        ("flows.watch_interval", config.flows.watch_interval),
+    ]
+    for name, value in positive:
+        if not value > 0:
+            raise ConfigError(f"{name}: must be > 0, got {value}")
+    for name, value in not_negative:
+        if not value >= 0:
+            raise ConfigError(f"{name}: must be >= 0, got {value}")
+    if not 80 <= config.tts.rate <= 450:
+        raise ConfigError(
+            f"tts.rate: espeak-ng needs 80..450 words per minute, got {config.tts.rate}"
+        )
     if config.flows.now_override:
         try:
             now = datetime.fromisoformat(config.flows.now_override)

@@ -58,6 +58,13 @@ def test_data_dir_and_database_url_from_env() -> None:
         ("[sip]\nuntrusted = 'maybe'\n", "sip.untrusted: expected challenge, forbid or allow"),
         ("[rtp]\nport_min = 30000\nport_max = 20000\n", "rtp.port_min/port_max"),
         ("[flows]\nnow_override = '2026-12-07T10:00:00'\n", "flows.now_override: must include"),
+        ("[sip]\nhost = '0.0.0.0'\n", "sip.host: binding 0.0.0.0 needs sip.advertised_host"),
+        ("[sip]\ntrusted_networks = ['10.0.0.0/33']\n", "sip.trusted_networks: not a network"),
+        ("[sip]\nrate_limit = 0\n", "sip.rate_limit: must be > 0"),
+        ("[calls]\nmax_calls = 0\n", "calls.max_calls: must be > 0"),
+        ("[rtp]\ninactivity_timeout = -1\n", "rtp.inactivity_timeout: must be >= 0"),
+        ("[rtp]\nport_min = 20001\nport_max = 20001\n", "holds no even port"),
+        ("[tts]\nrate = 20\n", "tts.rate: espeak-ng needs 80..450"),
     ],
 )
 def test_errors_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:

@@ -624,6 +624,11 @@ class SipEngine:
         """Live calls by Call-ID (a snapshot)."""
         return {call_id: call.state for call_id, call in self._calls.items()}
 
+    def call_state(self, call_id: str) -> CallState | None:
+        """The state of one call, or None once it is over (cheaper than ``calls``)."""
+        call = self._calls.get(call_id)
+        return None if call is None else call.state
+
     @property
     def stats(self) -> Mapping[str, int]:
         """Counters for metrics (a snapshot)."""

@@ -332,15 +332,17 @@ class RtpEndpoint:
                 stats.frames_held += 1
                 return
         else:
+            if not session.sends:
+                # On hold (or recvonly): the source is not pulled either, so prompts and the
+                # timeouts that follow them wait for the caller to come back.
+                stats.frames_held += 1
+                session.skip(FRAME_SAMPLES)
+                return
             source = self._source
             try:
                 pcm = source() if source is not None else None
             except Exception as exc:  # handed to run()'s caller, not swallowed
                 self._fail(exc)
-                return
-            if not session.sends:
-                stats.frames_held += 1
-                session.skip(FRAME_SAMPLES)
                 return
             if pcm is None:
                 stats.frames_silence += 1

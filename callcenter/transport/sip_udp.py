@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -35,14 +36,27 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self.flush_hooks: list[Callable[[], None]] = []
         """Run by ``flush`` after the datagrams (the TCP adapter's ``send_pending``)."""
 
+    @staticmethod
+    def bind(host: str, port: int) -> socket.socket:
+        """Bind the UDP socket first, so the engine can be told the real port (``port`` 0)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
+
     @classmethod
     async def open(
-        cls, host: str, port: int, *, engine: SipEngine, on_event: Callable[[SipEvent], None]
+        cls, sock: socket.socket, *, engine: SipEngine, on_event: Callable[[SipEvent], None]
     ) -> SipUdpTransport:
-        """Bind the UDP socket and start serving."""
+        """Serve the bound socket from :meth:`bind`."""
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_datagram_endpoint(
-            lambda: cls(engine=engine, on_event=on_event), local_addr=(host, port)
+            lambda: cls(engine=engine, on_event=on_event), sock=sock
         )
         # connection_made() is only scheduled (call_soon); the transport is usable now.
         protocol._transport = transport

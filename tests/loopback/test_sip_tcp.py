@@ -43,21 +43,10 @@ SDP = (
 needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed")
 
 
-class PumpedUdp(SipUdpTransport):
-    """The UDP adapter plus the flush hook the composition root adds (see the TCP module)."""
-
-    hooks: list[Callable[[], None]]
-
-    def flush(self) -> None:
-        super().flush()
-        for hook in getattr(self, "hooks", ()):
-            hook()
-
-
 @dataclass
 class Stack:
     engine: SipEngine
-    udp: PumpedUdp
+    udp: SipUdpTransport
     tcp: SipTcpTransport
     port: int
     events: list[SipEvent] = field(default_factory=list)
@@ -94,10 +83,11 @@ async def open_stack(limits: TcpLimits | None = None) -> Stack:
     port = free_port()
     engine = SipEngine(config=SipEngineConfig(local_host=HOST, local_port=port))
     holder: list[Stack] = []
-    udp = await PumpedUdp.open(HOST, port, engine=engine, on_event=make_on_event(holder))
-    assert isinstance(udp, PumpedUdp)
+    udp = await SipUdpTransport.open(
+        SipUdpTransport.bind(HOST, port), engine=engine, on_event=make_on_event(holder)
+    )
     tcp = await SipTcpTransport.open(HOST, port, engine=engine, flush=udp.flush, limits=limits)
-    udp.hooks = [tcp.send_pending]
+    udp.flush_hooks.append(tcp.send_pending)  # as the composition root does
     stack = Stack(engine=engine, udp=udp, tcp=tcp, port=port)
     holder.append(stack)
     return stack

@@ -228,3 +228,13 @@ def test_rtp_inactivity_hangs_up(tmp_path: Path) -> None:
             trail["answered_at"]
         )
         assert 3 <= elapsed.total_seconds() < 6, elapsed
+
+
+def test_offerless_reinvite_gets_our_offer(svc: Service, tmp_path: Path) -> None:
+    result = run_sipp(SIPP_DIR / "uac_reinvite_no_sdp.xml", svc.sip_target, tmp_path, timeout_s=20)
+    assert_sipp_ok(result, svc)
+    ok = [m for m in result.received(r"SIP/2.0 200") if re.search(r"CSeq:\s*2 INVITE", m)]
+    assert ok and "a=rtpmap:0 PCMU/8000" in ok[0], result.describe()
+    trail = svc.wait_call_ended(only_call_id(result))
+    # The answer that came in the ACK was applied.
+    assert events(trail, "reinvite") == [{"direction": "sendrecv", "codec": "PCMU"}], trail
