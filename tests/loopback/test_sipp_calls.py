@@ -117,6 +117,16 @@ def test_full_call_pcmu_rfc4733_menu_to_queue(svc: Service, tmp_path: Path) -> N
         < types.index("queued")
         < types.index("hangup")
     )
+    # Metrics are derived from the same events (sipp's own calls share this service).
+    metrics = svc.metrics()
+    assert metrics['callcenter_calls_total{outcome="queued"}'] >= 1, metrics
+    assert metrics['callcenter_dtmf_digits_total{method="rfc4733"}'] >= 1, metrics
+    assert metrics['callcenter_sip_responses_total{code="200"}'] >= 1, metrics
+    assert metrics['callcenter_sip_requests_total{method="INVITE"}'] >= 1, metrics
+    assert metrics["callcenter_active_calls"] == 0, metrics
+    assert not [k for k in metrics if "0612345678" in k], "a phone number in a metric label"
+    assert "0612345678" not in svc.log_path.read_text(errors="replace"), "a phone number logged"
+    assert trail.get("caller") == "0612345678"  # stored with the call only
     # The 200 OK answered with PCMU and offered our telephone-event payload type back.
     ok = result.received(r"SIP/2.0 200")[0]
     assert re.search(r"m=audio \d+ RTP/AVP 0\b", ok), ok
