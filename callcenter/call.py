@@ -109,12 +109,10 @@ class Call:
         self._flow_state: ivr_flows.FlowState | None = None
         self._rtp: RtpEndpoint | None = None
         self._sdp_version = 1
-        self._negotiated = False
         self._media: sdp.NegotiatedMedia | None = None
         self._pending_offer: sdp.SessionDescription | None = None
         self._media_since = 0.0
         self._sdp_session_id = secrets.randbelow(2**31)
-        self._remote_sends = True
         self._queued = False
         self._answered_at: float | None = None
         self._ended = False
@@ -311,18 +309,16 @@ class Call:
             # clock (sendto resolves synchronously): refuse rather than stall every call.
             raise sdp.SdpNegotiationError("the c= address must be an IP address")
         self._sdp_version += 1
-        self._media = media
         # Inactivity counts from the latest negotiation (a long hold must not time out at unhold).
         self._media_since = asyncio.get_running_loop().time()
-        if self._negotiated:
+        if self._media is not None:
             self._rtp.session.update(media)
         else:
             session = RtpSession.from_negotiated(media)
             # Keypad flows do not listen to the caller's audio (speech comes with issue 3).
             session.deliver_audio = False
             self._rtp.session = session
-            self._negotiated = True
-        self._remote_sends = media.direction.receives
+        self._media = media
         return media
 
     async def _wait_before_answer(self, delay: float) -> tuple[str, str, str] | None:
@@ -367,7 +363,8 @@ class Call:
             if now - started > cfg.calls.max_duration:
                 self._inputs.put_nowait(_Timeout("max_duration"))
                 return
-            if timeout > 0 and self._remote_sends:
+            # Only when the caller is meant to send to us (not on hold with a=inactive, say).
+            if timeout > 0 and (self._media is None or self._media.direction.receives):
                 last = max(rtp.last_rx_time or started, self._media_since)
                 if now - last > timeout:
                     self._inputs.put_nowait(_Timeout("rtp_timeout"))
