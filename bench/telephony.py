@@ -32,10 +32,10 @@ if str(REPO) not in sys.path:
 from tests.loopback import audio  # noqa: E402
 from tests.loopback.service import (  # noqa: E402
     SIPP_PCAPS,
-    free_port_pair,
     read_pcap_udp,
     render_scenario,
     run_service,
+    service_rtp_range,
     sipp_popen,
     tcpdump,
 )
@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-telephony-"))
     work.mkdir(parents=True, exist_ok=True)
 
-    rtp_base = free_port_pair() & ~1
-    rtp_min, rtp_max = max(rtp_base - 4000, 10000) & ~1, max(rtp_base - 4000, 10000) + 3000
+    rtp_min, rtp_max = service_rtp_range()
     env = {
         "CALLCENTER_SIP_RATE_LIMIT": "100000",
         "CALLCENTER_SIP_RATE_BURST": "100000",

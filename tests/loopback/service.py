@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -60,18 +61,29 @@ def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
 
 
 def free_port_pair(host: str = "127.0.0.1") -> int:
-    """Return an even UDP port p with p and p+1 free (RTP + RTCP for sipp's -mp)."""
+    """Return an even UDP port p with p..p+3 free (sipp's -mp binds p for audio, p+2 for video)."""
     for _ in range(200):
         p = free_port(socket.SOCK_DGRAM, host) & ~1
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-                a.bind((host, p))
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                    b.bind((host, p + 1))
+            with contextlib.ExitStack() as stack:
+                for port in range(p, p + 4):
+                    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    sock.bind((host, port))
         except OSError:
             continue
         return p
     raise RuntimeError("no free RTP port pair")
+
+
+def service_rtp_range() -> tuple[int, int]:
+    """A 2 000-port RTP range for a service under test, below the kernel's ephemeral range.
+
+    The ports tests and sipp pick with ``free_port`` are ephemeral (32768-60999 here); keeping
+    the service's RTP sockets out of that range means a call's RTP port can never be the one a
+    sipp started a moment later wants to bind.
+    """
+    low = 10000 + 2 * random.randrange(0, 9000)
+    return low, low + 1998
 
 
 @dataclass
@@ -219,13 +231,13 @@ def run_service(
     data_dir.mkdir(parents=True, exist_ok=True)
     sip_port = sip_port or free_port()
     http_port = http_port or free_port(socket.SOCK_STREAM)
-    rtp_min = free_port_pair()
+    rtp_min, rtp_max = service_rtp_range()
     full_env = {
         **os.environ,
         "CALLCENTER_DATA_DIR": str(data_dir),
         "CALLCENTER_FLOWS_NOW_OVERRIDE": OPEN_NOW,
-        "CALLCENTER_RTP_PORT_MIN": str(max(rtp_min - 200, 10000) & ~1),
-        "CALLCENTER_RTP_PORT_MAX": str(max(rtp_min - 200, 10000) + 2000),
+        "CALLCENTER_RTP_PORT_MIN": str(rtp_min),
+        "CALLCENTER_RTP_PORT_MAX": str(rtp_max),
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
