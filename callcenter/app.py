@@ -75,6 +75,9 @@ class FlowRegistry:
     def install(self, flows: dict[str, ivr_flows.Flow], mtimes: dict[str, float]) -> None:
         self.flows = flows
         self.mtimes = mtimes
+        for flow in flows.values():
+            for warning in flow.warnings:  # e.g. unreachable nodes: served, but worth a look
+                logger.warning("%s", warning)
 
     def changed(self) -> bool:
         return self.current_mtimes() != self.mtimes
