@@ -230,15 +230,13 @@ class Call:
             return self._refuse(404, "no_flow")
 
         # Media first: the answer SDP carries our RTP port.
-        offer_bytes = self.incoming.sdp_offer
-        if not offer_bytes:
-            # Delayed offer (INVITE without SDP, RFC 3261 section 13.2.1) is not supported yet.
-            return self._refuse(488, "no_sdp_offer")
-        try:
-            offer = sdp.SessionDescription.parse(offer_bytes)
-        except sdp.SdpParseError as exc:
-            self.log.info("bad SDP offer: %s", _redacted(exc))
-            return self._refuse(400, "bad_sdp", reason="Bad SDP")
+        offer: sdp.SessionDescription | None = None
+        if self.incoming.sdp_offer:
+            try:
+                offer = sdp.SessionDescription.parse(self.incoming.sdp_offer)
+            except sdp.SdpParseError as exc:
+                self.log.info("bad SDP offer: %s", _redacted(exc))
+                return self._refuse(400, "bad_sdp", reason="Bad SDP")
 
         # The port must be bound before we can answer; the session gets its codec from the answer.
         placeholder = RtpSession(codec=get_codec("PCMU"), remote_address=None)
@@ -246,11 +244,18 @@ class Call:
         self._rtp = await RtpEndpoint.open(
             rtp_host, cfg.rtp.port_min, cfg.rtp.port_max, session=placeholder
         )
-        try:
-            media = self._negotiate(offer)
-        except sdp.SdpNegotiationError as exc:
-            self.log.info("SDP offer refused: %s", _redacted(exc))
-            return self._refuse(488, "no_common_codec")
+        our_offer: sdp.SessionDescription | None = None
+        if offer is not None:
+            try:
+                body = bytes(self._negotiate(offer).answer)
+            except sdp.SdpNegotiationError as exc:
+                self.log.info("SDP offer refused: %s", _redacted(exc))
+                return self._refuse(488, "no_common_codec")
+        else:
+            # Delayed offer (RFC 3261 section 13.2.1, RFC 3264 section 5): our offer goes in
+            # the 200 OK and the caller's answer comes back in the ACK.
+            our_offer = self._offer(("PCMU", "PCMA"), 101, sdp.Direction.SENDRECV)
+            body = bytes(our_offer)
 
         if cfg.sip.answer_delay > 0:
             self._sip(lambda now: engine.ring(self.call_id, now))
@@ -266,10 +271,14 @@ class Call:
                     return ended
             self._ended = True
             return "cancelled", "cancel", "caller"
-        answer = bytes(media.answer)
-        self._sip(lambda now: engine.answer(self.call_id, answer, now))
+        self._sip(lambda now: engine.answer(self.call_id, body, now))
         self._answered_at = self.services.sip.now()
-        self._record("answered", codec=media.codec)
+        if our_offer is not None:
+            ended = await self._await_answer_in_ack(our_offer)
+            if ended is not None:
+                return ended
+        assert self._media is not None
+        self._record("answered", codec=self._media.codec)
 
         player = PromptPlayerProcessor(self.services.prompts)
         self._player = player
@@ -304,11 +313,17 @@ class Call:
             session_id=self._sdp_session_id,
             session_version=self._sdp_version,
         )
+        self._sdp_version += 1
+        self._apply_media(media)
+        return media
+
+    def _apply_media(self, media: sdp.NegotiatedMedia) -> None:
+        """Point the RTP session at what the offer/answer exchange settled."""
+        assert self._rtp is not None
         if media.remote_address is not None and not _is_ip_literal(media.remote_address[0]):
             # RFC 4566 allows a host name in c=, but resolving it would block the shared media
             # clock (sendto resolves synchronously): refuse rather than stall every call.
             raise sdp.SdpNegotiationError("the c= address must be an IP address")
-        self._sdp_version += 1
         # Inactivity counts from the latest negotiation (a long hold must not time out at unhold).
         self._media_since = asyncio.get_running_loop().time()
         if self._media is not None:
@@ -319,7 +334,6 @@ class Call:
             session.deliver_audio = False
             self._rtp.session = session
         self._media = media
-        return media
 
     async def _wait_before_answer(self, delay: float) -> tuple[str, str, str] | None:
         """Ring for ``delay`` seconds; return the end of the call if it ends meanwhile."""
@@ -471,19 +485,54 @@ class Call:
 
     def _current_offer(self) -> sdp.SessionDescription:
         """Our side of the session as it stands, offered anew (version incremented)."""
-        assert self._rtp is not None and self._media is not None
+        assert self._media is not None
         media = self._media
+        return self._offer((media.codec,), media.telephone_event_pt, media.direction)
+
+    def _offer(
+        self, codecs: tuple[str, ...], telephone_event_pt: int | None, direction: sdp.Direction
+    ) -> sdp.SessionDescription:
+        assert self._rtp is not None
         offer = sdp.make_offer(
             local_address=self._local_host(),
             local_port=self._rtp.local_port,
-            codecs=(media.codec,),
-            telephone_event_pt=media.telephone_event_pt,
-            direction=media.direction,
+            codecs=codecs,
+            telephone_event_pt=telephone_event_pt,
+            direction=direction,
             session_id=self._sdp_session_id,
             session_version=self._sdp_version,
         )
         self._sdp_version += 1
         return offer
+
+    async def _await_answer_in_ack(
+        self, offer: sdp.SessionDescription
+    ) -> tuple[str, str, str] | None:
+        """Delayed offer: wait for the ACK's answer and apply it; return the end if it fails."""
+        deferred: list[_Input] = []
+        try:
+            while True:
+                item = await self._inputs.get()
+                ended = self._ending(item)  # CANCEL is over by now; a BYE or ack_timeout is not
+                if ended is not None:
+                    return ended
+                if not isinstance(item, sip_events.CallConfirmed):
+                    deferred.append(item)  # e.g. an INFO digit racing the ACK: handled after
+                    continue
+                try:
+                    if not item.sdp_answer:
+                        raise sdp.SdpNegotiationError("the ACK carries no SDP answer")
+                    answer = sdp.SessionDescription.parse(item.sdp_answer)
+                    self._apply_media(sdp.negotiated_from_answer(offer, answer))
+                except (sdp.SdpParseError, sdp.SdpNegotiationError) as exc:
+                    self.log.info("answer in ACK refused: %s", _redacted(exc))
+                    self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
+                    self._ended = True
+                    return "failed", "bad_sdp_answer", "service"
+                return None
+        finally:
+            for item in deferred:
+                self._inputs.put_nowait(item)
 
     def _on_reinvite_confirmed(self, event: sip_events.ReInviteConfirmed) -> None:
         offer, self._pending_offer = self._pending_offer, None
@@ -493,13 +542,11 @@ class Call:
             media = sdp.negotiated_from_answer(
                 offer, sdp.SessionDescription.parse(event.sdp_answer)
             )
+            self._apply_media(media)
         except (sdp.SdpParseError, sdp.SdpNegotiationError) as exc:
             # The dialog stays up with the media as it was; nothing better to do with a bad ACK.
             self.log.info("answer in ACK refused: %s", _redacted(exc))
             return
-        assert self._rtp is not None
-        self._rtp.session.update(media)
-        self._media = media
         self._record("reinvite", direction=media.direction, codec=media.codec)
 
 

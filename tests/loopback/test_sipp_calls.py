@@ -248,3 +248,15 @@ def test_offerless_reinvite_gets_our_offer(svc: Service, tmp_path: Path) -> None
     trail = svc.wait_call_ended(only_call_id(result))
     # The answer that came in the ACK was applied.
     assert events(trail, "reinvite") == [{"direction": "sendrecv", "codec": "PCMU"}], trail
+
+
+def test_delayed_offer_answered_in_the_ack(svc: Service, tmp_path: Path) -> None:
+    result = run_sipp(SIPP_DIR / "uac_delayed_offer.xml", svc.sip_target, tmp_path, timeout_s=20)
+    assert_sipp_ok(result, svc)
+    ok = result.received(r"SIP/2.0 200")[0]
+    assert re.search(r"m=audio \d+ RTP/AVP 0 8 101", ok), ok  # our offer: PCMU, PCMA, events
+    trail = svc.wait_call_ended(only_call_id(result))
+    # The caller chose PCMA in its answer (in the ACK); the flow ran.
+    assert events(trail, "answered") == [{"codec": "PCMA"}], trail
+    assert events(trail, "prompt_played"), trail
+    assert events(trail, "hangup")[0].get("side") == "caller"
