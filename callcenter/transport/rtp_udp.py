@@ -35,15 +35,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcenter.rtp.codecs.base import Codec
+from callcenter.rtp.codecs.g711 import FRAME_BYTES, SAMPLES_PER_FRAME
 from callcenter.rtp.session import RtpEvent, RtpSession
 
 __all__ = ["EndpointStats", "RtpEndpoint", "RtpPacer"]
 
 FRAME_INTERVAL = 0.020
 """Seconds between two packets (RFC 3551 section 4.5: 20 ms is the default packetization)."""
-FRAME_BYTES = 320
-"""PCM16 bytes per frame: 160 samples at 8 kHz."""
-FRAME_SAMPLES = 160
 MAX_READS_PER_TICK = 32
 """Datagrams read from one socket per tick; a flood beyond that is left to the kernel."""
 
@@ -319,7 +317,7 @@ class RtpEndpoint:
 
     def _skip(self, frames: int) -> None:
         self.stats.late_frames += frames
-        self.session.skip(FRAME_SAMPLES * frames)
+        self.session.skip(SAMPLES_PER_FRAME * frames)
 
     def _tick(self, catch_up: bool = False) -> None:
         session = self.session
@@ -336,7 +334,7 @@ class RtpEndpoint:
                 # On hold (or recvonly): the source is not pulled either, so prompts and the
                 # timeouts that follow them wait for the caller to come back.
                 stats.frames_held += 1
-                session.skip(FRAME_SAMPLES)
+                session.skip(SAMPLES_PER_FRAME)
                 return
             source = self._source
             try:

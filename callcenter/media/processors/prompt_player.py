@@ -27,11 +27,10 @@ from callcenter.media.frames import (
 )
 from callcenter.media.processor import FrameDirection, FrameProcessor
 from callcenter.media.tts.prompt_cache import PromptCache
+from callcenter.rtp.codecs.g711 import FRAME_BYTES  # 20 ms (RFC 3551 section 4.5)
 
 __all__ = ["FRAME_BYTES", "PromptPlayerProcessor"]
 
-FRAME_BYTES = 320
-"""20 ms of 8 kHz mono PCM16 (RFC 3551 section 4.5: default G.711 packetisation)."""
 
 _SILENCE = bytes(FRAME_BYTES)
 _UPSTREAM = FrameDirection.UPSTREAM

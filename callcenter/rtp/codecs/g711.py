@@ -17,6 +17,7 @@ import numpy.typing as npt
 from callcenter.rtp.codecs.base import Codec, register_codec
 
 __all__ = [
+    "FRAME_BYTES",
     "SAMPLES_PER_FRAME",
     "PcmaCodec",
     "PcmuCodec",
@@ -28,6 +29,8 @@ __all__ = [
 
 SAMPLES_PER_FRAME = 160
 """Samples in a 20 ms frame at 8 kHz."""
+FRAME_BYTES = SAMPLES_PER_FRAME * 2
+"""Bytes of PCM16 in a 20 ms frame: what the prompt player hands the paced sender."""
 
 
 def _linear_values() -> npt.NDArray[np.int32]:
