@@ -176,11 +176,7 @@ class Call:
             outcome, cause, side = await self._run()
         except asyncio.CancelledError:
             # Service shutdown: hang up politely, record, and let the cancellation propagate.
-            engine = self.services.sip.engine
-            if not self._ended and self._answered_at is not None:
-                self._sip(lambda now: engine.hangup(self.call_id, now))
-            elif not self._ended:  # still ringing
-                self._sip(lambda now: engine.reject(self.call_id, 503, now))
+            self._abort(503)
             outcome, cause, side = (
                 "completed" if self._answered_at else "failed",
                 "shutdown",
@@ -189,11 +185,7 @@ class Call:
             raise
         except Exception:
             self.log.exception("call failed")
-            if not self._ended:
-                if self._answered_at is None:
-                    self._sip(lambda now: self.services.sip.engine.reject(self.call_id, 500, now))
-                else:
-                    self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
+            self._abort(500)
         finally:
             if self._rtp is not None:
                 self._rtp.close()
@@ -210,6 +202,16 @@ class Call:
             services.trail.call_ended(
                 self.call_id, outcome=outcome, cause=cause, side=side, at=self._now()
             )
+
+    def _abort(self, status: int) -> None:
+        """End the call from our side, whatever its stage: BYE once answered, else ``status``."""
+        if self._ended:
+            return
+        engine = self.services.sip.engine
+        if self._answered_at is not None:
+            self._sip(lambda now: engine.hangup(self.call_id, now))
+        else:
+            self._sip(lambda now: engine.reject(self.call_id, status, now))
 
     def _refuse(
         self, status: int, cause: str, *, reason: str | None = None
