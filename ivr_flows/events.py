@@ -14,12 +14,24 @@ Protocol between the interpreter and its driver (the call):
 * ``EnterNode``, ``QueueCall`` — record in the call's event trail (``QueueCall`` is the hand-off
   to a skill queue; until routing exists, the flow goes on to hang up politely).
 * ``HangUp(reason)`` — the flow is over: hang up once the actions before it are done.
+* ``Listen(no_input_s, grammar, barge_in)`` — recognise the caller's speech (``ask`` and
+  ``confirm`` nodes). It always comes with a ``CollectDigits`` whose ``timeout_s`` is infinite:
+  the speech side owns the no-input timer, counted from the end of the prompt, and reports
+  ``SpeechTimedOut("no_input")``. Speech during an interruptible prompt stops it (barge-in).
+  The driver turns a transcript into ``SpeechHeard(text, understanding)`` (FAQ decision, dialogue
+  command, yes/no). Whichever comes first — speech, digits or the timeout — the interpreter
+  answers with ``StopListening`` when it no longer wants speech. A driver without speech
+  recognition reports ``SpeechTimedOut("no_input")`` after ``no_input_s`` of silence from the
+  end of the prompt, so flows stay usable by keypad.
+* ``SlowDown()`` — from now on, play prompts at the slow speech rate ("plus lentement").
+* ``AnswerGiven(intent, prompt_id)`` — for the trail: the bot starts speaking an FAQ answer.
 
 Events that do not match what the interpreter waits for (stale or duplicated) are ignored.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 # -- events (driver → interpreter) -------------------------------------------------------------
@@ -48,7 +60,89 @@ class InputTimedOut:
     """A collection started by :class:`CollectDigits` ended without any digit."""
 
 
-Event = PromptFinished | DigitsCollected | InputTimedOut
+class Command(enum.Enum):
+    """Dialogue words a caller may say at any step of the bot."""
+
+    REPEAT = "repeat"
+    """"répéter", "pardon ?"."""
+    SLOWER = "slower"
+    """"plus lentement"."""
+    AGENT = "agent"
+    """"conseiller", "parler à quelqu'un"."""
+
+
+class YesNo(enum.Enum):
+    """A yes/no answer."""
+
+    YES = "yes"
+    NO = "no"
+    UNSURE = "unsure"
+
+
+class Decision(enum.Enum):
+    """What the FAQ matcher decided for an utterance (see ``faq.matcher``)."""
+
+    ANSWER = "answer"
+    CLARIFY = "clarify"
+    MENU = "menu"
+    HANDOVER = "handover"
+    NONE = "none"
+    """Nothing usable was heard (empty or unintelligible transcript)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntentChoice:
+    """An intent the caller may mean, with what the bot needs to act on it."""
+
+    intent: str
+    """Intent id."""
+    skill: str
+    """Skill queue of the intent."""
+    priority: str = "normal"
+    """Queue priority (``low``, ``normal``, ``high``, ``critical``)."""
+    handoff: str = "never"
+    """Hand-off policy: never, on_request, if_unresolved, recommended or always."""
+    answer_prompt: str | None = None
+    """Prompt id of the spoken answer, or None when the bot cannot answer (e.g. needs a dossier)."""
+    label_prompt: str | None = None
+    """Prompt id of "votre question concerne … ? dites oui ou tapez 1…" (for clarification)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    """What the driver understood of one utterance."""
+
+    decision: Decision
+    """The FAQ decision."""
+    top: IntentChoice | None = None
+    """Best intent (ANSWER, CLARIFY, HANDOVER)."""
+    second: IntentChoice | None = None
+    """Runner-up (CLARIFY)."""
+    command: Command | None = None
+    """A dialogue command, when the utterance is essentially one."""
+    yes_no: YesNo | None = None
+    """A yes/no answer, when the utterance is essentially one."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechHeard:
+    """The caller said something (end of turn), transcribed and understood."""
+
+    text: str
+    """Transcript."""
+    understanding: Understanding
+    """What it means for the bot."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechTimedOut:
+    """Listening ended without a usable utterance."""
+
+    reason: str = "no_input"
+    """``no_input`` (silence) or ``max_length`` (the caller spoke too long without a pause)."""
+
+
+Event = PromptFinished | DigitsCollected | InputTimedOut | SpeechHeard | SpeechTimedOut
 
 
 # -- actions (interpreter → driver) ------------------------------------------------------------
@@ -100,7 +194,13 @@ class QueueCall:
     skill: str
     """Skill of the queue (``apa``, ``mdph_adulte``, ``accueil_general``…)."""
     reason: str
-    """Why (the queue node's ``reason``, by default its id)."""
+    """Why (the queue node's ``reason``, or the bot's: ``agent_request``, ``no_input``…)."""
+    priority: str = "normal"
+    """Queue priority (``critical`` for distress and abuse)."""
+    intent: str | None = None
+    """The intent the bot recognised, if any."""
+    transcript: str | None = None
+    """The caller's last question, for the agent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +211,47 @@ class HangUp:
     """Why (``flow_end``, ``queued``, ``closed``, ``flow_loop``, ``flow_changed``…)."""
 
 
-Action = PlayPrompt | CollectDigits | StopPrompt | EnterNode | QueueCall | HangUp
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Start recognising speech (see the module docstring)."""
+
+    no_input_s: float
+    """Silence allowed after the prompt ends."""
+    grammar: str = "open"
+    """``open`` (a question) or ``yes_no`` (a closed question: engines may use a grammar)."""
+    barge_in: bool = True
+    """Whether speech stops the prompt playing."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopListening:
+    """Stop recognising speech (idempotent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlowDown:
+    """Play every later prompt at the slow speech rate."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerGiven:
+    """The bot answers an FAQ intent (for the trail and metrics)."""
+
+    intent: str
+    """Intent answered."""
+    prompt_id: str
+    """Prompt of the answer."""
+
+
+Action = (
+    PlayPrompt
+    | CollectDigits
+    | StopPrompt
+    | EnterNode
+    | QueueCall
+    | HangUp
+    | Listen
+    | StopListening
+    | SlowDown
+    | AnswerGiven
+)

@@ -6,6 +6,10 @@ Rules this file owns:
 2. ``goto``, ``set`` and ``branch`` are traversed within the step that reaches them.
 3. Time comes in as ``now`` (timezone-aware); opening hours use the flow's timezone.
 4. Events that do not match what the state waits for are ignored (they are stale).
+5. The bot nodes (``ask``, ``confirm``) listen and collect keys at once; speech comes in already
+   understood (``SpeechHeard``), so this module stays free of recognition and matching. What the
+   bot learnt is kept in call variables: ``intent``, ``intent_skill``, ``priority``,
+   ``transcript``, ``last_answer`` and ``handoff_reason`` (read by ``queue`` nodes).
 """
 
 from __future__ import annotations
@@ -19,21 +23,34 @@ from types import MappingProxyType
 
 from .events import (
     Action,
+    AnswerGiven,
     CollectDigits,
+    Command,
+    Decision,
     DigitsCollected,
     EnterNode,
     Event,
     HangUp,
     InputTimedOut,
+    IntentChoice,
+    Listen,
     PlayPrompt,
     PromptFinished,
     QueueCall,
+    SlowDown,
+    SpeechHeard,
+    SpeechTimedOut,
+    StopListening,
     StopPrompt,
+    Understanding,
+    YesNo,
 )
 from .model import (
+    AskNode,
     BranchNode,
     Condition,
     ConditionKind,
+    ConfirmNode,
     Flow,
     GotoNode,
     HangupNode,
@@ -50,6 +67,11 @@ MAX_HOPS = 64
 
 _HUMAN_KEY = "0"
 _REPEAT_KEY = "*"
+_YES_KEY = "1"
+_NO_KEY = "2"
+_ANSWER_KEYS = frozenset({_HUMAN_KEY, _REPEAT_KEY})
+_NO_TIMEOUT = float("inf")
+"""Digit collections that run alongside speech recognition have no timer of their own."""
 
 
 class Phase(enum.Enum):
@@ -67,6 +89,14 @@ class Phase(enum.Enum):
     """The goodbye prompt of a ``hangup`` node plays."""
     FINISHED = "finished"
     """``HangUp`` was emitted; every later event is ignored."""
+    ASKING = "asking"
+    """An ``ask`` node listens for a question (speech or keys)."""
+    CLARIFYING = "clarifying"
+    """An ``ask`` node asks whether the caller meant one of two close intents."""
+    ANSWERING = "answering"
+    """An ``ask`` node speaks an FAQ answer (``0`` and ``*`` work meanwhile)."""
+    CONFIRMING = "confirming"
+    """A ``confirm`` node waits for yes or no."""
 
 
 def _frozen(variables: Mapping[str, str]) -> Mapping[str, str]:
@@ -88,7 +118,13 @@ class FlowState:
     prompt_playing: str | None = None
     """Last prompt started and not reported finished (stopped when the node is left)."""
     failures: int = 0
-    """Invalid keys and silences in the current menu visit."""
+    """Invalid keys and silences in the current menu, ask or confirm visit."""
+    awaiting_speech: bool = False
+    """Whether a ``Listen`` is pending."""
+    listen_prompt: str | None = None
+    """The question a listening phase asks (what "répéter" plays again)."""
+    choices: tuple[IntentChoice, ...] = ()
+    """Intents still to offer while clarifying; the intent being answered while answering."""
     variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Call variables (from ``start`` and ``set`` nodes)."""
     hangup_reason: str | None = None
@@ -101,8 +137,8 @@ class FlowState:
 
     @property
     def waiting(self) -> bool:
-        """Whether the state waits for an event (a prompt to finish, or digits)."""
-        return self.awaiting_prompt is not None or self.awaiting_digits
+        """Whether the state waits for an event (a prompt to finish, digits or speech)."""
+        return self.awaiting_prompt is not None or self.awaiting_digits or self.awaiting_speech
 
 
 _NO_VARIABLES: Mapping[str, str] = MappingProxyType({})
@@ -155,6 +191,11 @@ def step(
         # The state comes from another version of the flow: end the call cleanly.
         return _finish(state, [], "flow_changed")
     actions: list[Action] = []
+    if isinstance(node, AskNode | ConfirmNode) and state.phase in _LISTENING:
+        if isinstance(event, SpeechHeard | SpeechTimedOut | DigitsCollected):
+            return _bot_input(flow, node, state, event, now, actions), actions
+    if isinstance(event, SpeechHeard | SpeechTimedOut):
+        return state, []
     if isinstance(event, PromptFinished):
         playing = None if event.prompt_id == state.prompt_playing else state.prompt_playing
         state = dataclasses.replace(state, prompt_playing=playing)
@@ -172,6 +213,10 @@ def step(
         if state.phase is Phase.SAYING and event.digits == _HUMAN_KEY and flow.defaults.human:
             _stop(state, actions)
             return _enter(flow, flow.defaults.human, state.variables, now, actions), actions
+        if state.phase is Phase.ANSWERING and isinstance(node, AskNode):
+            answering = _answer_keys(flow, node, state, event.digits, now, actions)
+            if answering is not None:
+                return answering, actions
     if (
         isinstance(event, InputTimedOut)
         and state.phase is Phase.MENU
@@ -218,6 +263,10 @@ def _complete(
         return _enter(flow, node.next, state.variables, now, actions)
     if isinstance(node, HangupNode):
         return _finish(state, actions, node.reason)[0]
+    if isinstance(node, AskNode) and state.phase is Phase.ANSWERING:
+        return _after_answer(flow, node, state, now, actions)
+    if isinstance(node, AskNode | ConfirmNode):  # pragma: no cover - listening phases wait
+        return _listen_again(node, state, actions)
     return _finish(state, actions, "queued")[0]
 
 
@@ -238,9 +287,18 @@ def _enter(
         if isinstance(node, MenuNode):
             return _present_menu(node, dataclasses.replace(base, phase=Phase.MENU), actions)
         if isinstance(node, QueueNode):
-            actions.append(QueueCall(node.skill, node.reason))
+            actions.append(_queue_call(node, variables))
+            # The reason belongs to this hand-off only.
+            variables = _frozen({k: v for k, v in variables.items() if k != "handoff_reason"})
+            base = dataclasses.replace(base, variables=variables)
             state = dataclasses.replace(base, phase=Phase.HOLDING)
             return _play(state, node.prompt, actions, collect=False)
+        if isinstance(node, AskNode):
+            state = dataclasses.replace(base, phase=Phase.ASKING)
+            return _listen(state, node.prompt.prompt_id, node.no_input_s, "open", actions)
+        if isinstance(node, ConfirmNode):
+            state = dataclasses.replace(base, phase=Phase.CONFIRMING)
+            return _listen(state, node.prompt.prompt_id, node.no_input_s, "yes_no", actions)
         if isinstance(node, HangupNode):
             if node.prompt is None:
                 return _finish(base, actions, node.reason)[0]
@@ -251,7 +309,7 @@ def _enter(
             node_id = node.next
         elif isinstance(node, GotoNode):
             node_id = node.next
-        else:
+        elif isinstance(node, BranchNode):
             node_id = _branch(flow, node, variables, now)
     return _finish(FlowState(node_id, Phase.SAYING, variables=variables), actions, "flow_loop")[0]
 
@@ -348,3 +406,292 @@ def _menu_failure(
     # A key typed during the feedback prompt answers the menu at once.
     state = dataclasses.replace(state, phase=Phase.MENU_FEEDBACK)
     return _play(state, feedback, actions, collect=True, allowed=None)
+
+
+# -- the bot: ask and confirm nodes ------------------------------------------------------------
+
+_LISTENING = frozenset({Phase.ASKING, Phase.CLARIFYING, Phase.CONFIRMING})
+
+
+def _queue_call(node: QueueNode, variables: Mapping[str, str]) -> QueueCall:
+    skill = node.skill
+    if node.from_intent and variables.get("intent_skill"):
+        skill = variables["intent_skill"]
+    return QueueCall(
+        skill=skill,
+        reason=variables.get("handoff_reason") or node.reason,
+        priority=variables.get("priority") or "normal",
+        intent=variables.get("intent") or None,
+        transcript=variables.get("transcript") or None,
+    )
+
+
+def _listen(
+    state: FlowState,
+    prompt_id: str,
+    no_input_s: float,
+    grammar: str,
+    actions: list[Action],
+    *,
+    choices: tuple[IntentChoice, ...] | None = None,
+) -> FlowState:
+    """Play a question and listen for speech and keys at once."""
+    actions.append(PlayPrompt(prompt_id, interruptible=True))
+    actions.append(Listen(no_input_s, grammar, barge_in=True))
+    actions.append(CollectDigits(1, _NO_TIMEOUT, None, None))
+    return dataclasses.replace(
+        state,
+        awaiting_prompt=None,  # speech, a key or the no-input timeout decides
+        awaiting_digits=True,
+        awaiting_speech=True,
+        prompt_playing=prompt_id,
+        listen_prompt=prompt_id,
+        choices=state.choices if choices is None else choices,
+    )
+
+
+def _listen_again(
+    node: AskNode | ConfirmNode, state: FlowState, actions: list[Action]
+) -> FlowState:
+    grammar = "yes_no" if state.phase is not Phase.ASKING else "open"
+    question = state.listen_prompt or node.prompt.prompt_id
+    return _listen(state, question, node.no_input_s, grammar, actions)
+
+
+def _with(state: FlowState, **variables: str) -> FlowState:
+    return dataclasses.replace(state, variables=_frozen({**state.variables, **variables}))
+
+
+def _stop_listening(state: FlowState, actions: list[Action]) -> FlowState:
+    _stop(state, actions)
+    if state.awaiting_speech:
+        actions.append(StopListening())
+    return dataclasses.replace(state, awaiting_speech=False, awaiting_digits=False)
+
+
+def _hand_over(
+    flow: Flow,
+    target: str,
+    state: FlowState,
+    reason: str,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState:
+    state = _stop_listening(state, actions)
+    if isinstance(flow.nodes.get(target), QueueNode):
+        state = _with(state, handoff_reason=reason)
+    return _enter(flow, target, state.variables, now, actions)
+
+
+def _bot_input(
+    flow: Flow,
+    node: AskNode | ConfirmNode,
+    state: FlowState,
+    event: SpeechHeard | SpeechTimedOut | DigitsCollected,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState:
+    if isinstance(event, DigitsCollected):
+        return _bot_keys(flow, node, state, event.digits, now, actions)
+    if isinstance(event, SpeechTimedOut):
+        kind = "no_input" if event.reason == "no_input" else "no_match"
+        return _bot_failure(flow, node, state, kind, now, actions)
+    understanding = event.understanding
+    command = understanding.command
+    if command is Command.AGENT:
+        return _hand_over(flow, node.human, state, "agent_request", now, actions)
+    if command is Command.REPEAT or command is Command.SLOWER:
+        if command is Command.SLOWER:
+            actions.append(SlowDown())
+        return _repeat(node, state, actions)
+    if isinstance(node, ConfirmNode):
+        answer = understanding.yes_no
+        if answer is None:
+            return _bot_failure(flow, node, state, "no_match", now, actions)
+        return _confirmed(flow, node, state, answer, now, actions)
+    if state.phase is Phase.CLARIFYING:
+        if understanding.yes_no is YesNo.YES:
+            return _choose(flow, node, state, state.choices[0], event.text, now, actions)
+        if understanding.yes_no in (YesNo.NO, YesNo.UNSURE):
+            return _next_clarification(flow, node, state, now, actions)
+        # The caller restated the question instead of answering yes or no: start over with it.
+    if event.text:
+        state = _with(state, transcript=event.text)
+    return _understood(flow, node, state, event.text, understanding, now, actions)
+
+
+def _understood(
+    flow: Flow,
+    node: AskNode,
+    state: FlowState,
+    text: str,
+    understanding: Understanding,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState:
+    top = understanding.top
+    decision = understanding.decision
+    if decision in (Decision.ANSWER, Decision.HANDOVER) and top is not None:
+        return _choose(flow, node, state, top, text, now, actions)
+    if decision is Decision.CLARIFY and top is not None:
+        offered = tuple(c for c in (top, understanding.second) if c is not None and c.label_prompt)
+        if offered:
+            state = _stop_listening(state, actions)
+            state = dataclasses.replace(state, phase=Phase.CLARIFYING)
+            label = offered[0].label_prompt
+            assert label is not None
+            return _listen(state, label, node.no_input_s, "yes_no", actions, choices=offered)
+        return _choose(flow, node, state, top, text, now, actions)
+    kind = "not_understood" if decision is Decision.MENU else "no_match"
+    return _bot_failure(flow, node, state, kind, now, actions)
+
+
+def _next_clarification(
+    flow: Flow, node: AskNode, state: FlowState, now: dt.datetime, actions: list[Action]
+) -> FlowState:
+    remaining = state.choices[1:]
+    if not remaining:
+        return _bot_failure(flow, node, state, "not_understood", now, actions)
+    state = _stop_listening(state, actions)
+    label = remaining[0].label_prompt
+    assert label is not None
+    return _listen(state, label, node.no_input_s, "yes_no", actions, choices=remaining)
+
+
+def _choose(
+    flow: Flow,
+    node: AskNode,
+    state: FlowState,
+    choice: IntentChoice,
+    text: str,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState:
+    """The caller's intent is known: answer it (when the bot can), then follow its policy."""
+    state = _stop_listening(state, actions)
+    state = _with(state, intent=choice.intent, intent_skill=choice.skill, priority=choice.priority)
+    if choice.answer_prompt is None:
+        reason = "intent_" + choice.handoff if choice.handoff == "always" else "needs_person"
+        return _hand_over(flow, node.handover, state, reason, now, actions)
+    state = _with(state, last_answer=choice.answer_prompt)
+    actions.append(AnswerGiven(choice.intent, choice.answer_prompt))
+    return _play_answer(state, choice, actions)
+
+
+def _play_answer(state: FlowState, choice: IntentChoice, actions: list[Action]) -> FlowState:
+    assert choice.answer_prompt is not None
+    state = dataclasses.replace(
+        state, phase=Phase.ANSWERING, choices=(choice,), failures=0, listen_prompt=None
+    )
+    # Answers are not cut by speech (callers say "oui, oui" while listening); keys still work.
+    return _play(
+        state, Prompt(choice.answer_prompt, None), actions, collect=True, allowed=_ANSWER_KEYS
+    )
+
+
+def _answer_keys(
+    flow: Flow,
+    node: AskNode,
+    state: FlowState,
+    digits: str,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState | None:
+    if digits == _HUMAN_KEY:
+        return _hand_over(flow, node.human, state, "agent_request", now, actions)
+    if digits == _REPEAT_KEY and state.choices:
+        _stop(state, actions)
+        return _play_answer(state, state.choices[0], actions)
+    return None
+
+
+def _after_answer(
+    flow: Flow, node: AskNode, state: FlowState, now: dt.datetime, actions: list[Action]
+) -> FlowState:
+    choice = state.choices[0] if state.choices else None
+    if choice is not None and (choice.handoff == "always" or choice.priority == "critical"):
+        return _hand_over(flow, node.handover, state, "intent_" + choice.handoff, now, actions)
+    if choice is not None and choice.handoff == "recommended" and node.recommended:
+        return _enter(flow, node.recommended, state.variables, now, actions)
+    return _enter(flow, node.answered, state.variables, now, actions)
+
+
+def _bot_keys(
+    flow: Flow,
+    node: AskNode | ConfirmNode,
+    state: FlowState,
+    digits: str,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState:
+    if digits == _HUMAN_KEY:
+        return _hand_over(flow, node.human, state, "agent_request", now, actions)
+    if digits == _REPEAT_KEY:
+        return _repeat(node, state, actions)
+    if isinstance(node, ConfirmNode) or state.phase is Phase.CLARIFYING:
+        answer = {_YES_KEY: YesNo.YES, _NO_KEY: YesNo.NO}.get(digits)
+        if answer is None:
+            return _bot_failure(flow, node, state, "invalid_key", now, actions)
+        if isinstance(node, ConfirmNode):
+            return _confirmed(flow, node, state, answer, now, actions)
+        if answer is YesNo.YES:
+            return _choose(flow, node, state, state.choices[0], "", now, actions)
+        return _next_clarification(flow, node, state, now, actions)
+    keypad = flow.nodes.get(node.keypad) if node.keypad else None
+    if isinstance(keypad, MenuNode) and digits in keypad.choices:
+        # A caller who knows the menu keys is not made to speak.
+        state = _stop_listening(state, actions)
+        return _enter(flow, keypad.choices[digits], state.variables, now, actions)
+    return _bot_failure(flow, node, state, "invalid_key", now, actions)
+
+
+def _confirmed(
+    flow: Flow,
+    node: ConfirmNode,
+    state: FlowState,
+    answer: YesNo,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState:
+    target = {YesNo.YES: node.yes, YesNo.NO: node.no, YesNo.UNSURE: node.unsure}[answer]
+    state = _stop_listening(state, actions)
+    if isinstance(flow.nodes.get(target), QueueNode):
+        state = _with(state, handoff_reason=f"{node.node_id}_{answer.value}")
+    return _enter(flow, target, state.variables, now, actions)
+
+
+def _repeat(node: AskNode | ConfirmNode, state: FlowState, actions: list[Action]) -> FlowState:
+    state = _stop_listening(state, actions)
+    question = state.listen_prompt or node.prompt.prompt_id
+    last_answer = state.variables.get("last_answer")
+    if isinstance(node, ConfirmNode) and node.repeat_answer and last_answer:
+        actions.append(PlayPrompt(last_answer, interruptible=True))
+    return _listen_again(node, dataclasses.replace(state, listen_prompt=question), actions)
+
+
+def _bot_failure(
+    flow: Flow,
+    node: AskNode | ConfirmNode,
+    state: FlowState,
+    kind: str,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState:
+    """A silence, an invalid key or an utterance that was not understood."""
+    failures = state.failures + 1
+    if failures > node.retries:
+        if isinstance(node, AskNode) and kind == "not_understood":
+            # Speech we could not match: the keypad menu still lets the caller choose a service.
+            return _hand_over(flow, node.fallback, state, kind, now, actions)
+        return _hand_over(flow, node.human, state, kind, now, actions)
+    state = _stop_listening(state, actions)
+    if state.phase is Phase.CLARIFYING:
+        # Back to the open question, asked again.
+        state = dataclasses.replace(state, phase=Phase.ASKING, choices=(), listen_prompt=None)
+    state = dataclasses.replace(state, failures=failures)
+    feedback = node.no_input_prompt if kind == "no_input" else node.no_match_prompt
+    if feedback is None:
+        return _listen_again(node, state, actions)
+    # The feedback prompt leads back into the question; listening starts at once.
+    actions.append(PlayPrompt(feedback.prompt_id, interruptible=True))
+    return _listen_again(node, state, actions)

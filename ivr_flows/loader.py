@@ -21,9 +21,11 @@ import yaml
 from .errors import FlowError, FlowIssue, Severity
 from .hours import WEEKDAYS, Schedule, TimeRange, check_calendar
 from .model import (
+    AskNode,
     BranchNode,
     Condition,
     ConditionKind,
+    ConfirmNode,
     Defaults,
     Flow,
     GotoNode,
@@ -56,6 +58,10 @@ _DEFAULT_KEYS = (
     "no_input_prompt",
     "tts_voice",
     "tts_rate",
+    "tts_slow_rate",
+    "ask_no_input_s",
+    "ask_retries",
+    "no_match_prompt",
 )
 _NODE_KEYS: dict[NodeType, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # type → (required keys, optional keys); "type" is always required.
@@ -67,9 +73,48 @@ _NODE_KEYS: dict[NodeType, tuple[tuple[str, ...], tuple[str, ...]]] = {
     NodeType.GOTO: (("next",), ()),
     NodeType.SET: (("variables", "next"), ()),
     NodeType.BRANCH: (("conditions", "else"), ()),
-    NodeType.QUEUE: (("skill", "prompt"), ("reason", "next")),
+    NodeType.QUEUE: (("skill", "prompt"), ("reason", "next", "from_intent")),
     NodeType.HANGUP: ((), ("prompt", "reason")),
+    NodeType.ASK: (
+        ("prompt", "answered", "handover"),
+        (
+            "no_input_s",
+            "retries",
+            "human",
+            "fallback",
+            "recommended",
+            "keypad",
+            "no_input_prompt",
+            "no_match_prompt",
+        ),
+    ),
+    NodeType.CONFIRM: (
+        ("prompt", "yes", "no"),
+        (
+            "unsure",
+            "no_input_s",
+            "retries",
+            "human",
+            "repeat_answer",
+            "no_input_prompt",
+            "no_match_prompt",
+        ),
+    ),
 }
+_PROMPT_KEYS = ("prompt", "invalid_prompt", "no_input_prompt", "no_match_prompt")
+_REF_KEYS = (
+    "next",
+    "fallback",
+    "human",
+    "else",
+    "answered",
+    "handover",
+    "recommended",
+    "keypad",
+    "yes",
+    "no",
+    "unsure",
+)
 _TRANSIENT = (GotoNode, SetNode, BranchNode)
 
 _T = TypeVar("_T")
@@ -321,6 +366,8 @@ class _Builder:
         for target, line, node_id, field in self.refs:
             if target not in self.node_lines:
                 self.error(line, node_id, field, f"unknown node {target!r}")
+        if not self.has_errors():
+            self.check_ask_targets(nodes)
         if start is not None and start in nodes and not self.has_errors():
             self.check_graph(start, nodes, defaults)
 
@@ -656,6 +703,22 @@ class _Builder:
         no_input: _PromptLike = None
         if "no_input_prompt" in items:
             no_input = self.prompt(items["no_input_prompt"][1], None, "defaults.no_input_prompt")
+        no_match: _PromptLike = None
+        if "no_match_prompt" in items:
+            no_match = self.prompt(items["no_match_prompt"][1], None, "defaults.no_match_prompt")
+        slow = self.get(
+            items,
+            "tts_slow_rate",
+            lambda n: self.integer(n, None, "defaults.tts_slow_rate", 80, 400),
+        )
+        ask_no_input = self.get(
+            items,
+            "ask_no_input_s",
+            lambda n: self.number(n, None, "defaults.ask_no_input_s", 1, 60),
+        )
+        ask_retries = self.get(
+            items, "ask_retries", lambda n: self.integer(n, None, "defaults.ask_retries", 0, 5)
+        )
         voice = self.get(items, "tts_voice", lambda n: self.string(n, None, "defaults.tts_voice"))
         rate = self.get(
             items, "tts_rate", lambda n: self.integer(n, None, "defaults.tts_rate", 80, 400)
@@ -669,6 +732,10 @@ class _Builder:
             no_input_prompt=self.resolve(no_input),
             tts_voice=voice or base.tts_voice,
             tts_rate=base.tts_rate if rate is None else rate,
+            tts_slow_rate=base.tts_slow_rate if slow is None else slow,
+            ask_no_input_s=base.ask_no_input_s if ask_no_input is None else ask_no_input,
+            ask_retries=base.ask_retries if ask_retries is None else ask_retries,
+            no_match_prompt=self.resolve(no_match),
         )
 
     # -- nodes -----------------------------------------------------------------------------
@@ -750,14 +817,16 @@ class _Builder:
     def field(
         self, node_type: NodeType, node_id: str, key: str, value: yaml.Node, defaults: Defaults
     ) -> Any:
-        if key in ("prompt", "invalid_prompt", "no_input_prompt"):
+        if key in _PROMPT_KEYS:
             return self.prompt(value, node_id, key)
-        if key in ("next", "fallback", "human", "else"):
+        if key in _REF_KEYS:
             return self.node_ref(value, node_id, key)
-        if key == "interruptible":
+        if key in ("interruptible", "from_intent", "repeat_answer"):
             return self.boolean(value, node_id, key)
         if key == "timeout_s":
             return self.number(value, node_id, key, 0, 60)
+        if key == "no_input_s":
+            return self.number(value, node_id, key, 1, 60)
         if key == "retries":
             return self.integer(value, node_id, key, 0, 10)
         if key == "choices":
@@ -903,7 +972,7 @@ class _Builder:
     ) -> Node | None:
         if any(value is None for value in f.values()):
             # A field failed to parse (already reported); still resolve prompts for more reports.
-            for key in ("prompt", "invalid_prompt", "no_input_prompt"):
+            for key in _PROMPT_KEYS:
                 self.resolve(f.get(key))
             return None
         prompt = self.resolve(f.get("prompt"))
@@ -923,8 +992,18 @@ class _Builder:
             if prompt is None:
                 return None
             return QueueNode(
-                node_id, f["skill"], prompt, f.get("reason") or node_id, f.get("next"), line
+                node_id,
+                f["skill"],
+                prompt,
+                f.get("reason") or node_id,
+                f.get("next"),
+                line,
+                from_intent=f.get("from_intent", False),
             )
+        if node_type is NodeType.ASK:
+            return self.make_ask(node_id, line, f, prompt)
+        if node_type is NodeType.CONFIRM:
+            return self.make_confirm(node_id, line, f, prompt)
         if "prompt" in f and prompt is None:
             return None
         return HangupNode(node_id, prompt, f.get("reason") or "flow_end", line)
@@ -968,6 +1047,80 @@ class _Builder:
             no_input_prompt=no_input if "no_input_prompt" in f else defaults.no_input_prompt,
             line=line,
         )
+
+    def _ask_common(
+        self, node_id: str, line: int, f: dict[str, Any]
+    ) -> tuple[str | None, Prompt | None, Prompt | None]:
+        defaults = self.current_defaults
+        no_input = self.resolve(f.get("no_input_prompt"))
+        no_match = self.resolve(f.get("no_match_prompt"))
+        human: str | None = f.get("human", defaults.human)
+        if human is None:
+            self.error(line, node_id, "human", "missing required field (and no 'defaults.human')")
+        return (
+            human,
+            no_input if "no_input_prompt" in f else defaults.no_input_prompt,
+            no_match if "no_match_prompt" in f else defaults.no_match_prompt,
+        )
+
+    def make_ask(
+        self, node_id: str, line: int, f: dict[str, Any], prompt: Prompt | None
+    ) -> AskNode | None:
+        defaults = self.current_defaults
+        human, no_input, no_match = self._ask_common(node_id, line, f)
+        fallback: str | None = f.get("fallback", defaults.fallback)
+        if fallback is None:
+            self.error(
+                line, node_id, "fallback", "missing required field (and no 'defaults.fallback')"
+            )
+        if prompt is None or human is None or fallback is None:
+            return None
+        return AskNode(
+            node_id=node_id,
+            prompt=prompt,
+            no_input_s=f.get("no_input_s", defaults.ask_no_input_s),
+            retries=f.get("retries", defaults.ask_retries),
+            answered=f["answered"],
+            handover=f["handover"],
+            human=human,
+            fallback=fallback,
+            recommended=f.get("recommended"),
+            keypad=f.get("keypad"),
+            no_input_prompt=no_input,
+            no_match_prompt=no_match,
+            line=line,
+        )
+
+    def make_confirm(
+        self, node_id: str, line: int, f: dict[str, Any], prompt: Prompt | None
+    ) -> ConfirmNode | None:
+        defaults = self.current_defaults
+        human, no_input, no_match = self._ask_common(node_id, line, f)
+        if prompt is None or human is None:
+            return None
+        return ConfirmNode(
+            node_id=node_id,
+            prompt=prompt,
+            yes=f["yes"],
+            no=f["no"],
+            unsure=f.get("unsure", f["no"]),
+            no_input_s=f.get("no_input_s", defaults.ask_no_input_s),
+            retries=f.get("retries", defaults.ask_retries),
+            human=human,
+            repeat_answer=f.get("repeat_answer", False),
+            no_input_prompt=no_input,
+            no_match_prompt=no_match,
+            line=line,
+        )
+
+    def check_ask_targets(self, nodes: Mapping[str, Node]) -> None:
+        """Cross-node rules of the bot nodes (run once every node is built)."""
+        for node_id, node in nodes.items():
+            if isinstance(node, AskNode):
+                if not isinstance(nodes.get(node.handover), QueueNode):
+                    self.error(node.line, node_id, "handover", "must name a 'queue' node")
+                if node.keypad is not None and not isinstance(nodes.get(node.keypad), MenuNode):
+                    self.error(node.line, node_id, "keypad", "must name a 'menu' node")
 
     # -- whole-graph checks ----------------------------------------------------------------
 
@@ -1025,6 +1178,11 @@ def _successors(node: Node, defaults: Defaults) -> list[str]:
         return [*(c.next for c in node.conditions), node.otherwise]
     if isinstance(node, QueueNode):
         return [node.next] if node.next else []
+    if isinstance(node, AskNode):
+        optional = [n for n in (node.recommended, node.keypad) if n]
+        return [node.answered, node.handover, node.human, node.fallback, *optional]
+    if isinstance(node, ConfirmNode):
+        return [node.yes, node.no, node.unsure, node.human]
     return []
 
 

@@ -33,6 +33,8 @@ class NodeType(enum.Enum):
     BRANCH = "branch"
     QUEUE = "queue"
     HANGUP = "hangup"
+    ASK = "ask"
+    CONFIRM = "confirm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,8 @@ class QueueNode:
     """Node to continue with after the holding message, or ``None`` to hang up."""
     line: int = 0
     """Line of the node in the flow file."""
+    from_intent: bool = False
+    """Use the skill of the intent the bot recognised (call variable ``intent_skill``), if any."""
     node_type: NodeType = NodeType.QUEUE
 
 
@@ -190,7 +194,97 @@ class HangupNode:
     node_type: NodeType = NodeType.HANGUP
 
 
-Node = SayNode | MenuNode | GotoNode | SetNode | BranchNode | QueueNode | HangupNode
+@dataclass(frozen=True, slots=True)
+class AskNode:
+    """Ask an open question: speech goes to the FAQ, keys stay possible.
+
+    While the question plays and afterwards, the caller may speak (recognised, then understood by
+    the driver's FAQ matcher) or press a key: ``0`` reaches a person, ``*`` repeats, another key
+    of the ``keypad`` menu jumps straight to that choice. An understood question is answered (the
+    answer prompt comes with the event), then the call goes on to ``answered`` (or ``recommended``
+    / ``handover``, by the intent's hand-off policy). When two intents are close, the caller is
+    asked to confirm the first, then the second. "répéter" / ``*`` repeat, "plus lentement" slows
+    the voice down, "conseiller" / ``0`` hand over. A silence or a non-understood answer is a
+    failure: after ``retries`` failures have been re-prompted, the next one goes to ``human``
+    (silence, unusable audio) or ``fallback`` (speech that was not understood).
+    """
+
+    node_id: str
+    """Id of the node."""
+    prompt: Prompt
+    """The open question."""
+    no_input_s: float
+    """Silence allowed after the question before it counts as no input."""
+    retries: int
+    """Failures re-prompted before giving up."""
+    answered: str
+    """Node after an answer (e.g. a ``confirm`` "cela répond-il à votre question ?")."""
+    handover: str
+    """Queue node for hand-offs decided from an intent (usually ``from_intent: true``)."""
+    human: str
+    """Node for "conseiller", ``0`` and repeated silences."""
+    fallback: str
+    """Node after repeated non-understood speech (the keypad menu)."""
+    recommended: str | None = None
+    """Node after an answer whose intent recommends a person (default ``answered``)."""
+    keypad: str | None = None
+    """Menu whose keys are accepted as shortcuts during the question."""
+    no_input_prompt: Prompt | None = None
+    """Said after a silence, before listening again."""
+    no_match_prompt: Prompt | None = None
+    """Said after speech that was not understood, before listening again."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.ASK
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmNode:
+    """A yes/no question, answered by speech ("oui", "non") or keys (``1`` yes, ``2`` no).
+
+    "répéter" / ``*`` repeat the question (after the last answer when ``repeat_answer``), "plus
+    lentement" slows the voice, "conseiller" / ``0`` hand over. After ``retries`` failures have
+    been re-prompted, the next one goes to ``human``.
+    """
+
+    node_id: str
+    """Id of the node."""
+    prompt: Prompt
+    """The question; it should say "dites oui ou tapez 1, dites non ou tapez 2"."""
+    yes: str
+    """Node after yes."""
+    no: str
+    """Node after no."""
+    unsure: str
+    """Node after "je ne sais pas" (default: ``no``)."""
+    no_input_s: float
+    """Silence allowed after the question."""
+    retries: int
+    """Failures re-prompted before handing over."""
+    human: str
+    """Node for "conseiller", ``0`` and repeated failures."""
+    repeat_answer: bool = False
+    """"répéter" replays the last answer given before the question."""
+    no_input_prompt: Prompt | None = None
+    """Said after a silence, before the question is asked again."""
+    no_match_prompt: Prompt | None = None
+    """Said after an answer that was neither yes nor no."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.CONFIRM
+
+
+Node = (
+    SayNode
+    | MenuNode
+    | GotoNode
+    | SetNode
+    | BranchNode
+    | QueueNode
+    | HangupNode
+    | AskNode
+    | ConfirmNode
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +307,14 @@ class Defaults:
     """espeak-ng voice used to render prompt texts."""
     tts_rate: int = 140
     """espeak-ng speed in words per minute (its default, 175, is too fast on the phone)."""
+    tts_slow_rate: int = 105
+    """Speed after the caller asked "plus lentement"."""
+    ask_no_input_s: float = 6.0
+    """Default silence allowed after an ``ask`` or ``confirm`` question."""
+    ask_retries: int = 1
+    """Default failures re-prompted by ``ask``/``confirm`` nodes (1: the second one hands over)."""
+    no_match_prompt: Prompt | None = None
+    """Default prompt after speech that was not understood."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,4 +361,8 @@ class Flow:
                 add(node.prompt)
                 add(node.invalid_prompt)
                 add(node.no_input_prompt)
+            elif isinstance(node, AskNode | ConfirmNode):
+                add(node.prompt)
+                add(node.no_input_prompt)
+                add(node.no_match_prompt)
         return list(seen.values())

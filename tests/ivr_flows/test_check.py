@@ -24,7 +24,7 @@ def test_check_ok_and_errors(tmp_path: Path) -> None:
     assert err.getvalue().splitlines() == [
         f"{bad}:15: node 'menu' field 'choices.1': unknown node 'nowhere'",
         f"{bad}:17: node 'one' field 'type': unknown node type 'x' (expected: say, menu, goto, "
-        "set, branch, queue, hangup)",
+        "set, branch, queue, hangup, ask, confirm)",
     ]
     assert out.getvalue().startswith("ok: 3 nodes")
 
@@ -54,7 +54,7 @@ def test_python_m_entry_point(tmp_path: Path) -> None:
         check=False,
     )
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("ok: 17 nodes, 15 prompts")
+    assert ok.stdout.startswith("ok: 24 nodes, 24 prompts")
     bad = subprocess.run(
         [sys.executable, "-m", "ivr_flows", "check", str(missing)],
         capture_output=True,

@@ -8,17 +8,21 @@ import pytest
 from ivr_flows import (
     SOLIDARITES_FLOW,
     CollectDigits,
+    Decision,
     DigitsCollected,
     EnterNode,
     Flow,
     FlowState,
     HangUp,
     InputTimedOut,
+    Listen,
     Phase,
     PlayPrompt,
     PromptFinished,
     QueueCall,
+    SpeechHeard,
     StopPrompt,
+    Understanding,
     load_flow,
     start,
     step,
@@ -26,6 +30,7 @@ from ivr_flows import (
 
 from .helpers import BASE, OPEN_MONDAY, PARIS, load, run
 
+NOT_UNDERSTOOD = Understanding(Decision.MENU)
 MENU_PROMPT = PlayPrompt("main_menu", interruptible=True)
 MENU_COLLECT = CollectDigits(1, 7.0, None, None)
 SAY_COLLECT = CollectDigits(1, 0.0, None, frozenset("0"))
@@ -49,6 +54,10 @@ def at_menu(flow: Flow, now: dt.datetime = OPEN_MONDAY) -> FlowState:
         state, a1 = step(flow, state, PromptFinished(prompt_id, False), now=now)
         assert a1 == []  # still waiting for the end of the "0" collection
         state, _ = step(flow, state, InputTimedOut(), now=now)
+    assert state.node_id == "ask_question" and state.phase is Phase.ASKING
+    # Speech the assistant does not understand, twice: the keypad menu takes over.
+    for _ in range(2):
+        state, _ = step(flow, state, SpeechHeard("", NOT_UNDERSTOOD), now=now)
     assert state.node_id == "main_menu" and state.phase is Phase.MENU
     return state
 
@@ -65,7 +74,14 @@ def test_open_call_walks_to_menu(flow: Flow) -> None:
     state, actions = run(flow, state, [InputTimedOut(), PromptFinished("automated_notice")])
     assert actions[0] == EnterNode("emergency_open", "say")
     state, actions = run(flow, state, [PromptFinished("emergency_notice"), InputTimedOut()])
-    assert actions == [EnterNode("main_menu", "menu"), MENU_PROMPT, MENU_COLLECT]
+    assert actions == [
+        EnterNode("ask_question", "ask"),
+        PlayPrompt("ask_question", True),
+        Listen(7.0, "open", True),
+        CollectDigits(1, float("inf"), None, None),
+    ]
+    state, actions = run(flow, state, [SpeechHeard("", NOT_UNDERSTOOD)] * 2)
+    assert actions[-3:] == [EnterNode("main_menu", "menu"), MENU_PROMPT, MENU_COLLECT]
     assert state.waiting and not state.finished
 
 

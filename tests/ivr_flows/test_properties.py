@@ -12,13 +12,20 @@ from ivr_flows import (
     SOLIDARITES_FLOW,
     Action,
     CollectDigits,
+    Command,
+    Decision,
     DigitsCollected,
     EnterNode,
     Event,
     HangUp,
     InputTimedOut,
+    IntentChoice,
     PlayPrompt,
     PromptFinished,
+    SpeechHeard,
+    SpeechTimedOut,
+    Understanding,
+    YesNo,
     load_flow,
     start,
     step,
@@ -37,6 +44,28 @@ events: st.SearchStrategy[Event] = st.one_of(
     st.builds(PromptFinished, st.sampled_from([*PROMPT_IDS, "bogus"]), st.booleans()),
     st.builds(DigitsCollected, st.text(alphabet="0123456789*#", max_size=3)),
     st.just(InputTimedOut()),
+    st.builds(SpeechTimedOut, st.sampled_from(["no_input", "max_length"])),
+    st.builds(
+        SpeechHeard,
+        st.text(max_size=5),
+        st.builds(
+            Understanding,
+            st.sampled_from(list(Decision)),
+            st.none()
+            | st.builds(
+                IntentChoice,
+                st.just("x"),
+                st.just("apa"),
+                st.sampled_from(["normal", "critical"]),
+                st.sampled_from(["never", "always", "recommended"]),
+                st.none() | st.just("faq_x"),
+                st.none() | st.just("lbl_x"),
+            ),
+            st.none(),
+            st.none() | st.sampled_from(list(Command)),
+            st.none() | st.sampled_from(list(YesNo)),
+        ),
+    ),
 )
 
 
@@ -84,6 +113,8 @@ def test_a_silent_caller_always_reaches_the_end(now: dt.datetime) -> None:
             break
         if state.awaiting_prompt is not None:
             event: Event = PromptFinished(state.awaiting_prompt, False)
+        elif state.awaiting_speech:
+            event = SpeechTimedOut("no_input")
         else:
             event = InputTimedOut()
         state, actions = step(FLOW, state, event, now=now)
