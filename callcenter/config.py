@@ -118,8 +118,48 @@ class TtsConfig:
     """espeak-ng voice."""
     rate: int = 130
     """Words per minute; slow on purpose (elderly and hard-of-hearing callers)."""
+    slow_rate: int = 100
+    """Words per minute after a caller says "plus lentement" (every prompt is rendered twice)."""
     recordings_dir: str = ""
     """Folder of recorded ``<prompt_id>.wav`` files overriding TTS (default <data-dir>/prompts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AsrConfig:
+    """Speech recognition for the voice bot (``ask`` and ``confirm`` nodes)."""
+
+    engine: str = "whisper"
+    """``whisper`` (faster-whisper, offline default), ``vosk``, or ``none`` (keypad only)."""
+    model_dir: str = ""
+    """Model folder: the Whisper cache (default <data-dir>/models/whisper-base) or a vosk model."""
+    threads: int = 2
+    """CPU threads per decode."""
+    workers: int = 2
+    """Decodes running at once (calls beyond wait in a queue)."""
+    end_of_turn_s: float = 0.8
+    """Silence that ends the caller's turn (elderly callers pause: do not go much lower)."""
+    max_utterance_s: float = 20.0
+    """Longest utterance; longer speech is cut and recognised as it is."""
+    barge_in_min_speech_s: float = 0.25
+    """Speech needed before it interrupts a prompt (ignores coughs and clicks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaqConfig:
+    """The FAQ knowledge base the bot answers from."""
+
+    file: str = ""
+    """Knowledge-base YAML (default: the shipped ``faq/solidarites.yaml``); reloaded on change."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """How long personal data is kept (GDPR: no longer than needed)."""
+
+    transcript_days: int = 30
+    """Transcripts of what callers said are erased after this many days."""
+    purge_interval_s: float = 3600.0
+    """Seconds between purges."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +194,12 @@ class Config:
     """TTS settings."""
     calls: CallsConfig = field(default_factory=CallsConfig)
     """Call limits."""
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    """Speech recognition."""
+    faq: FaqConfig = field(default_factory=FaqConfig)
+    """FAQ knowledge base."""
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    """Personal data retention."""
 
     @property
     def data_path(self) -> Path:
@@ -173,6 +219,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "flows": FlowsConfig,
     "tts": TtsConfig,
     "calls": CallsConfig,
+    "asr": AsrConfig,
+    "faq": FaqConfig,
+    "retention": RetentionConfig,
 }
 
 
@@ -338,12 +387,19 @@ def _check(config: Config) -> None:
         ("sip.register_expires", sip.register_expires),
         ("calls.max_duration", config.calls.max_duration),
         ("calls.max_calls", config.calls.max_calls),
+        ("asr.threads", config.asr.threads),
+        ("asr.workers", config.asr.workers),
+        ("asr.end_of_turn_s", config.asr.end_of_turn_s),
+        ("asr.max_utterance_s", config.asr.max_utterance_s),
+        ("retention.transcript_days", config.retention.transcript_days),
+        ("retention.purge_interval_s", config.retention.purge_interval_s),
     ]
     not_negative: list[tuple[str, float]] = [
         ("sip.answer_delay", sip.answer_delay),
         ("rtp.inactivity_timeout", config.rtp.inactivity_timeout),
         ("calls.drain_timeout", config.calls.drain_timeout),
         ("flows.watch_interval", config.flows.watch_interval),
+        ("asr.barge_in_min_speech_s", config.asr.barge_in_min_speech_s),
     ]
     for name, value in positive:
         if not value > 0:
@@ -351,9 +407,22 @@ def _check(config: Config) -> None:
     for name, value in not_negative:
         if not value >= 0:
             raise ConfigError(f"{name}: must be >= 0, got {value}")
+    if config.asr.engine not in ("whisper", "vosk", "none"):
+        raise ConfigError(
+            f"asr.engine: expected whisper, vosk or none, got {config.asr.engine!r}"
+        )
+    if config.asr.engine == "vosk" and not config.asr.model_dir:
+        raise ConfigError(
+            "asr.model_dir: the vosk engine needs a model folder "
+            "(callcenter models install vosk-fr-small)"
+        )
     if not 80 <= config.tts.rate <= 450:
         raise ConfigError(
             f"tts.rate: espeak-ng needs 80..450 words per minute, got {config.tts.rate}"
+        )
+    if not 80 <= config.tts.slow_rate <= config.tts.rate:
+        raise ConfigError(
+            f"tts.slow_rate: expected 80..tts.rate ({config.tts.rate}), got {config.tts.slow_rate}"
         )
     if config.flows.now_override:
         try:

@@ -10,7 +10,8 @@ Names follow the Prometheus conventions: base units (seconds), ``_total`` for co
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -70,8 +71,23 @@ DTMF_METHODS: tuple[str, ...] = ("rfc4733", "info")
 SIP_DROP_REASONS: tuple[str, ...] = ("malformed", "rate_limited", "forbidden")
 """Values of the ``reason`` label of dropped SIP messages."""
 
+BOT_FAILURES: tuple[str, ...] = ("no_input", "no_match", "not_understood", "invalid_key")
+"""Values of the ``kind`` label of ``callcenter_bot_failures_total``."""
+
+BOT_DECISIONS: tuple[str, ...] = ("answer", "clarify", "menu", "handover", "none")
+"""Values of the ``decision`` label of ``callcenter_bot_decisions_total``."""
+
+BOT_RESULTS: tuple[str, ...] = ("contained", "handed_over", "abandoned")
+"""Values of the ``result`` label of ``callcenter_bot_calls_total``."""
+
+ASR_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+"""Buckets of the speech-recognition latency histograms, in seconds."""
+
 CALL_DURATION_BUCKETS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 """Buckets of ``callcenter_call_duration_seconds``: a few seconds to an hour."""
+
+
+_REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
 
 def _bounded(value: str, allowed: tuple[str, ...] | frozenset[str]) -> str:
@@ -150,6 +166,48 @@ class Metrics:
             "1 if the registration to the upstream IPBX/trunk is valid, else 0.",
             registry=r,
         )
+        self.asr_latency = Histogram(
+            "callcenter_asr_latency_seconds",
+            "Time from the end of the caller's turn to the transcript, by engine.",
+            ["engine"],
+            buckets=ASR_BUCKETS,
+            registry=r,
+        )
+        self.asr_decode = Histogram(
+            "callcenter_asr_decode_seconds",
+            "CPU-bound decoding time of one utterance (speculative decodes included), by engine.",
+            ["engine"],
+            buckets=ASR_BUCKETS,
+            registry=r,
+        )
+        self.bot_failures = Counter(
+            "callcenter_bot_failures",
+            "Bot questions that failed: no input, no match, not understood, invalid key.",
+            ["kind"],
+            registry=r,
+        )
+        self.bot_decisions = Counter(
+            "callcenter_bot_decisions",
+            "FAQ decisions on caller utterances, by intent and decision.",
+            ["intent", "decision"],
+            registry=r,
+        )
+        self.bot_answers = Counter(
+            "callcenter_bot_answers", "FAQ answers spoken, by intent.", ["intent"], registry=r
+        )
+        self.bot_calls = Counter(
+            "callcenter_bot_calls",
+            "Calls that talked to the bot, by result: contained (ended satisfied without an "
+            "agent), handed_over, abandoned.",
+            ["result"],
+            registry=r,
+        )
+        self.handoffs = Counter(
+            "callcenter_handoffs",
+            "Hand-offs to a skill queue, by reason (menu choice, agent request, not helped...).",
+            ["reason", "priority"],
+            registry=r,
+        )
         if process_metrics:
             ProcessCollector(registry=r)
         # Known label values start at 0 so that rate() and absent() behave from the start.
@@ -159,6 +217,53 @@ class Metrics:
             self.dtmf_digits.labels(method=method)
         for reason in SIP_DROP_REASONS:
             self.sip_dropped.labels(reason=reason)
+        for kind in BOT_FAILURES:
+            self.bot_failures.labels(kind=kind)
+        for result in BOT_RESULTS:
+            self.bot_calls.labels(result=result)
+        self._intents: frozenset[str] = frozenset()
+
+    def set_intents(self, intents: Iterable[str]) -> None:
+        """Declare the knowledge base's intent ids (label values; others count as ``other``)."""
+        self._intents = frozenset(intents) | {"none"}
+
+    def asr_result(self, engine: str, latency: float, decode: float) -> None:
+        """Observe one recognised utterance.
+
+        Args:
+            engine: Engine name (``whisper``, ``vosk``).
+            latency: Seconds from the end of the turn to the transcript.
+            decode: Seconds spent decoding.
+        """
+        label = _bounded(engine, ("whisper", "vosk", "scripted"))
+        self.asr_latency.labels(engine=label).observe(max(0.0, latency))
+        self.asr_decode.labels(engine=label).observe(max(0.0, decode))
+
+    def bot_failure(self, kind: str) -> None:
+        """Count a failed bot question (``no_input``, ``no_match``...)."""
+        self.bot_failures.labels(kind=_bounded(kind, BOT_FAILURES)).inc()
+
+    def bot_decision(self, intent: str | None, decision: str) -> None:
+        """Count an FAQ decision; intents outside the knowledge base count as ``other``."""
+        self.bot_decisions.labels(
+            intent=_bounded(intent or "none", self._intents),
+            decision=_bounded(decision, BOT_DECISIONS),
+        ).inc()
+
+    def bot_answer(self, intent: str) -> None:
+        """Count a spoken FAQ answer."""
+        self.bot_answers.labels(intent=_bounded(intent, self._intents)).inc()
+
+    def bot_call(self, result: str) -> None:
+        """Count a call that talked to the bot by how it ended (see ``BOT_RESULTS``)."""
+        self.bot_calls.labels(result=_bounded(result, BOT_RESULTS)).inc()
+
+    def handoff(self, reason: str, priority: str) -> None:
+        """Count a hand-off; reasons are flow identifiers (bounded by the flow files)."""
+        safe = reason if _REASON_RE.fullmatch(reason) else OTHER
+        self.handoffs.labels(
+            reason=safe, priority=_bounded(priority, ("low", "normal", "high", "critical"))
+        ).inc()
 
     def call_started(self) -> None:
         """Count a call in progress."""

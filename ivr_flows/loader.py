@@ -58,7 +58,6 @@ _DEFAULT_KEYS = (
     "no_input_prompt",
     "tts_voice",
     "tts_rate",
-    "tts_slow_rate",
     "ask_no_input_s",
     "ask_retries",
     "no_match_prompt",
@@ -706,11 +705,6 @@ class _Builder:
         no_match: _PromptLike = None
         if "no_match_prompt" in items:
             no_match = self.prompt(items["no_match_prompt"][1], None, "defaults.no_match_prompt")
-        slow = self.get(
-            items,
-            "tts_slow_rate",
-            lambda n: self.integer(n, None, "defaults.tts_slow_rate", 80, 400),
-        )
         ask_no_input = self.get(
             items,
             "ask_no_input_s",
@@ -732,7 +726,6 @@ class _Builder:
             no_input_prompt=self.resolve(no_input),
             tts_voice=voice or base.tts_voice,
             tts_rate=base.tts_rate if rate is None else rate,
-            tts_slow_rate=base.tts_slow_rate if slow is None else slow,
             ask_no_input_s=base.ask_no_input_s if ask_no_input is None else ask_no_input,
             ask_retries=base.ask_retries if ask_retries is None else ask_retries,
             no_match_prompt=self.resolve(no_match),

@@ -307,8 +307,6 @@ class Defaults:
     """espeak-ng voice used to render prompt texts."""
     tts_rate: int = 140
     """espeak-ng speed in words per minute (its default, 175, is too fast on the phone)."""
-    tts_slow_rate: int = 105
-    """Speed after the caller asked "plus lentement"."""
     ask_no_input_s: float = 6.0
     """Default silence allowed after an ``ask`` or ``confirm`` question."""
     ask_retries: int = 1

@@ -52,7 +52,17 @@ class EventType(enum.StrEnum):
     FLOW_NODE = "flow_node"
     """``data``: ``node_id`` (str), ``node_type`` (str)."""
     QUEUED = "queued"
-    """``data``: ``skill`` (str), ``reason`` (str)."""
+    """``data``: ``skill``, ``reason``, ``priority``, ``intent`` (str or None)."""
+    TRANSCRIPT = "transcript"
+    """What the caller said. ``data``: ``text`` (personal data: erased after the retention
+    period, leaving ``purged: true``), ``engine``, ``confidence``, ``audio_s``, ``latency_ms``."""
+    INTENT = "intent"
+    """The bot's understanding. ``data``: ``decision``, ``intent``, ``confidence``,
+    ``alternatives`` ([intent, confidence] pairs), ``command``, ``yes_no``."""
+    ANSWER = "answer"
+    """The bot spoke an FAQ answer. ``data``: ``intent``, ``prompt_id``."""
+    SPEECH_TIMEOUT = "speech_timeout"
+    """Listening ended without an utterance. ``data``: ``reason`` (``no_input``...)."""
     HANGUP = "hangup"
     """``data``: ``cause`` (str), ``side`` (``caller`` or ``service``)."""
 

@@ -380,6 +380,20 @@ class CallTrail:
         """
         return await asyncio.to_thread(read_calls, self._engine, limit)
 
+    async def purge_transcripts(self, before: datetime) -> int:
+        """Erase the text of transcripts recorded before ``before`` (retention, GDPR).
+
+        The events stay (engine, confidence, latency are not personal data) with ``text``
+        removed and ``purged: true``.
+
+        Returns:
+            How many transcripts were erased.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: The database is unavailable.
+        """
+        return await asyncio.to_thread(purge_transcripts, self._engine, before)
+
     async def get_call(self, sip_call_id: str) -> dict[str, Any] | None:
         """Return one call with its caller number and its events in order, or None.
 
@@ -632,6 +646,34 @@ def read_calls(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
             _summary(row) | {"event_count": row["event_count"]}
             for row in conn.execute(stmt).mappings()
         ]
+
+
+def purge_transcripts(engine: Engine, before: datetime, *, chunk: int = 500) -> int:
+    """Erase transcript texts recorded before ``before`` (blocking); see the async method."""
+    erased = 0
+    cutoff = _utc(before)
+    last_id = 0
+    while True:
+        with engine.begin() as conn:
+            rows = conn.execute(
+                select(_EVENT.c.id, _EVENT.c.data)
+                .where(
+                    _EVENT.c.type == models.EventType.TRANSCRIPT.value,
+                    _EVENT.c.ts < cutoff,
+                    _EVENT.c.id > last_id,
+                )
+                .order_by(_EVENT.c.id)
+                .limit(chunk)
+            ).all()
+            for row in rows:
+                data = row.data or {}
+                if "text" in data:
+                    kept = {k: v for k, v in data.items() if k != "text"} | {"purged": True}
+                    conn.execute(update(_EVENT).where(_EVENT.c.id == row.id).values(data=kept))
+                    erased += 1
+        if len(rows) < chunk:
+            return erased
+        last_id = rows[-1].id
 
 
 def read_call(engine: Engine, sip_call_id: str) -> dict[str, Any] | None:

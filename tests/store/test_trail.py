@@ -21,6 +21,7 @@ from callcenter.store import (
     show_call,
     show_calls,
 )
+from callcenter.store.trail import purge_transcripts
 from tests.store.conftest import FAST
 
 CALLER = "+33612345678"
@@ -305,3 +306,33 @@ async def test_postgresql_round_trip_uses_jsonb(pg_schema_url: str) -> None:
                 "AND table_schema = current_schema()"
             ).scalar_one()
         assert kind == "jsonb"
+
+
+async def test_transcripts_are_purged_after_retention(trail: CallTrail) -> None:
+    """Old transcript texts are erased (GDPR retention); recent ones and metadata stay."""
+    trail.call_started("old", dialled="3975", caller=CALLER, flow_id="solidarites", at=at(0))
+    trail.call_started("new", dialled="3975", caller=CALLER, flow_id="solidarites", at=at(0))
+    for index in range(7):  # more than one chunk below
+        trail.record(
+            "old",
+            EventType.TRANSCRIPT,
+            {"text": f"ma mère ne peut plus {index}", "engine": "whisper", "confidence": 0.8},
+            at(index),
+        )
+    trail.record("old", EventType.INTENT, {"decision": "answer", "intent": "x"}, at(10))
+    trail.record("new", EventType.TRANSCRIPT, {"text": "récent", "engine": "whisper"}, at(100_000))
+    assert await trail.flush() is True
+    cutoff = at(50_000)
+    assert await trail.purge_transcripts(cutoff) == 7
+    old = await trail.get_call("old")
+    new = await trail.get_call("new")
+    assert old is not None and new is not None
+    transcripts = [e["data"] for e in old["events"] if e["type"] == "transcript"]
+    assert transcripts == [{"engine": "whisper", "confidence": 0.8, "purged": True}] * 7
+    assert [e["data"] for e in old["events"] if e["type"] == "intent"] == [
+        {"decision": "answer", "intent": "x"}
+    ]
+    assert new["events"][0]["data"] == {"text": "récent", "engine": "whisper"}
+    # Idempotent, and paging over purged rows still finds nothing more.
+    assert await trail.purge_transcripts(cutoff) == 0
+    assert purge_transcripts(trail.engine, at(200_000), chunk=2) == 1
