@@ -6,17 +6,25 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from faq.matcher import Features, Matcher, MatcherConfig, rank
+import numpy as np
+from numpy.typing import NDArray
+
+from faq.matcher import Features, Matcher, MatcherConfig
 from faq.model import OUT_OF_SCOPE, KnowledgeBase
 
-THRESHOLD_GRID = (0.0, 0.1, 0.14, 0.18, 0.22, 0.26, 0.3, 0.34)
-"""Out-of-scope thresholds tried when tuning on training folds."""
+THRESHOLD_GRID = tuple(round(0.025 * i, 3) for i in range(21))
+"""Out-of-scope floor scores tried when tuning on training folds."""
+TEMPERATURE_GRID = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2)
+"""Softmax temperatures tried when calibrating on training folds."""
+_STEP = 5
 WEIGHT_GRID = tuple(
-    (t / 10, s / 10, round(1 - t / 10 - s / 10, 1))
-    for t in range(0, 11, 2)
-    for s in range(0, 11 - t, 2)
+    (a / _STEP, b / _STEP, c / _STEP, d / _STEP, (_STEP - a - b - c - d) / _STEP)
+    for a in range(_STEP + 1)
+    for b in range(_STEP + 1 - a)
+    for c in range(_STEP + 1 - a - b)
+    for d in range(_STEP + 1 - a - b - c)
 )
-"""(tfidf, similarity, keywords) weights tried when tuning on training folds."""
+"""(tfidf, neighbour, similarity, keywords, chars) weights tried when tuning (step 0.2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,22 +120,93 @@ def _training(
     return extra
 
 
-def _tune(outcomes: Sequence[tuple[str, Sequence[Features]]], base: MatcherConfig) -> MatcherConfig:
-    best: tuple[int, float, MatcherConfig] | None = None
-    for tfidf, similarity, keywords in WEIGHT_GRID:
-        config = replace(
-            base, weight_tfidf=tfidf, weight_similarity=similarity, weight_keywords=keywords
-        )
-        ranked = [(gold, rank(features, config)[0]) for gold, features in outcomes]
-        for threshold in THRESHOLD_GRID:
-            hits = sum(
-                (top.intent if top.confidence >= threshold else OUT_OF_SCOPE) == gold
-                for gold, top in ranked
+def _arrays(
+    outcomes: Sequence[tuple[str, Sequence[Features]]], ids: Sequence[str], base_power: float
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.bool_]]:
+    """Stack features into (utterance, intent, component) with gold indexes and an empty mask."""
+    position = {intent: n for n, intent in enumerate(ids)}
+    values = np.zeros((len(outcomes), len(ids), 5))
+    gold = np.zeros(len(outcomes), dtype=np.int64)
+    empty = np.zeros(len(outcomes), dtype=np.bool_)
+    for row, (intent, features) in enumerate(outcomes):
+        gold[row] = position[intent]
+        empty[row] = not features
+        for f in features:
+            values[row, position[f.intent]] = (
+                f.tfidf,
+                f.neighbour,
+                f.similarity,
+                f.keywords,
+                f.chars,
             )
-            if best is None or (hits, -threshold) > (best[0], -best[1]):
-                best = (hits, threshold, replace(config, out_of_scope_threshold=threshold))
+            if f.intent != OUT_OF_SCOPE:
+                values[row, position[f.intent]] *= f.coverage**base_power
+    return values, gold, empty
+
+
+def tune(
+    outcomes: Sequence[tuple[str, Sequence[Features]]],
+    base: MatcherConfig,
+    ids: Sequence[str],
+) -> MatcherConfig:
+    """Choose weights, out-of-scope floor and temperature on labelled feature sets.
+
+    Weights and floor maximise top-1 accuracy (ties: the larger mean margin of the gold
+    intent); the temperature then minimises the log-loss of the softmax probabilities.
+
+    Args:
+        outcomes: (gold intent, features of the utterance) pairs.
+        base: Configuration whose other fields are kept.
+        ids: Intent ids of the knowledge base, in order (must contain ``hors_sujet``).
+
+    Returns:
+        The tuned configuration.
+    """
+    values, gold, empty = _arrays(outcomes, ids, base.coverage_power)
+    oos = list(ids).index(OUT_OF_SCOPE)
+    rows = np.arange(len(gold))
+    floors = np.array(THRESHOLD_GRID)
+    best: tuple[float, float, tuple[float, float, float, float, float], float] | None = None
+    for weights in WEIGHT_GRID:
+        scores = values @ np.array(weights)
+        in_scope = scores.copy()
+        in_scope[:, oos] = -np.inf
+        best_in = in_scope.max(axis=1)
+        arg_in = in_scope.argmax(axis=1)
+        own_oos = scores[:, oos]
+        for floor in floors:
+            oos_score = np.maximum(own_oos, floor)
+            predicted = np.where((oos_score >= best_in) | empty, oos, arg_in)
+            hits = float((predicted == gold).sum())
+            full = scores.copy()
+            full[:, oos] = oos_score
+            gold_score = full[rows, gold]
+            full[rows, gold] = -np.inf
+            margin = float(np.clip(gold_score - full.max(axis=1), -0.2, 0.2).mean())
+            key = (hits, margin)
+            if best is None or key > (best[0], best[1]):
+                best = (hits, margin, weights, float(floor))
     assert best is not None
-    return best[2]
+    _, _, weights, floor = best
+    scores = values @ np.array(weights)
+    scores[:, oos] = np.maximum(scores[:, oos], floor)
+    loss_by_t: list[tuple[float, float]] = []
+    for temperature in TEMPERATURE_GRID:
+        logits = scores / temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        loss_by_t.append((float(-log_p[rows, gold].mean()), temperature))
+    temperature = min(loss_by_t)[1]
+    return replace(
+        base,
+        weight_tfidf=weights[0],
+        weight_neighbour=weights[1],
+        weight_similarity=weights[2],
+        weight_keywords=weights[3],
+        weight_chars=weights[4],
+        out_of_scope_score=floor,
+        temperature=temperature,
+    )
 
 
 def cross_validate(
@@ -135,18 +214,26 @@ def cross_validate(
     data: Sequence[tuple[str, str]],
     k: int = 5,
     config: MatcherConfig | None = None,
+    *,
+    augment: bool = True,
 ) -> tuple[EvalReport, tuple[MatcherConfig, ...]]:
-    """K-fold cross-validation with weights and threshold tuned on training folds only.
+    """K-fold cross-validation by wording style, tuning only on training folds.
 
-    For each test fold, the other folds are added as examples; the weights and the
-    out-of-scope threshold are chosen by scoring each training fold with a matcher that has
-    not seen it (nested folds). The test fold is never used for any choice.
+    Folds follow :func:`folds_by_position`. For each test fold the weights, out-of-scope
+    floor and temperature are tuned (:func:`tune`) on the other folds, then the test fold is
+    matched; the test fold is never used for any choice.
+
+    With ``augment`` (the default), the training folds are also added as examples, and tuning
+    scores each training fold with a matcher that has not seen it (nested folds): this
+    measures the matcher with more data. Without it, the matcher uses the knowledge base
+    alone, as shipped: this measures how well configuration choices generalise.
 
     Args:
         kb: Knowledge base (its own examples are always used).
         data: (intent, text) pairs.
         k: Number of folds (at least 2).
         config: Base matcher configuration.
+        augment: Add the training folds as examples.
 
     Returns:
         The report over all held-out utterances and the configuration chosen per fold.
@@ -155,20 +242,32 @@ def cross_validate(
     folds = folds_by_position(data, k)
     results: list[tuple[str, str]] = []
     chosen: list[MatcherConfig] = []
+    plain = Matcher(kb, base)
+    plain_features = [plain.features(text) for _, text in data]
     for test in range(k):
         outcomes: list[tuple[str, Sequence[Features]]] = []
-        for inner in range(k):
-            if inner == test:
-                continue
-            inner_matcher = Matcher(kb, base, extra_examples=_training(data, folds, {test, inner}))
-            outcomes.extend(
-                (gold, inner_matcher.features(text))
-                for (gold, text), fold in zip(data, folds, strict=True)
-                if fold == inner
-            )
-        tuned = _tune(outcomes, base)
+        if augment:
+            for inner in range(k):
+                if inner == test:
+                    continue
+                inner_matcher = Matcher(
+                    kb, base, extra_examples=_training(data, folds, {test, inner})
+                )
+                outcomes.extend(
+                    (gold, inner_matcher.features(text))
+                    for (gold, text), fold in zip(data, folds, strict=True)
+                    if fold == inner
+                )
+        else:
+            outcomes = [
+                (gold, features)
+                for (gold, _), features, fold in zip(data, plain_features, folds, strict=True)
+                if fold != test
+            ]
+        tuned = tune(outcomes, base, kb.ids)
         chosen.append(tuned)
-        matcher = Matcher(kb, tuned, extra_examples=_training(data, folds, {test}))
+        extra = _training(data, folds, {test}) if augment else {}
+        matcher = Matcher(kb, tuned, extra_examples=extra)
         results.extend(
             (gold, matcher.match(text).intent)
             for (gold, text), fold in zip(data, folds, strict=True)

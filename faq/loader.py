@@ -219,7 +219,14 @@ def parse_knowledge_base(text: str, file: str = "<string>") -> KnowledgeBase:
     if root is None or top is None:
         raise FaqError([Issue(file, 1, "", "", "expected a mapping with 'skills' and 'intents'")])
     for key, (key_node, _) in top.items():
-        if key not in ("meta", "skills", "emergency_numbers", "placeholders", "intents"):
+        if key not in (
+            "meta",
+            "skills",
+            "emergency_numbers",
+            "placeholders",
+            "departement",
+            "intents",
+        ):
             check.error(key_node, "unknown top-level field", field=key)
     skills = check.str_map(top["skills"][1], "skills") if "skills" in top else {}
     if "skills" not in top:
@@ -232,6 +239,18 @@ def parse_knowledge_base(text: str, file: str = "<string>") -> KnowledgeBase:
     declared = (
         check.str_map(top["placeholders"][1], "placeholders") if "placeholders" in top else None
     )
+    departement: dict[str, str] = {}
+    if "departement" in top:
+        departement = check.str_map(top["departement"][1], "departement")
+        node = top["departement"][1]
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = str(key.value)
+                if declared is not None and name not in declared:
+                    check.error(key, "not a declared placeholder", field=f"departement.{name}")
+                    departement.pop(name, None)
+                elif isinstance(value, yaml.ScalarNode) and "{" in str(value.value):
+                    check.error(value, "a value cannot contain braces", field=f"departement.{name}")
     intents: list[Intent] = []
     seen: dict[str, int] = {}
     if "intents" not in top:
@@ -260,6 +279,7 @@ def parse_knowledge_base(text: str, file: str = "<string>") -> KnowledgeBase:
         skills=skills,
         emergency_numbers=numbers,
         placeholders=declared or {},
+        departement=departement,
         source=file,
     )
 

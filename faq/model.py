@@ -100,6 +100,8 @@ class KnowledgeBase:
     """Short number to what it is for (3114, 3977, 15, 112...)."""
     placeholders: Mapping[str, str] = field(default_factory=dict)
     """Declared placeholder name to description."""
+    departement: Mapping[str, str] = field(default_factory=dict)
+    """Values of the département-wide placeholders (opening hours, addresses...), spoken as is."""
     source: str = ""
     """File the knowledge base was loaded from."""
 

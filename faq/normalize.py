@@ -8,7 +8,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-HESITATIONS = frozenset({"euh", "heu", "hum", "hm", "ben", "bah", "beh", "bon", "ah", "oh", "eh"})
+HESITATIONS = frozenset(
+    {"euh", "heu", "euhm", "hum", "hm", "hmm", "mmh", "mh", "ben", "bah", "beh", "bon", "ah", "oh"}
+    | {"eh", "hein", "bref", "allo"}
+)
 """Filler words dropped from utterances."""
 
 _ELISION_RE = re.compile(r"\b(l|d|qu|j|n|s|m|t|c|jusqu|lorsqu|puisqu)['’]")
@@ -58,17 +61,22 @@ _LETTER_WORDS = {
     "g": "g",
     "h": "h",
     "ache": "h",
+    "hache": "h",
     "i": "i",
     "j": "j",
     "k": "k",
     "l": "l",
     "m": "m",
     "aime": "m",
+    "emme": "m",
+    "em": "m",
     "n": "n",
+    "enne": "n",
     "o": "o",
     "p": "p",
     "pe": "p",
     "q": "q",
+    "ku": "q",
     "r": "r",
     "erre": "r",
     "s": "s",
@@ -81,8 +89,35 @@ _LETTER_WORDS = {
     "y": "y",
     "z": "z",
 }
-_STRICT_LETTERS = frozenset("bcdfghjklmnpqrstvwxz") | {"aime", "ache", "effe", "erre", "esse"}
+_STRICT_LETTERS = frozenset("bcdfghjklmnpqrstvwxz") | {
+    "aime",
+    "ache",
+    "hache",
+    "effe",
+    "erre",
+    "esse",
+    "emme",
+    "em",
+    "enne",
+    "ku",
+}
 """Tokens that are never French words by themselves, so they anchor an acronym."""
+
+_WEAK_LETTERS = {
+    "be": "b",
+    "ce": "c",
+    "se": "c",
+    "de": "d",
+    "ge": "g",
+    "pe": "p",
+    "te": "t",
+    "ve": "v",
+    "elle": "l",
+    "cu": "q",
+    "deux": "",
+}
+"""Letter names that are also French words: they only count inside a known acronym
+("aime de pe ache" is MDPH, "a deux e h" is AEEH, but "de" alone stays a word)."""
 
 ACRONYM_FIXES = {
     "apa": "apa",
@@ -104,14 +139,48 @@ ACRONYM_FIXES = {
     "epad": "ehpad",
     "ehpa": "ehpad",
     "mdp": "mdph",
+    "emdepeache": "mdph",
+    "emdepeh": "mdph",
+    "aimdepeache": "mdph",
+    "mdpeache": "mdph",
+    "pecheache": "pch",
+    "pecache": "pch",
+    "pcache": "pch",
+    "peceache": "pch",
+    "cemi": "cmi",
+    "cemmi": "cmi",
+    "lapa": "apa",
+    "appa": "apa",
+    "apas": "apa",
+    "aeh": "aeeh",
+    "jir": "gir",
+    "gire": "gir",
+    "rappo": "rapo",
+    "rapo": "rapo",
+    "epade": "ehpad",
+    "ehpade": "ehpad",
+    "hepad": "ehpad",
+    "cezu": "cesu",
+    "ccas": "ccas",
+    "esms": "esms",
     "mdphe": "mdph",
     "aa": "aah",
-    "aeh": "aeeh",
     "rqt": "rqth",
     "rsa": "rsa",
     "cmu": "cmu",
 }
 """Spelled-out letter runs (joined) mapped to their acronym, with common mis-recognitions."""
+
+
+_PHRASE_FIXES = (
+    # "la pêche" is how recognisers often hear "la PCH" on this line.
+    (re.compile(r"\b(la|de|ma|sa|une) peches?\b"), r"\1 pch"),
+    # "l'APA" heard as "la pa" / "la pas" ("de pas" is a negation, "de pa" is not).
+    (re.compile(r"\b(la|de) pa\b"), "apa"),
+    (re.compile(r"(?<!\bje )(?<!\bon )(?<!\bil )(?<!\belle )\bla pas\b"), "apa"),
+    (re.compile(r"\b(a|la) a hache\b"), "aah"),
+)
+"""Mis-recognitions of acronyms that span words (applied to folded, punctuation-free text)."""
 
 
 def fold(text: str) -> str:
@@ -152,6 +221,46 @@ def tokenize(text: str) -> list[str]:
     return [tok for tok in _NON_WORD_RE.split(text) if tok]
 
 
+def fix_phrases(text: str) -> str:
+    """Repair acronyms that recognisers split into ordinary words (``la pêche`` → ``la pch``).
+
+    Args:
+        text: Folded text, tokens separated by single spaces.
+
+    Returns:
+        The text with known mis-recognitions replaced.
+    """
+    for pattern, replacement in _PHRASE_FIXES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _known_acronym_at(tokens: list[str], i: int) -> tuple[str, int] | None:
+    """Longest run of letter names from ``i`` (weak ones included) spelling a known acronym."""
+    best: tuple[str, int] | None = None
+    joined = ""
+    for j in range(i, min(len(tokens), i + 6)):
+        tok = tokens[j]
+        letter = _LETTER_WORDS.get(tok, _WEAK_LETTERS.get(tok))
+        if letter is None:
+            break
+        if tok == "deux":
+            # "a deux e h": the next letter is doubled.
+            if j + 1 >= len(tokens) or tokens[j + 1] not in _LETTER_WORDS:
+                break
+            letter = _LETTER_WORDS[tokens[j + 1]]
+        joined += letter
+        if j > i and joined in ACRONYM_FIXES and tokens[i] not in _WEAK_LETTERS:
+            best = (ACRONYM_FIXES[joined], j + 1)
+        elif (
+            j > i
+            and joined in ACRONYM_FIXES
+            and any(t in _STRICT_LETTERS for t in tokens[i : j + 1])
+        ):
+            best = (ACRONYM_FIXES[joined], j + 1)
+    return best
+
+
 def join_spelled_acronyms(tokens: list[str]) -> list[str]:
     """Join letters spelled one by one into an acronym (``m d p h`` → ``mdph``).
 
@@ -167,6 +276,11 @@ def join_spelled_acronyms(tokens: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(tokens):
+        known = _known_acronym_at(tokens, i)
+        if known is not None:
+            out.append(known[0])
+            i = known[1]
+            continue
         j = i
         while j < len(tokens) and tokens[j] in _LETTER_WORDS:
             j += 1
@@ -247,7 +361,7 @@ def normalize_tokens(text: str) -> list[str]:
         Folded tokens without elisions or hesitations, with spelled acronyms joined and
         numbers as digits.
     """
-    tokens = tokenize(strip_elisions(fold(text)))
+    tokens = tokenize(fix_phrases(" ".join(tokenize(strip_elisions(fold(text))))))
     tokens = [tok for tok in tokens if tok not in HESITATIONS]
     return numbers_to_digits(join_spelled_acronyms(tokens))
 

@@ -138,3 +138,23 @@ def test_load_file_and_check_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert f"{bad}:8: intent 'suivi_dossier_apa' field 'topic'" in capsys.readouterr().err
     with pytest.raises(FaqError):
         load_knowledge_base(tmp_path / "absent.yaml")
+
+
+def test_departement_values_are_validated() -> None:
+    text = VALID.replace("intents:\n", "departement:\n  statut_dossier: en cours\nintents:\n", 1)
+    assert parse_knowledge_base(text).departement == {"statut_dossier": "en cours"}
+    unknown = VALID.replace("intents:\n", "departement:\n  horaires: 9h\nintents:\n", 1)
+    assert issues_of(unknown) == [
+        "kb.yaml:7: field 'departement.horaires': not a declared placeholder"
+    ]
+    braces = VALID.replace("intents:\n", "departement:\n  statut_dossier: '{x}'\nintents:\n", 1)
+    assert issues_of(braces) == [
+        "kb.yaml:7: field 'departement.statut_dossier': a value cannot contain braces"
+    ]
+    empty = VALID.replace("intents:\n", "departement:\n  statut_dossier: ''\nintents:\n", 1)
+    assert issues_of(empty) == ["kb.yaml:7: field 'departement.statut_dossier': must not be empty"]
+
+
+def test_shipped_departement_values(kb: KnowledgeBase) -> None:
+    assert kb.departement["horaires_ligne"]
+    assert set(kb.departement) <= set(kb.placeholders)

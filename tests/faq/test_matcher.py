@@ -6,62 +6,147 @@ from pathlib import Path
 
 import pytest
 
-from faq.evaluate import cross_validate, evaluate, folds_by_position
-from faq.matcher import Candidate, Decision, Matcher, MatcherConfig, MatchResult, read_tsv, stem
+from faq.evaluate import cross_validate, evaluate, folds_by_position, tune
+from faq.matcher import (
+    Candidate,
+    Decision,
+    Features,
+    Matcher,
+    MatcherConfig,
+    MatchResult,
+    difflib_scorer,
+    rank,
+    read_tsv,
+    stem,
+)
 from faq.model import KnowledgeBase
 from tests.faq.conftest import DEV_TSV
 
-KB_ONLY_FLOOR = 0.76
-"""Top-1 accuracy on the dev set with no dev line in the matcher (measured 0.785)."""
-PARAPHRASE_FLOOR = 0.9
-"""Top-1 on tests/faq/data/paraphrases.tsv (measured 0.959; see the report on its bias)."""
+DEV_FLOOR = 0.87
+"""Top-1 accuracy on the dev set with the shipped knowledge base alone (measured 0.883)."""
+DEV_OOS_F1_FLOOR = 0.8
+"""Out-of-scope F1 on the dev set (measured 0.84)."""
+CV_FLOOR = 0.86
+"""5-fold CV, settings tuned on the other folds, knowledge base alone (measured 0.883)."""
+PARAPHRASE_FLOOR = 0.95
+"""Top-1 on tests/faq/data/paraphrases.tsv, written apart from the knowledge base (1.0)."""
 PARAPHRASES = Path(__file__).resolve().parent / "data" / "paraphrases.tsv"
 
 
 @pytest.mark.parametrize(
     ("text", "intent"),
     [
+        # Acronyms spelled by the recogniser, and their usual mis-recognitions.
         ("euh bonjour où en est le dossier de l'a p a de ma mère", "suivi_dossier_apa"),
         ("mon dossier à la m d p h il en est où", "suivi_dossier_mdph"),
+        ("émdépéache j'attends toujours la décision de la commission", "suivi_dossier_mdph"),
         ("j'ai perdu la c m i de mon mari", "cmi_perdue_volee"),
+        ("comment on fait pour demander la pêche pour mon mari en fauteuil", "demande_pch"),
+        ("à à hache comment je fais la demande", "demande_aah"),
+        ("mon a a h a pas été payé par la caf", "paiement_caf_aah_aeeh"),
+        ("la pa de mon père elle est versée quel jour", "paiement_date"),
+        ("ben il faut quels papiers pour l'a deux e h de ma fille", "documents_a_fournir"),
+        # Situations described without naming the benefit.
+        ("ma mère ne peut plus faire sa toilette toute seule", "demande_apa_domicile"),
+        ("mon fils est autiste il a besoin d'une AVS à l'école", "demande_aeeh"),
+        ("mon père sort de l'hôpital vendredi et il ne tient plus debout seul", "apa_urgence"),
+        ("je m'occupe de ma femme jour et nuit je suis à bout", "soutien_aidant_repit"),
+        ("le fils de ma voisine la frappe", "maltraitance"),
+        # Plain questions.
         ("comment je fais pour changer mon rib", "changement_coordonnees_bancaires"),
         ("je voudrais parler à un conseiller", "parler_conseiller"),
         ("quels sont vos horaires d'ouverture", "horaires_coordonnees"),
+        ("quatre vingt cinq ans et je n'arrive plus à faire mon ménage", "aide_menagere"),
     ],
 )
 def test_matches_typical_utterances(matcher: Matcher, text: str, intent: str) -> None:
     assert matcher.match(text).intent == intent
 
 
-def test_distress_hands_over(matcher: Matcher) -> None:
+def test_distress_and_abuse_hand_over(matcher: Matcher) -> None:
     result = matcher.match("je n'ai plus envie de vivre je veux en finir")
     assert result.intent == "urgence_detresse_suicidaire"
-    assert result.decision is Decision.HANDOFF
-    assert matcher.match("je crois que mon père est maltraité").decision is Decision.HANDOFF
+    assert result.decision is Decision.HANDOVER
+    assert matcher.match("je crois que mon père est maltraité").decision is Decision.HANDOVER
+    assert matcher.match("passez moi un conseiller").decision is Decision.HANDOVER
 
 
-def test_nonsense_and_empty_are_out_of_scope(matcher: Matcher) -> None:
-    for text in ("", "euh", "zorglub quantique frobnication"):
-        result = matcher.match(text)
-        assert result.intent == "hors_sujet"
-        assert result.decision is Decision.MENU
-    assert matcher.match("je voudrais refaire mon passeport").intent == "hors_sujet"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "euh",
+        "zorglub quantique frobnication",
+        "je voudrais refaire mon passeport",
+        "je voudrais acheter un billet d avion",
+    ],
+)
+def test_out_of_scope_goes_to_menu(matcher: Matcher, text: str) -> None:
+    result = matcher.match(text)
+    assert result.intent == "hors_sujet"
+    assert result.decision is Decision.MENU
+    assert "hors_sujet" not in {alt.intent for alt in result.alternatives}
 
 
-def test_result_is_frozen_and_ranked(matcher: Matcher) -> None:
+def test_result_is_frozen_ranked_and_calibrated(matcher: Matcher) -> None:
     result = matcher.match("où en est ma demande d'apa")
     assert isinstance(result, MatchResult)
+    assert result.decision is Decision.ANSWER and result.clarify is None
     assert 0.0 <= result.confidence <= 1.0
     assert len(result.alternatives) == 3
     assert all(alt.confidence <= result.confidence for alt in result.alternatives)
     assert result.intent not in {alt.intent for alt in result.alternatives}
+    total = result.confidence + sum(alt.confidence for alt in result.alternatives)
+    assert total <= 1.0001
     with pytest.raises(FrozenInstanceError):
         result.intent = "autre"  # type: ignore[misc]
 
 
-def test_clarify_when_top_two_are_close(kb: KnowledgeBase) -> None:
-    matcher = Matcher(kb, MatcherConfig(clarify_margin=1.0))
-    assert matcher.match("où en est ma demande d'apa").decision is Decision.CLARIFY
+def test_clarify_names_the_two_candidates(kb: KnowledgeBase) -> None:
+    matcher = Matcher(kb, MatcherConfig(clarify_margin=1.0, menu_threshold=0.0))
+    result = matcher.match("où en est ma demande d'apa")
+    assert result.decision is Decision.CLARIFY
+    assert result.clarify == (result.intent, result.alternatives[0].intent)
+
+
+def test_decide_rules(matcher: Matcher) -> None:
+    close = [Candidate("demande_cmi", 0.45), Candidate("cmi_perdue_volee", 0.40)]
+    result = matcher.decide([*close, Candidate("hors_sujet", 0.15)])
+    assert result.decision is Decision.CLARIFY
+    assert result.clarify == ("demande_cmi", "cmi_perdue_volee")
+    clear = [Candidate("demande_cmi", 0.9), Candidate("cmi_perdue_volee", 0.05)]
+    assert matcher.decide(clear).decision is Decision.ANSWER
+    weak = [Candidate("demande_cmi", 0.15), Candidate("hors_sujet", 0.1)]
+    result = matcher.decide(weak)
+    assert (result.intent, result.decision) == ("hors_sujet", Decision.MENU)
+    lonely = [Candidate("demande_cmi", 0.5), Candidate("hors_sujet", 0.45)]
+    assert matcher.decide(lonely).decision is Decision.MENU
+
+
+def test_close_critical_intent_wins(matcher: Matcher) -> None:
+    ranked = [
+        Candidate("soutien_aidant_repit", 0.50),
+        Candidate("maltraitance", 0.40),
+        Candidate("reclamation", 0.10),
+    ]
+    result = matcher.decide(ranked)
+    assert (result.intent, result.decision) == ("maltraitance", Decision.HANDOVER)
+    assert result.alternatives[0].intent == "soutien_aidant_repit"
+    ranked[1] = Candidate("maltraitance", 0.30)
+    assert matcher.decide(ranked).intent == "soutien_aidant_repit"
+
+
+def test_rank_softmax_and_out_of_scope_floor() -> None:
+    config = MatcherConfig(out_of_scope_score=0.3, temperature=0.1)
+    features = [
+        Features("a", 0.2, 0.2, 0.2, 0.2, 0.2),
+        Features("b", 0.1, 0.1, 0.1, 0.1, 0.1),
+        Features("hors_sujet", 0.0, 0.0, 0.0, 0.0, 0.0),
+    ]
+    ranked = rank(features, config)
+    assert ranked[0].intent == "hors_sujet"
+    assert abs(sum(c.confidence for c in ranked) - 1.0) < 1e-3
+    assert rank([], config) == [Candidate("hors_sujet", 1.0)]
 
 
 def test_scorer_can_be_swapped(kb: KnowledgeBase) -> None:
@@ -73,6 +158,7 @@ def test_scorer_can_be_swapped(kb: KnowledgeBase) -> None:
 
     result = Matcher(kb, scorer=scorer).match("mon rib a changé")
     assert calls and result.intent == "changement_coordonnees_bancaires"
+    assert Matcher(kb, scorer=difflib_scorer).match("mon rib a changé").intent == result.intent
 
 
 def test_dev_set_floor_and_speed(matcher: Matcher) -> None:
@@ -81,15 +167,36 @@ def test_dev_set_floor_and_speed(matcher: Matcher) -> None:
     start = time.perf_counter()
     result = evaluate(matcher, data)
     per_utterance = (time.perf_counter() - start) / len(data)
-    assert result.accuracy >= KB_ONLY_FLOOR, result.confusions
+    assert result.accuracy >= DEV_FLOOR, result.confusions
+    assert result.oos_f1 >= DEV_OOS_F1_FLOOR
     assert per_utterance < 0.005
+
+
+def test_cross_validation_floor(kb: KnowledgeBase) -> None:
+    data = read_tsv(DEV_TSV.read_text(encoding="utf-8").splitlines())
+    result, configs = cross_validate(kb, data, k=5, augment=False)
+    assert result.total == len(data) and len(configs) == 5
+    assert result.accuracy >= CV_FLOOR, result.confusions
 
 
 def test_cross_validation_is_held_out(kb: KnowledgeBase) -> None:
     data = [("suivi_dossier_apa", "ou en est mon apa"), ("hors_sujet", "passeport")] * 3
     assert folds_by_position(data, 2) == [0, 0, 1, 1, 0, 0]
-    result, thresholds = cross_validate(kb, data, k=2)
-    assert result.total == len(data) and len(thresholds) == 2
+    result, configs = cross_validate(kb, data, k=2)
+    assert result.total == len(data) and len(configs) == 2
+
+
+def test_tune_finds_separating_weights(matcher: Matcher) -> None:
+    outcomes = [
+        ("suivi_dossier_apa", matcher.features("ou en est mon dossier apa")),
+        ("hors_sujet", matcher.features("je voudrais un passeport")),
+    ]
+    config = tune(outcomes, MatcherConfig(), matcher.kb.ids)
+    tuned = Matcher(matcher.kb, config)
+    assert [tuned.match(t).intent for t in ("ou en est mon dossier apa", "un passeport")] == [
+        "suivi_dossier_apa",
+        "hors_sujet",
+    ]
 
 
 def test_read_tsv_rejects_lines_without_tab() -> None:
@@ -107,16 +214,3 @@ def test_paraphrase_floor(matcher: Matcher) -> None:
     result = evaluate(matcher, data)
     assert result.accuracy >= PARAPHRASE_FLOOR, result.confusions
     assert result.oos_f1 >= 0.8
-
-
-def test_close_critical_intent_wins(matcher: Matcher) -> None:
-    ranked = [
-        Candidate("soutien_aidant_repit", 0.50),
-        Candidate("maltraitance", 0.47),
-        Candidate("reclamation", 0.30),
-    ]
-    result = matcher.decide(ranked)
-    assert (result.intent, result.decision) == ("maltraitance", Decision.HANDOFF)
-    assert result.alternatives[0].intent == "soutien_aidant_repit"
-    ranked[1] = Candidate("maltraitance", 0.40)
-    assert matcher.decide(ranked).intent == "soutien_aidant_repit"
