@@ -13,6 +13,9 @@ Every frame is an immutable ``@dataclass(frozen=True, slots=True)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+from callcenter.media.asr.base import Transcript
 
 __all__ = [
     "AudioFrame",
@@ -31,6 +34,12 @@ __all__ = [
     "StartFrame",
     "StopPromptFrame",
     "SystemFrame",
+    # speech recognition (issue 3)
+    "ListenFrame",
+    "SpeechStartedFrame",
+    "SpeechTimeoutFrame",
+    "StopListeningFrame",
+    "TranscriptFrame",
 ]
 
 #: The sixteen DTMF symbols (RFC 4733 section 3.2, events 0-15).
@@ -173,3 +182,79 @@ class DigitsCollectedFrame(ControlFrame):
 @dataclass(frozen=True, slots=True)
 class DigitsTimeoutFrame(ControlFrame):
     """Result of a collection: the timeout expired with no digit at all."""
+
+
+# --- speech recognition (issue 3) --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListenFrame(ControlFrame):
+    """Start listening to the caller.
+
+    The speech recogniser answers with exactly one :class:`TranscriptFrame` or
+    :class:`SpeechTimeoutFrame` (unless stopped or cancelled). ``None`` fields take the
+    service's :class:`~callcenter.media.asr.AsrSettings` defaults.
+    """
+
+    no_input_s: float | None = None
+    """Wait for speech, counted from the end of the prompts (or from now if none plays)."""
+    end_of_turn_s: float | None = None
+    """Silence that ends the caller's turn."""
+    max_utterance_s: float | None = None
+    """Longest utterance before a ``max_length`` timeout."""
+    grammar: tuple[str, ...] | None = None
+    """Words expected (closed questions); used by engines with a grammar mode (Vosk)."""
+    barge_in: bool = True
+    """Speech interrupts an interruptible prompt; when False, speech during prompts is ignored."""
+
+    def __post_init__(self) -> None:
+        for name in ("no_input_s", "end_of_turn_s", "max_utterance_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class StopListeningFrame(ControlFrame):
+    """Stop listening without a result (e.g. the caller answered with the keypad)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStartedFrame(ControlFrame):
+    """Notification: the caller started speaking (after the minimum speech length)."""
+
+    at: float
+    """Event-loop time when the speech was confirmed."""
+    barge_in: bool
+    """True if this speech interrupted a prompt (a :class:`BargeInFrame` went first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptFrame(ControlFrame):
+    """Result of a listen: what the caller said (possibly empty: a no-match)."""
+
+    transcript: Transcript
+    """Text, confidence, engine and decoding time."""
+    speech_end: float
+    """Event-loop time when the caller's speech ended (the silence began)."""
+    end_of_turn: float
+    """Event-loop time when the silence reached the end-of-turn length."""
+    result_ready: float
+    """Event-loop time when the transcript was ready (this frame was emitted)."""
+    speculative: bool
+    """True if the decode started at the beginning of the silence was used."""
+
+    @property
+    def latency_s(self) -> float:
+        """Processing time after the end of turn (the part the caller waits for)."""
+        return max(0.0, self.result_ready - self.end_of_turn)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechTimeoutFrame(ControlFrame):
+    """Result of a listen: no speech in time, or an utterance too long."""
+
+    reason: Literal["no_input", "max_length"]
+    """``no_input``: no speech before the deadline; ``max_length``: the caller spoke too long."""
+    transcript: Transcript | None = None
+    """For ``max_length``: the transcript of what was said until the cut."""
