@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from faq.embedding import Embedder, default_embedder
 from faq.matcher import Features, Matcher, MatcherConfig
 from faq.model import OUT_OF_SCOPE, KnowledgeBase
 
@@ -17,14 +19,18 @@ THRESHOLD_GRID = tuple(round(0.025 * i, 3) for i in range(21))
 TEMPERATURE_GRID = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2)
 """Softmax temperatures tried when calibrating on training folds."""
 _STEP = 5
-WEIGHT_GRID = tuple(
-    (a / _STEP, b / _STEP, c / _STEP, d / _STEP, (_STEP - a - b - c - d) / _STEP)
+WEIGHT_GRID: tuple[tuple[float, ...], ...] = tuple(
+    (a / _STEP, b / _STEP, c / _STEP, d / _STEP, e / _STEP, (_STEP - a - b - c - d - e) / _STEP)
     for a in range(_STEP + 1)
     for b in range(_STEP + 1 - a)
     for c in range(_STEP + 1 - a - b)
     for d in range(_STEP + 1 - a - b - c)
+    for e in range(_STEP + 1 - a - b - c - d)
 )
-"""(tfidf, neighbour, similarity, keywords, chars) weights tried when tuning (step 0.2)."""
+"""(tfidf, neighbour, similarity, keywords, chars, semantic) weights tried when tuning (step
+0.2). Without an embedder the semantic column is 0: weight put there only shrinks the
+margins that break ties, so tuning leaves it at 0."""
+_COMPONENTS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,22 +131,22 @@ def _arrays(
 ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.bool_]]:
     """Stack features into (utterance, intent, component) with gold indexes and an empty mask."""
     position = {intent: n for n, intent in enumerate(ids)}
-    values = np.zeros((len(outcomes), len(ids), 5))
+    values = np.zeros((len(outcomes), len(ids), _COMPONENTS))
     gold = np.zeros(len(outcomes), dtype=np.int64)
     empty = np.zeros(len(outcomes), dtype=np.bool_)
     for row, (intent, features) in enumerate(outcomes):
         gold[row] = position[intent]
         empty[row] = not features
         for f in features:
+            factor = f.coverage**base_power if f.intent != OUT_OF_SCOPE else 1.0
             values[row, position[f.intent]] = (
-                f.tfidf,
-                f.neighbour,
-                f.similarity,
-                f.keywords,
-                f.chars,
+                factor * f.tfidf,
+                factor * f.neighbour,
+                factor * f.similarity,
+                factor * f.keywords,
+                factor * f.chars,
+                f.semantic,  # not scaled by coverage (see Features.score)
             )
-            if f.intent != OUT_OF_SCOPE:
-                values[row, position[f.intent]] *= f.coverage**base_power
     return values, gold, empty
 
 
@@ -166,7 +172,7 @@ def tune(
     oos = list(ids).index(OUT_OF_SCOPE)
     rows = np.arange(len(gold))
     floors = np.array(THRESHOLD_GRID)
-    best: tuple[float, float, tuple[float, float, float, float, float], float] | None = None
+    best: tuple[float, float, tuple[float, ...], float] | None = None
     for weights in WEIGHT_GRID:
         scores = values @ np.array(weights)
         in_scope = scores.copy()
@@ -204,6 +210,7 @@ def tune(
         weight_similarity=weights[2],
         weight_keywords=weights[3],
         weight_chars=weights[4],
+        weight_semantic=weights[5],
         out_of_scope_score=floor,
         temperature=temperature,
     )
@@ -216,6 +223,7 @@ def cross_validate(
     config: MatcherConfig | None = None,
     *,
     augment: bool = True,
+    embedder: Embedder | None | Literal["default"] = "default",
 ) -> tuple[EvalReport, tuple[MatcherConfig, ...]]:
     """K-fold cross-validation by wording style, tuning only on training folds.
 
@@ -234,15 +242,21 @@ def cross_validate(
         k: Number of folds (at least 2).
         config: Base matcher configuration.
         augment: Add the training folds as examples.
+        embedder: Sentence embedder of the ``semantic`` feature (``"default"``: the shared
+            one, when installed); ``None`` measures the lexical features alone. With one,
+            the semantic weight is tuned like the others, whatever ``config`` says.
 
     Returns:
         The report over all held-out utterances and the configuration chosen per fold.
     """
     base = config or MatcherConfig()
+    model = default_embedder() if isinstance(embedder, str) else embedder
+    # Features are computed with the semantic score on (its weight is chosen by tuning).
+    scoring = replace(base, weight_semantic=1.0 if model is not None else 0.0)
     folds = folds_by_position(data, k)
     results: list[tuple[str, str]] = []
     chosen: list[MatcherConfig] = []
-    plain = Matcher(kb, base)
+    plain = Matcher(kb, scoring, embedder=model)
     plain_features = [plain.features(text) for _, text in data]
     for test in range(k):
         outcomes: list[tuple[str, Sequence[Features]]] = []
@@ -251,7 +265,10 @@ def cross_validate(
                 if inner == test:
                     continue
                 inner_matcher = Matcher(
-                    kb, base, extra_examples=_training(data, folds, {test, inner})
+                    kb,
+                    scoring,
+                    embedder=model,
+                    extra_examples=_training(data, folds, {test, inner}),
                 )
                 outcomes.extend(
                     (gold, inner_matcher.features(text))
@@ -264,10 +281,10 @@ def cross_validate(
                 for (gold, _), features, fold in zip(data, plain_features, folds, strict=True)
                 if fold != test
             ]
-        tuned = tune(outcomes, base, kb.ids)
+        tuned = tune(outcomes, scoring, kb.ids)
         chosen.append(tuned)
         extra = _training(data, folds, {test}) if augment else {}
-        matcher = Matcher(kb, tuned, extra_examples=extra)
+        matcher = Matcher(kb, tuned, embedder=model, extra_examples=extra)
         results.extend(
             (gold, matcher.match(text).intent)
             for (gold, text), fold in zip(data, folds, strict=True)

@@ -19,7 +19,7 @@ from faq.model import OUT_OF_SCOPE, Handoff, Intent, KnowledgeBase, Priority, pl
 _E = TypeVar("_E", bound=enum.Enum)
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _REQUIRED = ("id", "topic", "answer", "examples", "keywords", "needs_dossier", "handoff", "skill")
-_OPTIONAL = ("priority", "description")
+_OPTIONAL = ("priority", "description", "label", "answer_generic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,20 +130,17 @@ class _Validator:
             self.error(fields["id"][1], "must be snake_case (a-z, 0-9, _)", name, "id")
         topic = self.string(fields["topic"][1], name, "topic")
         answer = self.string(fields["answer"][1], name, "answer")
-        if answer is not None:
-            try:
-                used = placeholder_names(answer)
-            except ValueError as exc:
-                self.error(fields["answer"][1], str(exc), name, "answer")
-            else:
-                unknown = sorted(used - set(declared)) if declared is not None else []
-                if unknown:
-                    self.error(
-                        fields["answer"][1],
-                        f"undeclared placeholder(s): {', '.join(unknown)}",
-                        name,
-                        "answer",
-                    )
+        self._placeholders(fields["answer"][1], answer, declared, name, "answer")
+        answer_generic = ""
+        if "answer_generic" in fields:
+            node_ = fields["answer_generic"][1]
+            answer_generic = self.string(node_, name, "answer_generic") or ""
+            self._placeholders(node_, answer_generic, declared, name, "answer_generic")
+        label = ""
+        if "label" in fields:
+            label = self.string(fields["label"][1], name, "label") or ""
+            if "{" in label or "}" in label:
+                self.error(fields["label"][1], "a label has no placeholders", name, "label")
         examples = self.string_list(fields["examples"][1], name, "examples")
         keywords = self.string_list(fields["keywords"][1], name, "keywords")
         dossier_node = fields["needs_dossier"][1]
@@ -180,8 +177,29 @@ class _Validator:
             skill=skill,
             priority=priority,
             description=description,
+            label=label,
+            answer_generic=answer_generic,
             line=_line(node),
         )
+
+    def _placeholders(
+        self,
+        node: yaml.Node,
+        text: str | None,
+        declared: dict[str, str] | None,
+        intent: str,
+        field: str,
+    ) -> None:
+        if text is None:
+            return
+        try:
+            used = placeholder_names(text)
+        except ValueError as exc:
+            self.error(node, str(exc), intent, field)
+            return
+        unknown = sorted(used - set(declared)) if declared is not None else []
+        if unknown:
+            self.error(node, f"undeclared placeholder(s): {', '.join(unknown)}", intent, field)
 
     def _enum(self, node: yaml.Node, kind: type[_E], intent: str, field: str) -> _E | None:
         text = self.string(node, intent, field)

@@ -79,6 +79,11 @@ class Intent:
     """Queue priority when handed over."""
     description: str = ""
     """What the caller wants, for people maintaining the knowledge base."""
+    label: str = ""
+    """Short spoken title ("la téléassistance"), used to ask "votre question concerne … ?"."""
+    answer_generic: str = ""
+    """For ``needs_dossier`` intents: what the bot can say without the dossier (then a person
+    takes over); empty means a person answers at once."""
     line: int = 0
     """1-based line of the intent in its source file (0 when built in code)."""
 
