@@ -1,9 +1,11 @@
 """Composition root and lifecycle of ``callcenter serve``.
 
-Start-up order: data dir → HTTP (``/health`` says ``starting``, 503) → flows (validated) → prompt
-cache (espeak-ng renders every prompt once) → event trail store → SIP listener (UDP, and TCP on the
-same port) → upstream registration → ``/health`` ok. SIGHUP (or a changed flow file) reloads the
-flows, keeping the last good version when the new one is invalid. SIGTERM/SIGINT drain: new INVITEs
+Start-up order: data dir → HTTP (``/health`` says ``starting``, 503) → flows (validated) → FAQ
+knowledge base (validated) → prompt cache (espeak-ng renders every prompt and FAQ answer once, at
+the normal and the slow rate) → speech recognition model → event trail store → SIP listener (UDP,
+and TCP on the same port) → upstream registration → ``/health`` ok. SIGHUP (or a changed flow or
+FAQ file) reloads them, keeping the last good version when the new one is invalid. Transcripts
+are erased after ``retention.transcript_days``. SIGTERM/SIGINT drain: new INVITEs
 get 503 and ``/health`` 503, running calls finish (bounded by ``calls.drain_timeout``, then they are
 hung up), then the service exits.
 """
@@ -18,13 +20,17 @@ import secrets
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 import ivr_flows
+from callcenter.bot import FaqRegistry, VoiceBot
 from callcenter.call import Call, CallServices
 from callcenter.config import Config
+from callcenter.media.asr import AsrError, AsrService, AsrSettings, load_service
 from callcenter.media.tts.espeak import EspeakConfig, EspeakTts, TtsUnavailableError
 from callcenter.media.tts.prompt_cache import PromptCache, PromptCacheError, PromptSpec
 from callcenter.metrics import Metrics
@@ -37,8 +43,11 @@ from callcenter.store.trail import CallTrail
 from callcenter.transport.sip_tcp import SipTcpTransport
 from callcenter.transport.sip_udp import SipUdpTransport
 from callcenter.web.app import HealthState, make_app
+from faq.loader import FaqError
 
 logger = logging.getLogger(__name__)
+# faster-whisper logs every utterance's duration at INFO: one line per caller turn is noise.
+logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
 
 class StartupError(Exception):
@@ -138,7 +147,13 @@ class Service:
             Path(config.tts.recordings_dir) if config.tts.recordings_dir else data / "prompts"
         )
         self.tts = EspeakTts(config=EspeakConfig(voice=config.tts.voice, rate=config.tts.rate))
-        self.prompts = PromptCache(data / "cache" / "prompts", recordings, self.tts)
+        slow = EspeakConfig(voice=config.tts.voice, rate=config.tts.slow_rate)
+        self.slow_tts = EspeakTts(config=slow)
+        cache = Path(config.tts.cache_dir) if config.tts.cache_dir else data / "cache" / "prompts"
+        self.prompts = PromptCache(cache, recordings, self.tts)
+        self.slow_prompts = PromptCache(cache, recordings, self.slow_tts)
+        self.faq = FaqRegistry.from_setting(config.faq.file)
+        self.asr: AsrService | None = None
         self.trail = CallTrail.from_url(config.db_url)
         self.calls: dict[str, Call] = {}
         self.call_tasks: set[asyncio.Task[None]] = set()
@@ -174,10 +189,21 @@ class Service:
         except ivr_flows.FlowError as exc:
             raise StartupError(f"invalid flow file(s):\n{exc}") from None
         try:
-            await self.prompts.prepare(prompt_specs(flows.values(), self.flows.directory))
+            bot, faq_mtime = self.faq.load()
+        except FaqError as exc:
+            raise StartupError(f"invalid FAQ knowledge base:\n{exc}") from None
+        try:
+            await self._prepare_prompts(flows.values(), bot)
         except (PromptCacheError, PromptConflictError) as exc:
             raise StartupError(str(exc)) from None
         self.flows.install(flows, mtimes)
+        self.faq.install(bot, faq_mtime)
+        self.metrics.set_intents(bot.intent_ids)
+        if cfg.asr.engine != "none":
+            try:
+                self.asr = await asyncio.to_thread(load_service, self._asr_settings())
+            except AsrError as exc:
+                raise StartupError(f"speech recognition: {exc}") from None
         await self.trail.start()
 
         try:
@@ -223,6 +249,38 @@ class Service:
             cfg.http.port,
             ", ".join(self.flows.flow_ids),
         )
+
+    def _asr_settings(self) -> AsrSettings:
+        asr = self.config.asr
+        cache = Path(asr.cache_dir) if asr.cache_dir else self.config.data_path / "models"
+        return AsrSettings(
+            engine="vosk" if asr.engine == "vosk" else "whisper",
+            cache_dir=cache,
+            vosk_model_dir=Path(asr.vosk_model_dir) if asr.vosk_model_dir else None,
+            threads=asr.threads,
+            workers=asr.workers,
+            end_of_turn_s=asr.end_of_turn_s,
+            max_utterance_s=asr.max_utterance_s,
+            barge_in_min_speech_s=asr.barge_in_min_speech_s,
+        )
+
+    async def _prepare_prompts(self, flows: Iterable[ivr_flows.Flow], bot: VoiceBot) -> None:
+        """Render every prompt of the flows and of the bot, at the normal and the slow rate."""
+        specs = prompt_specs(flows, self.flows.directory)
+        taken = {spec[0] for spec in specs}
+        for spec in bot.prompt_specs():
+            if spec[0] in taken:
+                raise PromptConflictError(
+                    f"prompt {spec[0]!r}: ids starting with 'faq_answer_' or 'faq_label_' are "
+                    "reserved for the FAQ answers; rename the flow's prompt"
+                )
+            specs.append(spec)
+        await self.prompts.prepare(specs)
+        # "plus lentement": the same prompts, slower (a recording is played as it is).
+        await self.slow_prompts.prepare(specs)
+        for prompt_id in self.slow_prompts.prompt_ids:
+            entry = self.slow_prompts.entry(prompt_id)
+            self.prompts.add(f"{prompt_id}.slow", entry.pcm, source=entry.source)
 
     def _engine_config(self, *, port: int) -> SipEngineConfig:
         sip = self.config.sip
@@ -302,6 +360,8 @@ class Service:
             prompts=self.prompts,
             trail=self.trail,
             metrics=self.metrics,
+            bot=self.faq.bot,
+            asr=self.asr,
         )
         call = Call(incoming=event, services=services)
         self.calls[event.call_id] = call
@@ -318,18 +378,25 @@ class Service:
 
     # -- flows reload ----------------------------------------------------------------------
     async def reload_flows(self) -> bool:
-        """Reload every flow; keep the current ones if any new file is invalid."""
+        """Reload every flow and the FAQ; keep the current ones if any new file is invalid."""
         async with self._reload_lock:
             mtimes = self.flows.current_mtimes()
+            faq_mtime = self.faq.current_mtime()
             try:
                 flows, mtimes = self.flows.load_all()
-                await self.prompts.prepare(prompt_specs(flows.values(), self.flows.directory))
-            except (ivr_flows.FlowError, PromptCacheError, PromptConflictError) as exc:
-                self.flows.mtimes = mtimes  # not retried until a file changes again
-                logger.error("flow reload refused, keeping the last good version:\n%s", exc)
+                bot, faq_mtime = self.faq.load()
+                await self._prepare_prompts(flows.values(), bot)
+            except (ivr_flows.FlowError, FaqError, PromptCacheError, PromptConflictError) as exc:
+                # Not retried until a file changes again.
+                self.flows.mtimes = mtimes
+                self.faq.mtime = faq_mtime
+                what = "FAQ" if isinstance(exc, FaqError) else "flow"
+                logger.error("%s reload refused, keeping the last good version:\n%s", what, exc)
                 return False
             self.flows.install(flows, mtimes)
-            logger.info("flows reloaded: %s", ", ".join(flows))
+            self.faq.install(bot, faq_mtime)
+            self.metrics.set_intents(bot.intent_ids)
+            logger.info("flows reloaded: %s (FAQ: %s)", ", ".join(flows), self.faq.path.name)
             return True
 
     async def _watch_flows(self) -> None:
@@ -338,8 +405,22 @@ class Service:
             return
         while True:
             await asyncio.sleep(interval)
-            if self.flows.changed():
+            if self.flows.changed() or self.faq.changed():
                 await self._reload_logged()
+
+    async def _purge_transcripts(self) -> None:
+        """Erase transcripts older than the retention period, now and then periodically."""
+        retention = self.config.retention
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(days=retention.transcript_days)
+            try:
+                erased = await self.trail.purge_transcripts(cutoff)
+            except SQLAlchemyError as exc:
+                logger.warning("transcript purge failed (%s); retried later", type(exc).__name__)
+            else:
+                if erased:
+                    logger.info("retention: erased %d transcript(s) older than %s", erased, cutoff)
+            await asyncio.sleep(retention.purge_interval_s)
 
     async def _reload_logged(self) -> None:
         """Reload for the watcher and SIGHUP: a surprise (e.g. a full disk) is logged, not fatal."""
@@ -378,6 +459,8 @@ class Service:
             self.sip.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.asr is not None:
+            self.asr.close()
         await self.trail.close()
 
     async def run_until_stopped(self) -> None:
@@ -395,12 +478,14 @@ class Service:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         watcher = asyncio.create_task(self._watch_flows(), name="flows-watch")
+        purger = asyncio.create_task(self._purge_transcripts(), name="retention")
         try:
             await stop.wait()
             logger.info("stopping: draining calls")
             await self.drain()
         finally:
             watcher.cancel()
+            purger.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 

@@ -9,6 +9,13 @@ Everything the call does is appended to the event trail (``callcenter.store.trai
 
 Inputs reach the control loop through one queue, so the flow sees a single ordered stream of
 events and no two handlers ever race on the call's state.
+
+Voice bot: when the service has a speech recogniser, the pipeline is
+``DtmfAggregator → SpeechRecognizer → PromptPlayer`` and the caller's audio goes to the
+recogniser only while the flow listens (``ask``/``confirm`` nodes). A transcript is understood
+by the service's :class:`~callcenter.bot.VoiceBot` (FAQ matcher, dialogue commands, yes/no) and
+given to the flow as ``SpeechHeard``; the trail keeps the transcript (erased after the retention
+period), the decision and the answer given.
 """
 
 from __future__ import annotations
@@ -25,25 +32,33 @@ from typing import Any
 
 import ivr_flows
 from callcenter import sdp
+from callcenter.bot import VoiceBot
 from callcenter.config import Config
+from callcenter.media.asr.base import AsrService
 from callcenter.media.frames import (
     DTMF_DIGITS,
+    AudioFrame,
     CollectDigitsFrame,
     DigitsCollectedFrame,
     DigitsTimeoutFrame,
     DtmfFrame,
     Frame,
+    ListenFrame,
     PlayPromptFrame,
     PromptFinishedFrame,
+    SpeechTimeoutFrame,
+    StopListeningFrame,
     StopPromptFrame,
+    TranscriptFrame,
 )
 from callcenter.media.pipeline import Pipeline
 from callcenter.media.processors.dtmf_aggregator import DtmfAggregatorProcessor
 from callcenter.media.processors.prompt_player import PromptPlayerProcessor
+from callcenter.media.processors.speech_recognizer import SpeechRecognizerProcessor
 from callcenter.media.tts.prompt_cache import PromptCache
 from callcenter.metrics import Metrics
 from callcenter.rtp.codecs.base import get_codec
-from callcenter.rtp.session import DtmfReceived, RtpEvent, RtpSession
+from callcenter.rtp.session import AudioReceived, RtpEvent, RtpSession
 from callcenter.sip import events as sip_events
 from callcenter.sip.engine import CallState
 from callcenter.store.trail import CallTrail
@@ -90,6 +105,17 @@ class CallServices:
     prompts: PromptCache
     trail: CallTrail
     metrics: Metrics
+    bot: VoiceBot | None = None
+    """The FAQ side of the voice bot (the version in service when the call started)."""
+    asr: AsrService | None = None
+    """Speech recognition shared by all calls; None: keypad only (``asr.engine = none``)."""
+
+
+# Words a grammar-capable engine (Vosk) expects for a yes/no question.
+YES_NO_WORDS: tuple[str, ...] = (
+    "oui", "non", "ouais", "si", "d'accord", "exactement", "voilà", "pas", "du", "tout",
+    "je", "ne", "sais", "répéter", "répétez", "conseiller", "plus", "lentement", "[unk]",
+)  # fmt: skip
 
 
 class Call:
@@ -119,6 +145,15 @@ class Call:
         self._created_at = services.sip.now()
         self._player: PromptPlayerProcessor | None = None
         self._cut_prompt: str | None = None
+        self._pipeline: Pipeline | None = None
+        self._recognizer: SpeechRecognizerProcessor | None = None
+        self._bot = services.bot
+        self._grammar = "open"  # of the current Listen
+        self._listen_fallback: float | None = None  # no recogniser: digits' timeout instead
+        self._slow = False
+        self._bot_used = False
+        self._handed_over = False
+        self._audio_pts = 0
 
     # -- inputs from the application (sync, never block) -----------------------------------
     def on_sip_event(self, event: sip_events.SipEvent) -> None:
@@ -130,11 +165,25 @@ class Call:
             self._inputs.put_nowait(event)
 
     def _on_rtp_event(self, event: RtpEvent) -> None:
-        if isinstance(event, DtmfReceived) and event.digit in DTMF_DIGITS:
+        if isinstance(event, AudioReceived):
+            recognizer = self._recognizer
+            if recognizer is not None and recognizer.wants_audio and self._pipeline is not None:
+                pcm = event.pcm
+                # Not flushed by barge-in: the recogniser needs every frame of the utterance.
+                self._pipeline.queue_frame_nowait(AudioFrame(pcm, 8000, 1, self._audio_pts))
+                self._audio_pts += len(pcm) // 2
+        elif event.digit in DTMF_DIGITS:
             self._inputs.put_nowait(_Dtmf(event.digit, "rfc4733"))
 
     def _on_media_frame(self, frame: Frame) -> None:
-        if isinstance(frame, PromptFinishedFrame | DigitsCollectedFrame | DigitsTimeoutFrame):
+        if isinstance(
+            frame,
+            PromptFinishedFrame
+            | DigitsCollectedFrame
+            | DigitsTimeoutFrame
+            | TranscriptFrame
+            | SpeechTimeoutFrame,
+        ):
             self._inputs.put_nowait(frame)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -197,6 +246,13 @@ class Call:
                 self._record("prompt_played", prompt_id=self._cut_prompt, interrupted=True)
             if self._queued and outcome == "completed":
                 outcome = "queued"
+            if self._bot_used:
+                if self._handed_over:
+                    metrics.bot_call("handed_over")
+                elif cause == "satisfied":
+                    metrics.bot_call("contained")
+                else:
+                    metrics.bot_call("abandoned")
             metrics.call_ended(outcome, self.services.sip.now() - self._created_at)
             self._record("hangup", cause=cause, side=side)
             services.trail.call_ended(
@@ -284,12 +340,20 @@ class Call:
 
         player = PromptPlayerProcessor(self.services.prompts)
         self._player = player
+        recognizer = (
+            SpeechRecognizerProcessor(self.services.asr)
+            if self.services.asr is not None and self._bot is not None
+            else None
+        )
+        self._recognizer = recognizer
+        processors = [DtmfAggregatorProcessor(), *([recognizer] if recognizer else []), player]
         pipeline = Pipeline(
-            [DtmfAggregatorProcessor(), player],
+            processors,
             on_output=self._on_media_frame,
             logger=self.log,
             name=f"pipeline-{self.call_id}",
         )
+        self._pipeline = pipeline
         rtp = self._rtp
         async with asyncio.TaskGroup() as tg:
             tasks = [
@@ -332,8 +396,8 @@ class Call:
             self._rtp.session.update(media)
         else:
             session = RtpSession.from_negotiated(media)
-            # Keypad flows do not listen to the caller's audio (speech comes with issue 3).
-            session.deliver_audio = False
+            # Without speech recognition the caller's audio is never decoded (saves CPU).
+            session.deliver_audio = self.services.asr is not None and self._bot is not None
             self._rtp.session = session
         self._media = media
 
@@ -425,7 +489,19 @@ class Call:
             elif isinstance(item, DigitsCollectedFrame):
                 flow_event = ivr_flows.DigitsCollected(item.digits)
             elif isinstance(item, DigitsTimeoutFrame):
-                flow_event = ivr_flows.InputTimedOut()
+                if self._listen_fallback is not None:
+                    # No recogniser: the silence after a question is a speech no-input.
+                    self._listen_fallback = None
+                    flow_event = self._speech_timeout("no_input")
+                else:
+                    flow_event = ivr_flows.InputTimedOut()
+            elif isinstance(item, TranscriptFrame):
+                flow_event = self._heard(item)
+            elif isinstance(item, SpeechTimeoutFrame):
+                if item.reason == "max_length" and item.transcript and item.transcript.text:
+                    flow_event = self._heard_text(item.transcript.text, None)
+                else:
+                    flow_event = self._speech_timeout(item.reason)
             if flow_event is None:
                 continue
             assert self._flow_state is not None
@@ -444,26 +520,108 @@ class Call:
             if isinstance(action, ivr_flows.EnterNode):
                 self._record("flow_node", node_id=action.node_id, node_type=action.node_type)
             elif isinstance(action, ivr_flows.PlayPrompt):
-                await pipeline.queue_frame(PlayPromptFrame(action.prompt_id, action.interruptible))
+                prompt_id = action.prompt_id
+                if self._slow and f"{prompt_id}.slow" in self.services.prompts:
+                    prompt_id = f"{prompt_id}.slow"
+                await pipeline.queue_frame(PlayPromptFrame(prompt_id, action.interruptible))
             elif isinstance(action, ivr_flows.CollectDigits):
+                timeout = action.timeout_s
+                if timeout == float("inf") and self._listen_fallback is not None:
+                    timeout = self._listen_fallback
                 await pipeline.queue_frame(
                     CollectDigitsFrame(
                         max_digits=action.max_digits,
-                        timeout_s=action.timeout_s,
+                        timeout_s=timeout,
                         terminator=action.terminator,
                         allowed=action.allowed,
                     )
                 )
+            elif isinstance(action, ivr_flows.Listen):
+                await self._listen(action, pipeline)
+            elif isinstance(action, ivr_flows.StopListening):
+                self._listen_fallback = None
+                if self._recognizer is not None:
+                    await pipeline.queue_frame(StopListeningFrame())
+            elif isinstance(action, ivr_flows.SlowDown):
+                self._slow = True
+                self._record("slow_down")
+            elif isinstance(action, ivr_flows.AnswerGiven):
+                self._record("answer", intent=action.intent, prompt_id=action.prompt_id)
+                self.services.metrics.bot_answer(action.intent)
             elif isinstance(action, ivr_flows.StopPrompt):
                 await pipeline.queue_frame(StopPromptFrame())
             elif isinstance(action, ivr_flows.QueueCall):
                 self._queued = True
-                self._record("queued", skill=action.skill, reason=action.reason)
+                self._handed_over = self._bot_used
+                self._record(
+                    "queued",
+                    skill=action.skill,
+                    reason=action.reason,
+                    priority=action.priority,
+                    intent=action.intent,
+                )
+                self.services.metrics.handoff(action.reason, action.priority)
             elif isinstance(action, ivr_flows.HangUp):
                 self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
                 self._ended = True
                 return "completed", action.reason, "service"
         return None
+
+    # -- the voice bot ----------------------------------------------------------------------
+    async def _listen(self, action: ivr_flows.Listen, pipeline: Pipeline) -> None:
+        self._bot_used = True
+        self._grammar = action.grammar
+        if self._recognizer is None:
+            # Keypad only: the digits' own timer stands for the speech no-input timer.
+            self._listen_fallback = action.no_input_s
+            return
+        await pipeline.queue_frame(
+            ListenFrame(
+                no_input_s=action.no_input_s,
+                grammar=YES_NO_WORDS if action.grammar == "yes_no" else None,
+                barge_in=action.barge_in,
+            )
+        )
+
+    def _speech_timeout(self, reason: str) -> ivr_flows.SpeechTimedOut:
+        self._record("speech_timeout", reason=reason, grammar=self._grammar)
+        self.services.metrics.bot_failure("no_input" if reason == "no_input" else "no_match")
+        return ivr_flows.SpeechTimedOut(reason)
+
+    def _heard(self, frame: TranscriptFrame) -> ivr_flows.Event:
+        transcript = frame.transcript
+        latency = frame.latency_s
+        self._record(
+            "transcript",
+            text=transcript.text,
+            engine=transcript.engine,
+            confidence=round(transcript.confidence, 3),
+            audio_s=round(transcript.audio_s, 2),
+            decode_ms=round(transcript.decode_s * 1000),
+            latency_ms=round(latency * 1000),
+            speculative=frame.speculative,
+        )
+        self.services.metrics.asr_result(transcript.engine, latency, transcript.decode_s)
+        return self._heard_text(transcript.text, transcript.confidence)
+
+    def _heard_text(self, text: str, confidence: float | None) -> ivr_flows.Event:
+        bot = self._bot
+        assert bot is not None  # a recogniser is only set up with a bot
+        understood = bot.understand(text, self._grammar)
+        understanding = understood.understanding
+        self._record("intent", **understood.trail)
+        metrics = self.services.metrics
+        if self._grammar == "open" and understanding.command is None:
+            metrics.bot_decision(understood.trail.get("intent"), understanding.decision.value)
+            if understanding.decision is ivr_flows.Decision.NONE:
+                metrics.bot_failure("no_match")
+            elif understanding.decision is ivr_flows.Decision.MENU:
+                metrics.bot_failure("not_understood")
+        elif (
+            self._grammar == "yes_no" and understanding.yes_no is None and not understanding.command
+        ):
+            metrics.bot_failure("no_match")
+        return ivr_flows.SpeechHeard(text, understanding)
 
     def _on_reinvite(self, event: sip_events.ReInviteReceived) -> None:
         engine = self.services.sip.engine

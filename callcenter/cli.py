@@ -1,4 +1,9 @@
-"""The ``callcenter`` command line: ``serve``, ``flows check``, ``calls show|list``."""
+"""The ``callcenter`` command line.
+
+``serve``, ``flows check``, ``calls show|list``, ``faq check|ask|classify|eval`` (the FAQ
+matcher, see ``faq/cli.py``) and ``models install`` (speech models, see
+``callcenter/media/asr/models.py``).
+"""
 
 from __future__ import annotations
 
@@ -85,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+")
     check.set_defaults(func=_cmd_flows_check)
 
+    sub.add_parser("faq", help="FAQ knowledge base: check, ask, classify, eval (see --help)")
+    sub.add_parser("models", help="speech models: install whisper-base | vosk-fr-small")
     calls = sub.add_parser("calls", help="the call event trail")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     show = calls_sub.add_parser(
@@ -98,8 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_DELEGATED = ("faq", "models")
+"""Sub-commands with a command line of their own (their arguments are passed on as they are)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``callcenter`` command."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in _DELEGATED:
+        if args_list[0] == "faq":
+            from faq.cli import main as faq_main
+
+            return faq_main(args_list[1:], prog="callcenter faq")
+        from callcenter.media.asr.models import models_main
+
+        return models_main(args_list[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,

@@ -122,6 +122,8 @@ class TtsConfig:
     """Words per minute after a caller says "plus lentement" (every prompt is rendered twice)."""
     recordings_dir: str = ""
     """Folder of recorded ``<prompt_id>.wav`` files overriding TTS (default <data-dir>/prompts)."""
+    cache_dir: str = ""
+    """Where rendered prompts are kept between runs (default <data-dir>/cache/prompts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +132,10 @@ class AsrConfig:
 
     engine: str = "whisper"
     """``whisper`` (faster-whisper, offline default), ``vosk``, or ``none`` (keypad only)."""
-    model_dir: str = ""
-    """Model folder: the Whisper cache (default <data-dir>/models/whisper-base) or a vosk model."""
+    cache_dir: str = ""
+    """Where the Whisper model joined from its PyPI parts is kept (default <data-dir>/models)."""
+    vosk_model_dir: str = ""
+    """The unpacked Vosk model folder (``callcenter models install vosk-fr-small``)."""
     threads: int = 2
     """CPU threads per decode."""
     workers: int = 2
@@ -140,7 +144,7 @@ class AsrConfig:
     """Silence that ends the caller's turn (elderly callers pause: do not go much lower)."""
     max_utterance_s: float = 20.0
     """Longest utterance; longer speech is cut and recognised as it is."""
-    barge_in_min_speech_s: float = 0.25
+    barge_in_min_speech_s: float = 0.3
     """Speech needed before it interrupts a prompt (ignores coughs and clicks)."""
 
 
@@ -408,12 +412,10 @@ def _check(config: Config) -> None:
         if not value >= 0:
             raise ConfigError(f"{name}: must be >= 0, got {value}")
     if config.asr.engine not in ("whisper", "vosk", "none"):
+        raise ConfigError(f"asr.engine: expected whisper, vosk or none, got {config.asr.engine!r}")
+    if config.asr.engine == "vosk" and not config.asr.vosk_model_dir:
         raise ConfigError(
-            f"asr.engine: expected whisper, vosk or none, got {config.asr.engine!r}"
-        )
-    if config.asr.engine == "vosk" and not config.asr.model_dir:
-        raise ConfigError(
-            "asr.model_dir: the vosk engine needs a model folder "
+            "asr.vosk_model_dir: the vosk engine needs a model folder "
             "(callcenter models install vosk-fr-small)"
         )
     if not 80 <= config.tts.rate <= 450:

@@ -235,7 +235,8 @@ class Metrics:
             latency: Seconds from the end of the turn to the transcript.
             decode: Seconds spent decoding.
         """
-        label = _bounded(engine, ("whisper", "vosk", "scripted"))
+        # "whisper-base", "vosk-model-small-fr"...: the family is the label.
+        label = _bounded(engine.split("-", 1)[0], ("whisper", "vosk", "scripted"))
         self.asr_latency.labels(engine=label).observe(max(0.0, latency))
         self.asr_decode.labels(engine=label).observe(max(0.0, decode))
 

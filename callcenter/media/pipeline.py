@@ -109,6 +109,19 @@ class Pipeline:
             self._items.append((origin, frame, direction, True))
             self._wakeup.set()
 
+    def queue_frame_nowait(self, frame: Frame) -> None:
+        """Queue a non-system frame downstream from synchronous code (e.g. received audio).
+
+        Unlike :meth:`queue_frame`, the frame is not dropped by a barge-in: audio that arrives
+        while the caller interrupts a prompt belongs to what the caller is saying.
+
+        Args:
+            frame: A data or control frame.
+        """
+        if isinstance(frame, SystemFrame):
+            raise TypeError("system frames must go through queue_frame")
+        self._schedule(self._source, frame, FrameDirection.DOWNSTREAM)
+
     @property
     def pending_frames(self) -> int:
         """Frames queued and not yet processed by :meth:`run`."""

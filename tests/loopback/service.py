@@ -31,6 +31,9 @@ SIPP_PCAPS = Path("/usr/share/sip-tester")
 PYTHON = REPO / ".venv" / "bin" / "python"
 # A Monday 10:00 in Paris, not a public holiday: the flow's "open" branch.
 OPEN_NOW = "2025-03-10T10:00:00+01:00"
+SHARED_CACHE = Path(os.environ.get("CALLCENTER_TEST_CACHE", "/tmp/callcenter-test-cache"))
+"""Rendered prompts and the joined Whisper model, shared by every service a test starts (the
+tests run one at a time); deleting it only costs the first start a few seconds."""
 
 
 def service_missing_reason() -> str | None:
@@ -238,6 +241,8 @@ def run_service(
         "CALLCENTER_FLOWS_NOW_OVERRIDE": OPEN_NOW,
         "CALLCENTER_RTP_PORT_MIN": str(rtp_min),
         "CALLCENTER_RTP_PORT_MAX": str(rtp_max),
+        "CALLCENTER_TTS_CACHE_DIR": str(SHARED_CACHE / "prompts"),
+        "CALLCENTER_ASR_CACHE_DIR": str(SHARED_CACHE / "models"),
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

@@ -179,7 +179,7 @@ def test_invalid_flow_is_a_clear_start_up_error(tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "solidarites.yaml").write_text(
-        FLOW.read_text().replace("next: main_menu", "next: nowhere")
+        FLOW.read_text().replace("next: ask_question", "next: nowhere")
     )
     proc = subprocess.run(
         [sys.executable, "-m", "callcenter", "serve", "--sip-port", "0", "--http-port", "0"],
