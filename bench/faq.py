@@ -30,9 +30,12 @@ from faq.embedding import default_embedder  # noqa: E402 (after the sys.path fix
 from faq.evaluate import cross_validate, evaluate  # noqa: E402
 from faq.loader import default_knowledge_base_path, load_knowledge_base  # noqa: E402
 from faq.matcher import Matcher, read_tsv  # noqa: E402
+from faq.safety import ABUSE, DISTRESS, detect  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "domain" / "dev_utterances.tsv"
 PARAPHRASES = _HERE.parent / "tests" / "faq" / "data" / "paraphrases.tsv"
+PARAPHRASES2 = _HERE.parent / "tests" / "faq" / "data" / "paraphrases2.tsv"
+SAFETY = _HERE.parent / "tests" / "faq" / "data"
 
 
 def _rss_mb() -> float:
@@ -42,6 +45,32 @@ def _rss_mb() -> float:
 def _percentiles(timings: list[float]) -> tuple[float, float]:
     timings = sorted(timings)
     return statistics.median(timings), timings[int(0.99 * (len(timings) - 1))]
+
+
+def _lines(name: str) -> list[str]:
+    text = (SAFETY / name).read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _safety(*labelled: list[tuple[str, str]]) -> dict[str, object]:
+    """Recall and precision of the safety net on the written sets and labelled files."""
+    critical = {DISTRESS, ABUSE}
+    out: dict[str, object] = {}
+    for key, name in (("distress", "safety_distress.tsv"), ("abuse", "safety_abuse.tsv")):
+        lines = _lines(name)
+        out[f"safety_{key}_recall"] = round(
+            sum(detect(t) is not None for t in lines) / len(lines), 4
+        )
+    benign = _lines("safety_benign.tsv")
+    out["safety_benign_false_alarms"] = sum(detect(t) is not None for t in benign)
+    for tag, data in zip(("dev", "paraphrases2"), labelled, strict=True):
+        fired = [(gold, detect(text)) for gold, text in data]
+        hits = sum(1 for g, s in fired if s is not None and s.intent == g)
+        alarms = sum(1 for _, s in fired if s is not None)
+        positives = sum(1 for g, _ in fired if g in critical)
+        out[f"safety_{tag}_recall"] = round(hits / positives, 4) if positives else None
+        out[f"safety_{tag}_precision"] = round(hits / alarms, 4) if alarms else None
+    return out
 
 
 def main() -> None:
@@ -56,6 +85,7 @@ def main() -> None:
     load_ms = (time.perf_counter() - start) * 1000
     data = read_tsv(args.dev.read_text(encoding="utf-8").splitlines())
     paraphrases = read_tsv(PARAPHRASES.read_text(encoding="utf-8").splitlines())
+    paraphrases2 = read_tsv(PARAPHRASES2.read_text(encoding="utf-8").splitlines())
     out: dict[str, object] = {"utterances": len(data), "load_ms": round(load_ms, 1)}
 
     embedder = default_embedder()
@@ -92,6 +122,7 @@ def main() -> None:
             out[f"{name}{key}_ms_p99"] = round(p99, 2)
         dev = evaluate(matcher, data)
         para = evaluate(matcher, paraphrases)
+        para2 = evaluate(matcher, paraphrases2)
         cv, _ = cross_validate(kb, data, args.folds, augment=False, embedder=model)
         cv_aug, _ = cross_validate(kb, data, args.folds, augment=True, embedder=model)
         out |= {
@@ -99,12 +130,15 @@ def main() -> None:
             f"{name}dev_oos_f1": round(dev.oos_f1, 4),
             f"{name}paraphrases_accuracy": round(para.accuracy, 4),
             f"{name}paraphrases_oos_f1": round(para.oos_f1, 4),
+            f"{name}paraphrases2_accuracy": round(para2.accuracy, 4),
+            f"{name}paraphrases2_oos_f1": round(para2.oos_f1, 4),
             f"{name}cv_accuracy": round(cv.accuracy, 4),
             f"{name}cv_oos_f1": round(cv.oos_f1, 4),
             f"{name}cv_augmented_accuracy": round(cv_aug.accuracy, 4),
             f"{name}cv_augmented_oos_f1": round(cv_aug.oos_f1, 4),
         }
     out["cv_folds"] = args.folds
+    out |= _safety(data, paraphrases2)
     print(json.dumps(out))
 
 

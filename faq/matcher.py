@@ -33,6 +33,7 @@ from rapidfuzz import fuzz, process
 from faq.embedding import Embedder
 from faq.model import OUT_OF_SCOPE, Handoff, Intent, KnowledgeBase, Priority
 from faq.normalize import normalize_tokens
+from faq.safety import detect
 
 Scorer = Callable[[str, str], float]
 """Similarity of two normalised utterances, from 0.0 (unrelated) to 1.0 (identical)."""
@@ -146,6 +147,8 @@ class MatcherConfig:
     """Scores are multiplied by ``coverage ** coverage_power``, where coverage is the share of
     the utterance's IDF weight made of words the knowledge base knows: one familiar word in
     an unrelated request ("ma facture d'eau") must not make it in scope."""
+    coverage_window: int = 100
+    """Coverage is measured on the best window of this many content words (long turns)."""
     alternatives: int = 3
     """How many alternatives to return."""
     critical_margin: float = 0.15
@@ -154,6 +157,12 @@ class MatcherConfig:
     critical_bonus: float = 0.02
     """Added to the raw score of critical intents before calibration, for the same reason:
     in doubt, lean towards distress and abuse rather than the menu or another answer."""
+    safety_net: bool = True
+    """Run :func:`faq.safety.detect` first: a distress or abuse cue hands over to that
+    critical intent whatever the lexical scores say."""
+    safety_confidence: float = 0.9
+    """Confidence reported for a hand-over decided by the safety net (when the lexical
+    confidence of that intent is lower)."""
 
 
 def stem(token: str) -> str:
@@ -451,6 +460,25 @@ class Matcher:
         floor = self.config.semantic_floor
         return [float(v) for v in np.clip((best - floor) / (1.0 - floor), 0.0, 1.0)]
 
+    def _coverage(self, stems: Sequence[str], max_idf: float) -> float:
+        """Share of IDF weight the knowledge base knows, in the best window of a long turn.
+
+        A rambling caller ("alors voilà je vous explique ...") says many words no example
+        uses around the few that matter: judging familiarity on the best window of
+        ``config.coverage_window`` content words keeps the relevant part from being
+        drowned by the narrative, while a short unrelated request keeps its low coverage.
+        """
+        weights = [(self._idf.get(t, 0.0), 0.0 if t in self._idf else max_idf) for t in stems]
+        size = self.config.coverage_window
+        best = 0.0
+        for start in range(max(1, len(weights) - size + 1)):
+            window = weights[start : start + size]
+            known = sum(k for k, _ in window)
+            unknown = sum(u for _, u in window)
+            if known + unknown > 0:
+                best = max(best, known / (known + unknown))
+        return best
+
     def _similarities(self, joined: str) -> list[float]:
         best = [0.0] * len(self._index)
         owners = self._example_intent
@@ -480,8 +508,7 @@ class Matcher:
             return []
         counts = Counter(stems)
         max_idf = max(self._idf.values(), default=1.0)
-        known = sum(self._idf[t] for t in stems if t in self._idf)
-        coverage = known / (known + max_idf * sum(1 for t in stems if t not in self._idf))
+        coverage = self._coverage(stems, max_idf)
         query = _sparse_unit(
             {t: (1 + math.log(c)) * self._idf.get(t, max_idf) for t, c in counts.items()}
         )
@@ -541,13 +568,28 @@ class Matcher:
     def match(self, text: str) -> MatchResult:
         """Match an utterance and decide what to do.
 
+        A distress or abuse cue (:mod:`faq.safety`) hands over to that critical intent
+        whatever the lexical scores (when the knowledge base defines it).
+
         Args:
             text: Utterance as written by the recogniser.
 
         Returns:
             The chosen intent, its confidence, ranked alternatives and the decision.
         """
-        return self.decide(self.scores(text))
+        ranked = self.scores(text)
+        if self.config.safety_net:
+            signal = detect(text)
+            if signal is not None and signal.intent in self._critical:
+                own = next((c.confidence for c in ranked if c.intent == signal.intent), 0.0)
+                others = tuple(c for c in ranked if c.intent not in (signal.intent, OUT_OF_SCOPE))
+                return MatchResult(
+                    signal.intent,
+                    max(own, self.config.safety_confidence),
+                    others[: self.config.alternatives],
+                    Decision.HANDOVER,
+                )
+        return self.decide(ranked)
 
     def decide(self, ranked: Sequence[Candidate]) -> MatchResult:
         """Turn ranked candidates into a decision (thresholds from the config).
