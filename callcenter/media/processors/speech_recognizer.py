@@ -274,7 +274,10 @@ class SpeechRecognizerProcessor(FrameProcessor):
             elif isinstance(event, SpeechResumed):
                 if listen.speculation is not None:
                     self.speculation_discarded += 1
-                listen.speculation = None  # still running maybe: its result is ignored
+                    # Frees its pool slot if it has not started (a no-op once running: then its
+                    # result is simply ignored). Nothing waits on it yet.
+                    listen.speculation.cancel()
+                listen.speculation = None
                 held, listen.held = listen.held or [], None
                 for pcm in held:
                     self._feed(listen, pcm)
