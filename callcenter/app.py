@@ -189,7 +189,7 @@ class Service:
         except ivr_flows.FlowError as exc:
             raise StartupError(f"invalid flow file(s):\n{exc}") from None
         try:
-            bot, faq_mtime = self.faq.load()
+            bot, faq_mtime = await asyncio.to_thread(self.faq.load)
         except FaqError as exc:
             raise StartupError(f"invalid FAQ knowledge base:\n{exc}") from None
         try:
@@ -384,7 +384,8 @@ class Service:
             faq_mtime = self.faq.current_mtime()
             try:
                 flows, mtimes = self.flows.load_all()
-                bot, faq_mtime = self.faq.load()
+                # Training the matcher takes seconds: never on the event loop (live calls).
+                bot, faq_mtime = await asyncio.to_thread(self.faq.load)
                 await self._prepare_prompts(flows.values(), bot)
             except (ivr_flows.FlowError, FaqError, PromptCacheError, PromptConflictError) as exc:
                 # Not retried until a file changes again.
