@@ -19,6 +19,7 @@ _NON_WORD_RE = re.compile(r"[^a-z0-9]+")
 
 _UNITS = {
     "zero": 0,
+    "zéro": 0,  # for callers of numbers_to_digits on unfolded text (WER scoring)
     "un": 1,
     "une": 1,
     "deux": 2,

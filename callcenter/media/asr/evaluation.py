@@ -20,6 +20,7 @@ import soxr
 
 from callcenter.media.audio import decode_wav
 from callcenter.rtp.codecs.g711 import ulaw_decode, ulaw_encode
+from faq.normalize import numbers_to_digits
 
 __all__ = [
     "load_clip_16k",
@@ -30,80 +31,6 @@ __all__ = [
     "word_errors",
     "wer",
 ]
-
-_UNITS = {
-    "zéro": 0,
-    "un": 1,
-    "une": 1,
-    "deux": 2,
-    "trois": 3,
-    "quatre": 4,
-    "cinq": 5,
-    "six": 6,
-    "sept": 7,
-    "huit": 8,
-    "neuf": 9,
-    "dix": 10,
-    "onze": 11,
-    "douze": 12,
-    "treize": 13,
-    "quatorze": 14,
-    "quinze": 15,
-    "seize": 16,
-    "vingt": 20,
-    "vingts": 20,
-    "trente": 30,
-    "quarante": 40,
-    "cinquante": 50,
-    "soixante": 60,
-    "cent": 100,
-    "cents": 100,
-    "mille": 1000,
-}
-# Words that only make sense inside a number ("et" in "vingt et un" is handled separately).
-_NUMBER_WORDS = frozenset(_UNITS)
-
-
-def _words_to_number(words: Sequence[str]) -> int:
-    total = 0
-    current = 0
-    for word in words:
-        value = _UNITS[word]
-        if value == 1000:
-            total += max(current, 1) * 1000
-            current = 0
-        elif value == 100:
-            current = max(current, 1) * 100
-        elif word in ("vingt", "vingts") and current % 100 == 4:  # quatre-vingt(s)
-            current = current - 4 + 80
-        else:
-            current += value
-    return total + current
-
-
-def _numbers_to_digits(tokens: list[str]) -> list[str]:
-    out: list[str] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            # "un"/"une" alone is an article more often than a number: keep the word.
-            if len(run) == 1 and run[0] in ("un", "une"):
-                out.append(run[0])
-            else:
-                out.append(str(_words_to_number(run)))
-            run.clear()
-
-    for i, token in enumerate(tokens):
-        if token in _NUMBER_WORDS:
-            run.append(token)
-        elif token == "et" and run and i + 1 < len(tokens) and tokens[i + 1] in ("un", "onze"):
-            continue  # "vingt et un", "soixante et onze"
-        else:
-            flush()
-            out.append(token)
-    flush()
-    return out
 
 
 def normalise_for_wer(text: str) -> list[str]:
@@ -123,7 +50,7 @@ def normalise_for_wer(text: str) -> list[str]:
     text = re.sub(r"[-'’]", " ", text)
     text = re.sub(r"[^\w\s]", " ", text)
     # "1", "un" and "une" are the same spoken word for scoring ("minuteur 1 heure").
-    return ["un" if t in ("1", "une") else t for t in _numbers_to_digits(text.split())]
+    return ["un" if t in ("1", "une") else t for t in numbers_to_digits(text.split())]
 
 
 def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
