@@ -25,6 +25,11 @@ Protocol between the interpreter and its driver (the call):
   end of the prompt, so flows stay usable by keypad.
 * ``SlowDown()`` — from now on, play prompts at the slow speech rate ("plus lentement").
 * ``AnswerGiven(intent, prompt_id)`` — for the trail: the bot starts speaking an FAQ answer.
+* ``LookupCaller()`` — look the caller's number up in the dossiers; answer ``CallerLookedUp``.
+* ``VerifyIdentity(number, birth_date)`` — check a dossier number (None: the caller's number)
+  and a birth date (JJMMAAAA), throttling guesses; answer ``IdentityChecked``.
+* ``PrepareDossierAnswer(intent)`` — build (and render) the spoken answer to ``intent`` from the
+  identified caller's dossier; answer ``DossierAnswerReady``.
 
 Events that do not match what the interpreter waits for (stale or duplicated) are ignored.
 """
@@ -104,6 +109,8 @@ class IntentChoice:
     """Hand-off policy: never, on_request, if_unresolved, recommended or always."""
     answer_prompt: str | None = None
     """Prompt id of the spoken answer, or None when the bot cannot answer (e.g. needs a dossier)."""
+    needs_dossier: bool = False
+    """The full answer reads the caller's dossier (an ``ask`` node's ``dossier`` path)."""
     label_prompt: str | None = None
     """Prompt id of "votre question concerne … ? dites oui ou tapez 1…" (for clarification)."""
 
@@ -122,6 +129,8 @@ class Understanding:
     """A dialogue command, when the utterance is essentially one."""
     yes_no: YesNo | None = None
     """A yes/no answer, when the utterance is essentially one."""
+    digits: str | None = None
+    """The digits said ("un deux trois" → ``123``), when the utterance is a number."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +151,46 @@ class SpeechTimedOut:
     """``no_input`` (silence) or ``max_length`` (the caller spoke too long without a pause)."""
 
 
-Event = PromptFinished | DigitsCollected | InputTimedOut | SpeechHeard | SpeechTimedOut
+@dataclass(frozen=True, slots=True)
+class CallerLookedUp:
+    """Answer to ``LookupCaller``."""
+
+    known: bool
+    """Whether the caller's number belongs to exactly one dossier's usager or declared contact."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityChecked:
+    """Answer to ``VerifyIdentity``."""
+
+    result: str
+    """``ok``, ``mismatch`` or ``throttled`` (too many guesses from a number or on a dossier)."""
+    role: str | None = None
+    """Who the caller is for the dossier when ``ok``: ``usager``, ``aidant``, ``mandataire``…"""
+
+
+@dataclass(frozen=True, slots=True)
+class DossierAnswerReady:
+    """Answer to ``PrepareDossierAnswer``."""
+
+    prompt_id: str | None
+    """The rendered answer, or None when nothing can be said."""
+    handover: bool = False
+    """Whether a person must take over after it."""
+    reason: str = ""
+    """Why a person must take over (``suspended``, ``inconsistent``, ``no_dossier``…)."""
+
+
+Event = (
+    PromptFinished
+    | DigitsCollected
+    | InputTimedOut
+    | SpeechHeard
+    | SpeechTimedOut
+    | CallerLookedUp
+    | IdentityChecked
+    | DossierAnswerReady
+)
 
 
 # -- actions (interpreter → driver) ------------------------------------------------------------
@@ -243,6 +291,29 @@ class AnswerGiven:
     """Prompt of the answer."""
 
 
+@dataclass(frozen=True, slots=True)
+class LookupCaller:
+    """Look the caller's number up in the dossiers (see ``CallerLookedUp``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyIdentity:
+    """Check what the caller gave (see ``IdentityChecked``)."""
+
+    number: str | None
+    """Dossier number typed or said, or None to use the caller's number."""
+    birth_date: str
+    """Birth date as typed, ``JJMMAAAA`` (already checked to be a real date)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareDossierAnswer:
+    """Build the spoken dossier answer to an intent (see ``DossierAnswerReady``)."""
+
+    intent: str
+    """The intent the caller asked about."""
+
+
 Action = (
     PlayPrompt
     | CollectDigits
@@ -254,4 +325,7 @@ Action = (
     | StopListening
     | SlowDown
     | AnswerGiven
+    | LookupCaller
+    | VerifyIdentity
+    | PrepareDossierAnswer
 )

@@ -24,17 +24,22 @@ from types import MappingProxyType
 from .events import (
     Action,
     AnswerGiven,
+    CallerLookedUp,
     CollectDigits,
     Command,
     Decision,
     DigitsCollected,
+    DossierAnswerReady,
     EnterNode,
     Event,
     HangUp,
+    IdentityChecked,
     InputTimedOut,
     IntentChoice,
     Listen,
+    LookupCaller,
     PlayPrompt,
+    PrepareDossierAnswer,
     PromptFinished,
     QueueCall,
     SlowDown,
@@ -43,6 +48,7 @@ from .events import (
     StopListening,
     StopPrompt,
     Understanding,
+    VerifyIdentity,
     YesNo,
 )
 from .model import (
@@ -51,9 +57,11 @@ from .model import (
     Condition,
     ConditionKind,
     ConfirmNode,
+    DossierAnswerNode,
     Flow,
     GotoNode,
     HangupNode,
+    IdentifyNode,
     MenuNode,
     Node,
     Prompt,
@@ -97,6 +105,20 @@ class Phase(enum.Enum):
     """An ``ask`` node speaks an FAQ answer (``0`` and ``*`` work meanwhile)."""
     CONFIRMING = "confirming"
     """A ``confirm`` node waits for yes or no."""
+    ID_LOOKUP = "id_lookup"
+    """An ``identify`` node waits for the caller-number lookup."""
+    ID_NUMBER = "id_number"
+    """An ``identify`` node waits for the dossier number (keys or speech)."""
+    ID_READBACK = "id_readback"
+    """The number is read back; yes/1 or no/2."""
+    ID_BIRTH = "id_birth"
+    """An ``identify`` node waits for the birth date (8 keys)."""
+    ID_CHECK = "id_check"
+    """An ``identify`` node waits for the driver's check."""
+    DOSSIER_WAIT = "dossier_wait"
+    """A ``dossier_answer`` node waits for the driver's answer."""
+    DOSSIER_SPEAKING = "dossier_speaking"
+    """The dossier answer plays (``0`` and ``*`` work)."""
 
 
 def _frozen(variables: Mapping[str, str]) -> Mapping[str, str]:
@@ -125,6 +147,8 @@ class FlowState:
     """The question a listening phase asks (what "répéter" plays again)."""
     choices: tuple[IntentChoice, ...] = ()
     """Intents still to offer while clarifying; the intent being answered while answering."""
+    awaiting_driver: bool = False
+    """Whether a lookup, check or dossier answer is pending in the driver."""
     variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Call variables (from ``start`` and ``set`` nodes)."""
     hangup_reason: str | None = None
@@ -138,7 +162,12 @@ class FlowState:
     @property
     def waiting(self) -> bool:
         """Whether the state waits for an event (a prompt to finish, digits or speech)."""
-        return self.awaiting_prompt is not None or self.awaiting_digits or self.awaiting_speech
+        return (
+            self.awaiting_prompt is not None
+            or self.awaiting_digits
+            or self.awaiting_speech
+            or self.awaiting_driver
+        )
 
 
 _NO_VARIABLES: Mapping[str, str] = MappingProxyType({})
@@ -191,6 +220,16 @@ def step(
         # The state comes from another version of the flow: end the call cleanly.
         return _finish(state, [], "flow_changed")
     actions: list[Action] = []
+    if isinstance(node, IdentifyNode) and state.phase in _IDENTIFYING:
+        handled = _identify_input(flow, node, state, event, now, actions)
+        if handled is not None:
+            return handled, actions
+    if isinstance(node, DossierAnswerNode):
+        handled = _dossier_input(flow, node, state, event, now, actions)
+        if handled is not None:
+            return handled, actions
+    if isinstance(event, CallerLookedUp | IdentityChecked | DossierAnswerReady):
+        return state, []
     if isinstance(node, AskNode | ConfirmNode) and state.phase in _LISTENING:
         if isinstance(event, SpeechHeard | SpeechTimedOut | DigitsCollected):
             return _bot_input(flow, node, state, event, now, actions), actions
@@ -299,6 +338,20 @@ def _enter(
         if isinstance(node, ConfirmNode):
             state = dataclasses.replace(base, phase=Phase.CONFIRMING)
             return _listen(state, node.prompt.prompt_id, node.no_input_s, "yes_no", actions)
+        if isinstance(node, IdentifyNode):
+            if variables.get("identified") == "yes":
+                node_id = node.identified
+                continue
+            actions.append(LookupCaller())
+            return dataclasses.replace(base, phase=Phase.ID_LOOKUP, awaiting_driver=True)
+        if isinstance(node, DossierAnswerNode):
+            intent = variables.get("intent")
+            if variables.get("identified") != "yes" or not intent:
+                variables = _frozen({**variables, "handoff_reason": "not_identified"})
+                node_id = node.handover
+                continue
+            actions.append(PrepareDossierAnswer(intent))
+            return dataclasses.replace(base, phase=Phase.DOSSIER_WAIT, awaiting_driver=True)
         if isinstance(node, HangupNode):
             if node.prompt is None:
                 return _finish(base, actions, node.reason)[0]
@@ -570,6 +623,8 @@ def _choose(
     """The caller's intent is known: answer it (when the bot can), then follow its policy."""
     state = _stop_listening(state, actions)
     state = _with(state, intent=choice.intent, intent_skill=choice.skill, priority=choice.priority)
+    if choice.needs_dossier and node.dossier is not None:
+        return _enter(flow, node.dossier, state.variables, now, actions)
     if choice.answer_prompt is None:
         reason = "intent_" + choice.handoff if choice.handoff == "always" else "needs_person"
         return _hand_over(flow, node.handover, state, reason, now, actions)
@@ -695,3 +750,230 @@ def _bot_failure(
     # The feedback prompt leads back into the question; listening starts at once.
     actions.append(PlayPrompt(feedback.prompt_id, interruptible=True))
     return _listen_again(node, state, actions)
+
+
+# -- identification and dossier answers ---------------------------------------------------------
+
+_IDENTIFYING = frozenset(
+    {Phase.ID_LOOKUP, Phase.ID_NUMBER, Phase.ID_READBACK, Phase.ID_BIRTH, Phase.ID_CHECK}
+)
+_MIN_NUMBER_DIGITS = 4
+
+
+def _ask_number(node: IdentifyNode, state: FlowState, actions: list[Action]) -> FlowState:
+    actions.append(PlayPrompt(node.number_prompt.prompt_id, interruptible=True))
+    actions.append(Listen(node.timeout_s, "digits", barge_in=True))
+    actions.append(CollectDigits(node.max_digits, node.timeout_s, "#", None))
+    return dataclasses.replace(
+        state,
+        phase=Phase.ID_NUMBER,
+        awaiting_prompt=None,
+        awaiting_digits=True,
+        awaiting_speech=True,
+        awaiting_driver=False,
+        prompt_playing=node.number_prompt.prompt_id,
+        listen_prompt=node.number_prompt.prompt_id,
+    )
+
+
+def _ask_birth_date(node: IdentifyNode, state: FlowState, actions: list[Action]) -> FlowState:
+    actions.append(PlayPrompt(node.birth_date_prompt.prompt_id, interruptible=True))
+    actions.append(CollectDigits(8, node.timeout_s, "#", None))
+    return dataclasses.replace(
+        state,
+        phase=Phase.ID_BIRTH,
+        awaiting_prompt=None,
+        awaiting_digits=True,
+        awaiting_speech=False,
+        awaiting_driver=False,
+        prompt_playing=node.birth_date_prompt.prompt_id,
+    )
+
+
+def _read_back(
+    node: IdentifyNode, state: FlowState, number: str, actions: list[Action]
+) -> FlowState:
+    actions.append(PlayPrompt(node.readback_prompt.prompt_id, interruptible=True))
+    actions.extend(PlayPrompt(f"digit_{d}", interruptible=True) for d in number)
+    state = _listen(
+        dataclasses.replace(state, phase=Phase.ID_READBACK),
+        node.confirm_prompt.prompt_id,
+        node.timeout_s,
+        "yes_no",
+        actions,
+    )
+    return _with(state, id_number=number)
+
+
+def _valid_birth_date(digits: str) -> bool:
+    if len(digits) != 8 or not digits.isdigit():
+        return False
+    try:
+        born = dt.date(int(digits[4:]), int(digits[2:4]), int(digits[:2]))
+    except ValueError:
+        return False
+    return 1900 <= born.year
+
+
+def _identify_failure(
+    flow: Flow,
+    node: IdentifyNode,
+    state: FlowState,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState:
+    failures = state.failures + 1
+    if failures >= node.attempts:
+        return _hand_over(flow, node.failed, state, "identification_failed", now, actions)
+    state = _stop_listening(state, actions)
+    state = dataclasses.replace(state, failures=failures)
+    actions.append(PlayPrompt(node.retry_prompt.prompt_id, interruptible=True))
+    # After a failure the number is always asked (a known caller number is not enough).
+    return _ask_number(node, _with(state, id_number=""), actions)
+
+
+def _identify_input(
+    flow: Flow,
+    node: IdentifyNode,
+    state: FlowState,
+    event: Event,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState | None:
+    phase = state.phase
+    if phase is Phase.ID_LOOKUP and isinstance(event, CallerLookedUp):
+        state = dataclasses.replace(state, awaiting_driver=False)
+        if event.known and node.caller_id:
+            return _ask_birth_date(node, _with(state, id_number=""), actions)
+        return _ask_number(node, state, actions)
+    if phase is Phase.ID_CHECK and isinstance(event, IdentityChecked):
+        state = dataclasses.replace(state, awaiting_driver=False)
+        if event.result == "ok":
+            state = _with(state, identified="yes", role=event.role or "usager")
+            return _enter(flow, node.identified, state.variables, now, actions)
+        if event.result == "throttled":
+            return _hand_over(flow, node.failed, state, "identification_throttled", now, actions)
+        return _identify_failure(flow, node, state, now, actions)
+    if isinstance(event, SpeechHeard) and event.understanding.command is Command.AGENT:
+        return _hand_over(flow, node.human, state, "agent_request", now, actions)
+    if phase is Phase.ID_NUMBER:
+        if isinstance(event, DigitsCollected):
+            if event.digits == _HUMAN_KEY:
+                return _hand_over(flow, node.human, state, "agent_request", now, actions)
+            if event.digits == _REPEAT_KEY:
+                state = _stop_listening(state, actions)
+                return _ask_number(node, state, actions)
+            number = event.digits.replace("*", "")
+        elif isinstance(event, SpeechHeard):
+            if event.understanding.command in (Command.REPEAT, Command.SLOWER):
+                if event.understanding.command is Command.SLOWER:
+                    actions.append(SlowDown())
+                state = _stop_listening(state, actions)
+                return _ask_number(node, state, actions)
+            number = event.understanding.digits or ""
+        elif isinstance(event, SpeechTimedOut | InputTimedOut):
+            number = ""
+        else:
+            return None
+        if len(number) < _MIN_NUMBER_DIGITS:
+            return _identify_failure(flow, node, state, now, actions)
+        state = _stop_listening(state, actions)
+        return _read_back(node, state, number, actions)
+    if phase is Phase.ID_READBACK:
+        answer: YesNo | None = None
+        if isinstance(event, DigitsCollected):
+            if event.digits == _HUMAN_KEY:
+                return _hand_over(flow, node.human, state, "agent_request", now, actions)
+            answer = {_YES_KEY: YesNo.YES, _NO_KEY: YesNo.NO}.get(event.digits)
+        elif isinstance(event, SpeechHeard):
+            answer = event.understanding.yes_no
+        elif not isinstance(event, SpeechTimedOut):
+            return None
+        state = _stop_listening(state, actions)
+        if answer is YesNo.YES:
+            return _ask_birth_date(node, state, actions)
+        if answer is YesNo.NO:
+            # Typing again is not a failed identification.
+            return _ask_number(node, state, actions)
+        return _identify_failure(flow, node, state, now, actions)
+    if phase is Phase.ID_BIRTH:
+        if isinstance(event, DigitsCollected):
+            if event.digits == _HUMAN_KEY:
+                return _hand_over(flow, node.human, state, "agent_request", now, actions)
+            if _valid_birth_date(event.digits):
+                typed = state.variables.get("id_number") or None
+                actions.append(VerifyIdentity(typed, event.digits))
+                return dataclasses.replace(
+                    state,
+                    phase=Phase.ID_CHECK,
+                    awaiting_digits=False,
+                    awaiting_driver=True,
+                )
+            return _identify_failure(flow, node, state, now, actions)
+        if isinstance(event, InputTimedOut):
+            return _identify_failure(flow, node, state, now, actions)
+    return None
+
+
+def _dossier_input(
+    flow: Flow,
+    node: DossierAnswerNode,
+    state: FlowState,
+    event: Event,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState | None:
+    if state.phase is Phase.DOSSIER_WAIT and isinstance(event, DossierAnswerReady):
+        state = dataclasses.replace(state, awaiting_driver=False)
+        if event.prompt_id is None:
+            why = event.reason or "no_dossier_answer"
+            return _hand_over(flow, node.handover, state, why, now, actions)
+        intent = state.variables.get("intent", "")
+        actions.append(AnswerGiven(intent, event.prompt_id))
+        state = _with(
+            state,
+            last_answer=event.prompt_id,
+            dossier_handover=(event.reason or "dossier") if event.handover else "",
+        )
+        state = dataclasses.replace(state, phase=Phase.DOSSIER_SPEAKING)
+        return _play(
+            state, Prompt(event.prompt_id, None), actions, collect=True, allowed=_ANSWER_KEYS
+        )
+    if state.phase is not Phase.DOSSIER_SPEAKING:
+        return None
+    if isinstance(event, DigitsCollected) and state.awaiting_digits:
+        if event.digits == _HUMAN_KEY:
+            return _hand_over(flow, node.handover, state, "agent_request", now, actions)
+        if event.digits == _REPEAT_KEY:
+            _stop(state, actions)
+            answer = state.variables.get("last_answer", "")
+            return _play(state, Prompt(answer, None), actions, collect=True, allowed=_ANSWER_KEYS)
+        return None
+    if isinstance(event, PromptFinished):
+        playing = None if event.prompt_id == state.prompt_playing else state.prompt_playing
+        state = dataclasses.replace(state, prompt_playing=playing)
+        if event.prompt_id != state.awaiting_prompt:
+            return state
+        state = dataclasses.replace(state, awaiting_prompt=None)
+        if state.awaiting_digits:
+            return state
+        return _after_dossier(flow, node, state, now, actions)
+    if isinstance(event, InputTimedOut) and state.awaiting_digits:
+        state = dataclasses.replace(state, awaiting_digits=False)
+        if state.awaiting_prompt is not None:
+            return state
+        return _after_dossier(flow, node, state, now, actions)
+    return None
+
+
+def _after_dossier(
+    flow: Flow,
+    node: DossierAnswerNode,
+    state: FlowState,
+    now: dt.datetime,
+    actions: list[Action],
+) -> FlowState:
+    reason = state.variables.get("dossier_handover")
+    if reason:
+        return _hand_over(flow, node.handover, state, reason, now, actions)
+    return _enter(flow, node.next, state.variables, now, actions)

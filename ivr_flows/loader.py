@@ -27,9 +27,11 @@ from .model import (
     ConditionKind,
     ConfirmNode,
     Defaults,
+    DossierAnswerNode,
     Flow,
     GotoNode,
     HangupNode,
+    IdentifyNode,
     MenuNode,
     Node,
     NodeType,
@@ -83,6 +85,7 @@ _NODE_KEYS: dict[NodeType, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "fallback",
             "recommended",
             "keypad",
+            "dossier",
             "no_input_prompt",
             "no_match_prompt",
         ),
@@ -99,8 +102,31 @@ _NODE_KEYS: dict[NodeType, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "no_match_prompt",
         ),
     ),
+    NodeType.IDENTIFY: (
+        (
+            "number_prompt",
+            "birth_date_prompt",
+            "readback_prompt",
+            "confirm_prompt",
+            "retry_prompt",
+            "identified",
+            "failed",
+        ),
+        ("human", "attempts", "max_digits", "timeout_s", "caller_id"),
+    ),
+    NodeType.DOSSIER_ANSWER: (("next", "handover"), ()),
 }
-_PROMPT_KEYS = ("prompt", "invalid_prompt", "no_input_prompt", "no_match_prompt")
+_PROMPT_KEYS = (
+    "prompt",
+    "invalid_prompt",
+    "no_input_prompt",
+    "no_match_prompt",
+    "number_prompt",
+    "birth_date_prompt",
+    "readback_prompt",
+    "confirm_prompt",
+    "retry_prompt",
+)
 _REF_KEYS = (
     "next",
     "fallback",
@@ -113,6 +139,9 @@ _REF_KEYS = (
     "yes",
     "no",
     "unsure",
+    "dossier",
+    "identified",
+    "failed",
 )
 _TRANSIENT = (GotoNode, SetNode, BranchNode)
 
@@ -814,8 +843,12 @@ class _Builder:
             return self.prompt(value, node_id, key)
         if key in _REF_KEYS:
             return self.node_ref(value, node_id, key)
-        if key in ("interruptible", "from_intent", "repeat_answer"):
+        if key in ("interruptible", "from_intent", "repeat_answer", "caller_id"):
             return self.boolean(value, node_id, key)
+        if key == "attempts":
+            return self.integer(value, node_id, key, 1, 5)
+        if key == "max_digits":
+            return self.integer(value, node_id, key, 4, 20)
         if key == "timeout_s":
             return self.number(value, node_id, key, 0, 60)
         if key == "no_input_s":
@@ -997,6 +1030,10 @@ class _Builder:
             return self.make_ask(node_id, line, f, prompt)
         if node_type is NodeType.CONFIRM:
             return self.make_confirm(node_id, line, f, prompt)
+        if node_type is NodeType.IDENTIFY:
+            return self.make_identify(node_id, line, f)
+        if node_type is NodeType.DOSSIER_ANSWER:
+            return DossierAnswerNode(node_id, f["next"], f["handover"], line)
         if "prompt" in f and prompt is None:
             return None
         return HangupNode(node_id, prompt, f.get("reason") or "flow_end", line)
@@ -1079,6 +1116,7 @@ class _Builder:
             fallback=fallback,
             recommended=f.get("recommended"),
             keypad=f.get("keypad"),
+            dossier=f.get("dossier"),
             no_input_prompt=no_input,
             no_match_prompt=no_match,
             line=line,
@@ -1106,6 +1144,41 @@ class _Builder:
             line=line,
         )
 
+    def make_identify(self, node_id: str, line: int, f: dict[str, Any]) -> IdentifyNode | None:
+        prompts = {
+            key: self.resolve(f.get(key))
+            for key in (
+                "number_prompt",
+                "birth_date_prompt",
+                "readback_prompt",
+                "confirm_prompt",
+                "retry_prompt",
+            )
+        }
+        human: str | None = f.get("human", self.current_defaults.human)
+        if human is None:
+            self.error(line, node_id, "human", "missing required field (and no 'defaults.human')")
+        number, birth, readback, confirm, retry = prompts.values()
+        if None in (number, birth, readback, confirm, retry) or human is None:
+            return None
+        assert number and birth and readback and confirm and retry
+        return IdentifyNode(
+            node_id=node_id,
+            number_prompt=number,
+            birth_date_prompt=birth,
+            readback_prompt=readback,
+            confirm_prompt=confirm,
+            retry_prompt=retry,
+            identified=f["identified"],
+            failed=f["failed"],
+            human=human,
+            attempts=f.get("attempts", 3),
+            max_digits=f.get("max_digits", 14),
+            timeout_s=f.get("timeout_s", 10.0),
+            caller_id=f.get("caller_id", True),
+            line=line,
+        )
+
     def check_ask_targets(self, nodes: Mapping[str, Node]) -> None:
         """Cross-node rules of the bot nodes (run once every node is built)."""
         for node_id, node in nodes.items():
@@ -1114,6 +1187,10 @@ class _Builder:
                     self.error(node.line, node_id, "handover", "must name a 'queue' node")
                 if node.keypad is not None and not isinstance(nodes.get(node.keypad), MenuNode):
                     self.error(node.line, node_id, "keypad", "must name a 'menu' node")
+            if isinstance(node, DossierAnswerNode) and not isinstance(
+                nodes.get(node.handover), QueueNode
+            ):
+                self.error(node.line, node_id, "handover", "must name a 'queue' node")
 
     # -- whole-graph checks ----------------------------------------------------------------
 
@@ -1171,8 +1248,12 @@ def _successors(node: Node, defaults: Defaults) -> list[str]:
         return [*(c.next for c in node.conditions), node.otherwise]
     if isinstance(node, QueueNode):
         return [node.next] if node.next else []
+    if isinstance(node, IdentifyNode):
+        return [node.identified, node.failed, node.human]
+    if isinstance(node, DossierAnswerNode):
+        return [node.next, node.handover]
     if isinstance(node, AskNode):
-        optional = [n for n in (node.recommended, node.keypad) if n]
+        optional = [n for n in (node.recommended, node.keypad, node.dossier) if n]
         return [node.answered, node.handover, node.human, node.fallback, *optional]
     if isinstance(node, ConfirmNode):
         return [node.yes, node.no, node.unsure, node.human]

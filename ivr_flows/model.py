@@ -35,6 +35,8 @@ class NodeType(enum.Enum):
     HANGUP = "hangup"
     ASK = "ask"
     CONFIRM = "confirm"
+    IDENTIFY = "identify"
+    DOSSIER_ANSWER = "dossier_answer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +231,9 @@ class AskNode:
     """Node after an answer whose intent recommends a person (default ``answered``)."""
     keypad: str | None = None
     """Menu whose keys are accepted as shortcuts during the question."""
+    dossier: str | None = None
+    """Node for intents whose answer needs the caller's dossier (identification first);
+    without it they get their generic answer, then a person."""
     no_input_prompt: Prompt | None = None
     """Said after a silence, before listening again."""
     no_match_prompt: Prompt | None = None
@@ -274,6 +279,72 @@ class ConfirmNode:
     node_type: NodeType = NodeType.CONFIRM
 
 
+DIGIT_WORDS = ("zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf")
+DIGIT_PROMPTS = tuple(Prompt(f"digit_{d}", word) for d, word in enumerate(DIGIT_WORDS))
+"""One prompt per digit, to read a typed number back (flows with an ``identify`` node)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyNode:
+    """Identify the caller: dossier number (keys or speech, read back) and birth date (keys).
+
+    The driver first looks the caller's number up (``LookupCaller``); when ``caller_id`` is
+    allowed and the number is known, only the birth date is asked. The driver checks what was
+    given (``VerifyIdentity``) and throttles guesses; after ``attempts`` mismatches, or when
+    throttled, the call goes to ``failed``. ``0`` / "conseiller" reach ``human`` at any time.
+    """
+
+    node_id: str
+    """Id of the node."""
+    number_prompt: Prompt
+    """Asks for the dossier number ("… puis la touche dièse")."""
+    birth_date_prompt: Prompt
+    """Asks for the birth date as 8 keys (JJMMAAAA)."""
+    readback_prompt: Prompt
+    """Said before the digits read back ("Vous avez indiqué le numéro :")."""
+    confirm_prompt: Prompt
+    """Asked after the read-back ("Est-ce exact ? … tapez un … tapez deux")."""
+    retry_prompt: Prompt
+    """Said after a mismatch or an invalid entry, before trying again."""
+    identified: str
+    """Node once identified."""
+    failed: str
+    """Node after too many failures or when throttled (a person)."""
+    human: str
+    """Node for ``0`` / "conseiller"."""
+    attempts: int = 3
+    """Identification attempts."""
+    max_digits: int = 14
+    """Longest dossier number, in digits."""
+    timeout_s: float = 10.0
+    """Time allowed after a prompt, and between keys."""
+    caller_id: bool = True
+    """Whether a known caller number plus the birth date is enough."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.IDENTIFY
+
+
+@dataclass(frozen=True, slots=True)
+class DossierAnswerNode:
+    """Speak the identified caller's dossier for the intent the bot recognised.
+
+    The driver builds the spoken answer from the dossier (``PrepareDossierAnswer``); when it
+    says a person must follow (suspended payment, refusal, inconsistent data) or nothing can be
+    said, the call goes to ``handover``, else to ``next``.
+    """
+
+    node_id: str
+    """Id of the node."""
+    next: str
+    """Node after the answer (e.g. "cela répond-il à votre question ?")."""
+    handover: str
+    """Queue node when a person must take over."""
+    line: int = 0
+    """Line of the node in the flow file."""
+    node_type: NodeType = NodeType.DOSSIER_ANSWER
+
+
 Node = (
     SayNode
     | MenuNode
@@ -284,6 +355,8 @@ Node = (
     | HangupNode
     | AskNode
     | ConfirmNode
+    | IdentifyNode
+    | DossierAnswerNode
 )
 
 
@@ -363,4 +436,14 @@ class Flow:
                 add(node.prompt)
                 add(node.no_input_prompt)
                 add(node.no_match_prompt)
+            elif isinstance(node, IdentifyNode):
+                for prompt in (
+                    node.number_prompt,
+                    node.birth_date_prompt,
+                    node.readback_prompt,
+                    node.confirm_prompt,
+                    node.retry_prompt,
+                    *DIGIT_PROMPTS,
+                ):
+                    add(prompt)
         return list(seen.values())

@@ -24,7 +24,7 @@ def test_check_ok_and_errors(tmp_path: Path) -> None:
     assert err.getvalue().splitlines() == [
         f"{bad}:15: node 'menu' field 'choices.1': unknown node 'nowhere'",
         f"{bad}:17: node 'one' field 'type': unknown node type 'x' (expected: say, menu, goto, "
-        "set, branch, queue, hangup, ask, confirm)",
+        "set, branch, queue, hangup, ask, confirm, identify, dossier_answer)",
     ]
     assert out.getvalue().startswith("ok: 3 nodes")
 
