@@ -24,7 +24,7 @@ from callcenter.media.tts.prompt_cache import PromptSpec
 from faq.answers import fill_answer, to_spoken
 from faq.commands import Command as FaqCommand
 from faq.commands import YesNo as FaqYesNo
-from faq.commands import classify_command, classify_yes_no
+from faq.commands import classify_command, classify_yes_no, spoken_digits
 from faq.loader import default_knowledge_base_path, load_knowledge_base
 from faq.matcher import Decision as FaqDecision
 from faq.matcher import Matcher, MatchResult
@@ -93,6 +93,7 @@ class VoiceBot:
                 skill=intent.skill,
                 priority=intent.priority.value,
                 handoff="always" if generic else intent.handoff.value,
+                needs_dossier=intent.needs_dossier,
                 answer_prompt=answer_id,
                 label_prompt=label_id,
             )
@@ -134,8 +135,8 @@ class VoiceBot:
 
         Args:
             text: Transcript (may be empty: nothing usable was heard).
-            grammar: ``open`` (a question) or ``yes_no`` (a closed question: the FAQ matcher
-                is not consulted).
+            grammar: ``open`` (a question), ``yes_no`` (a closed question) or ``digits`` (a
+                number said aloud); the FAQ matcher is only consulted for ``open``.
 
         Returns:
             The understanding and the trail data.
@@ -149,13 +150,15 @@ class VoiceBot:
             "command": flow_command.value if flow_command else None,
             "yes_no": flow_yes_no.value if flow_yes_no else None,
         }
-        if not text.strip() or grammar == "yes_no" or flow_command is not None:
+        if not text.strip() or grammar in ("yes_no", "digits") or flow_command is not None:
             decision = ivr_flows.Decision.NONE if not text.strip() else ivr_flows.Decision.MENU
+            digits = spoken_digits(text) if grammar == "digits" else None
+            # What the caller said of their dossier number stays out of the trail's intent event.
             trail |= {"decision": decision.value, "intent": None, "confidence": None}
-            return Understood(
-                ivr_flows.Understanding(decision, command=flow_command, yes_no=flow_yes_no),
-                trail,
+            understanding = ivr_flows.Understanding(
+                decision, command=flow_command, yes_no=flow_yes_no, digits=digits
             )
+            return Understood(understanding, trail)
         result = self.matcher.match(text)
         understanding = self._from_match(result, flow_command, flow_yes_no)
         trail |= {

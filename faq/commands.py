@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import re
 
-from faq.normalize import HESITATIONS, fold
+from faq.normalize import _UNITS, HESITATIONS, fold, numbers_to_digits, tokenize
 
 
 class Command(enum.Enum):
@@ -203,3 +203,52 @@ def classify_yes_no(text: str) -> YesNo:
     if re.search(rf"\b(?:{_UNSURE.pattern})\b", core):
         return YesNo.UNSURE
     return YesNo.UNKNOWN
+
+
+def spoken_digits(text: str) -> str | None:
+    """The digits of a number said aloud (a dossier number), or None if there are none.
+
+    Digit words said one by one are put side by side ("deux zéro deux cinq" → ``2025``), groups
+    are read as numbers ("vingt-cinq quarante" → ``2540``), digits written by the recogniser are
+    kept; every other word is ignored ("c'est le A P A 2025 ..." keeps ``2025``...).
+
+    Args:
+        text: Transcript.
+
+    Returns:
+        The digits, or None.
+    """
+    out: list[str] = []
+    group: list[str] = []
+
+    def flush() -> None:
+        if group:
+            # A lone "un" is an article in a sentence, but a digit in a number said aloud.
+            tokens = ["1"] if group in (["un"], ["une"]) else numbers_to_digits(group)
+            out.extend(t for t in tokens if t.isdigit())
+            group.clear()
+
+    for token in tokenize(fold(text)):
+        if token == "et" and group:
+            group.append(token)
+            continue
+        if token not in _UNITS:
+            flush()
+            if token.isdigit():
+                out.append(token)
+            continue
+        value = _UNITS[token]
+        last = next((t for t in reversed(group) if t != "et"), None)
+        last_is_unit = last is not None and _UNITS[last] < 10
+        # A new number starts after a unit, unless the unit multiplies ("quatre-vingts",
+        # "deux mille", "trois cents"): "deux zéro deux cinq" is four digits, "vingt-cinq
+        # quarante" two numbers, "quatre-vingt-dix" one.
+        multiplies = value in (100, 1000) or (last == "quatre" and token in ("vingt", "vingts"))
+        if (last_is_unit and not multiplies) or value == 0:
+            flush()
+        group.append(token)
+        if value == 0:
+            flush()
+    flush()
+    digits = "".join(out)
+    return digits or None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from faq.commands import Command, YesNo, classify_command, classify_yes_no
+from faq.commands import Command, YesNo, classify_command, classify_yes_no, spoken_digits
 
 
 @pytest.mark.parametrize(
@@ -136,3 +136,23 @@ def test_not_a_command(text: str) -> None:
 )
 def test_yes_no(text: str, expected: YesNo) -> None:
     assert classify_yes_no(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("said", "digits"),
+    [
+        ("deux zéro deux cinq, zéro quatre cinq six", "20250456"),
+        ("2025 04567", "202504567"),
+        ("vingt-cinq quarante", "2540"),
+        ("quatre-vingt-dix", "90"),
+        ("soixante et onze", "71"),
+        ("dix-huit", "18"),
+        ("deux mille vingt-cinq", "2025"),
+        ("un deux trois", "123"),
+        ("trois cent douze", "312"),
+        ("euh c'est le A P A 2025 quatre cinq", "202545"),
+        ("euh je sais pas", None),
+    ],
+)
+def test_spoken_digits(said: str, digits: str | None) -> None:
+    assert spoken_digits(said) == digits
