@@ -136,6 +136,9 @@ async def test_add_and_bad_recording(tmp_path: Path) -> None:
     cache = PromptCache(tmp_path, tmp_path, missing_tts())
     cache.add("beep", b"\x01\x00" * 80)
     assert cache.duration("beep") == pytest.approx(0.01)
+    cache.discard("beep")
+    cache.discard("never-added")
+    assert "beep" not in cache
     with pytest.raises(ValueError):
         cache.add("odd", b"\x00")
     (tmp_path / "broken.wav").write_bytes(b"not a wav at all")

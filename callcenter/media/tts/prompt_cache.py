@@ -201,6 +201,14 @@ class PromptCache:
             raise ValueError(f"invalid prompt {prompt_id!r} or odd PCM16 length {len(pcm)}")
         self._prompts[prompt_id] = CachedPrompt(prompt_id, pcm, source, None)
 
+    def discard(self, prompt_id: str) -> None:
+        """Forget a prompt added with :meth:`add` (a call's own spoken answers, at its end).
+
+        Args:
+            prompt_id: The prompt; unknown ids are ignored.
+        """
+        self._prompts.pop(prompt_id, None)
+
     def get(self, prompt_id: str) -> bytes:
         """Return a prompt's audio.
 
