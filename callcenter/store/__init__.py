@@ -1,6 +1,7 @@
 """Persistent store: the call event trail (SQLite by default, PostgreSQL via ``DATABASE_URL``).
 
-Tables are created with ``create_all`` on start; Alembic migrations arrive with the dossier issue.
+The schema is managed by Alembic migrations (``callcenter/store/migrations``); ``create_schema``
+runs ``upgrade head`` on start.
 """
 
 from callcenter.store.db import (

@@ -7,18 +7,20 @@ an event loop is running.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
-from sqlmodel import SQLModel
-
-from callcenter.store import models
 
 SQLITE_FILENAME = "callcenter.sqlite3"
 """Name of the SQLite file inside the data directory."""
@@ -117,15 +119,72 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: object) ->
         cursor.close()
 
 
-def create_schema(engine: Engine) -> None:
-    """Create the store's tables if they do not exist (blocking).
+MIGRATIONS = "callcenter.store:migrations"
+"""Alembic ``script_location`` of the store's migrations (shipped as package data)."""
 
-    ``create_all`` is enough for this issue; Alembic migrations come with the dossier issue.
+BASELINE_REVISION = "0001"
+"""The revision matching the schema ``create_all`` made before migrations existed."""
+
+# Serialises concurrent upgrades of one PostgreSQL database (several service processes
+# starting at once); any constant works, this one spells "callcntr".
+_PG_MIGRATION_LOCK = 0x63616C6C636E7472
+
+
+def alembic_config() -> Config:
+    """Return the Alembic configuration of the store (no ``alembic.ini`` needed)."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    return config
+
+
+@functools.cache
+def head_revision() -> str:
+    """Return the newest revision of the shipped migrations."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("no Alembic revision found in " + MIGRATIONS)
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the database's Alembic revision, or None if it was never migrated (blocking)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def create_schema(engine: Engine) -> None:
+    """Bring the store's schema to the newest revision (``alembic upgrade head``; blocking).
+
+    A database created before migrations existed (it has the ``call`` table but no
+    ``alembic_version``) is stamped at the baseline revision first, so its tables and rows are
+    kept, not recreated. Idempotent and cheap once the schema is current.
     """
-    SQLModel.metadata.create_all(
-        engine,
-        tables=[models.Call.__table__, models.CallEvent.__table__],  # type: ignore[attr-defined]
-    )
+    upgrade_schema(engine, "head")
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the store's schema to ``revision`` (blocking); see :func:`create_schema`."""
+    if revision == "head" and current_revision(engine) == head_revision():
+        return
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        insp = inspect(conn)
+        if not insp.has_table("alembic_version") and insp.has_table("call"):
+            command.stamp(config, BASELINE_REVISION)
+        command.upgrade(config, revision)
+
+
+def downgrade_schema(engine: Engine, revision: str) -> None:
+    """Downgrade the store's schema to ``revision`` (blocking; drops the newer tables' data)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
 
 
 def has_schema(engine: Engine) -> bool:

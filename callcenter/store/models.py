@@ -3,8 +3,7 @@
 The caller's number is personal data: it is stored here, in ``call.caller``, and nowhere else
 (never in logs, metrics labels or event ``data``).
 
-Schema changes: this issue creates the tables with ``SQLModel.metadata.create_all``; Alembic
-migrations arrive with the dossier issue, which must start from this schema as its baseline.
+Schema changes: Alembic migrations (``callcenter/store/migrations``); revision 0001 is this schema.
 """
 
 from __future__ import annotations
