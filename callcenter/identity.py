@@ -1,0 +1,315 @@
+"""Who is calling, and what their dossier says: the call's bridge to the dossier store.
+
+The flow's ``identify`` node asks the call to look the caller's number up, then to check a
+dossier number and a birth date; its ``dossier_answer`` node asks for the spoken answer to an
+intent. :class:`IdentityService` does that with the store's audited repository
+(``callcenter/store/dossiers.py``, every read is audited with actor ``bot``), off the event loop,
+and throttles guesses: after ``max_failures`` mismatches within ``window_s`` from one caller
+number, or on one dossier, further attempts are refused (enumeration of dossiers or birth dates
+by phone). Spoken answers come from the pure templates of ``faq/dossier.py``.
+
+Nothing here logs a phone number, a name, a birth date or a dossier number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Engine
+
+from callcenter.store import dossiers as repo
+from callcenter.store.audit import Via
+from faq import dossier as spoken
+
+_VIA = Via.BOT
+_ACTOR = "bot"
+
+_APPOINTMENT_KINDS = {
+    "evaluation_domicile": spoken.AppointmentKind.EVALUATION_DOMICILE,
+    "convocation_mdph": spoken.AppointmentKind.CONVOCATION_MDPH,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """Outcome of a check of what the caller gave."""
+
+    result: str
+    """``ok``, ``mismatch`` or ``throttled``."""
+    usager_id: int | None = None
+    """The identified usager (``ok``)."""
+    role: str | None = None
+    """Who is calling for that usager: ``usager``, ``aidant``, ``mandataire_judiciaire``…"""
+    tiers_id: int | None = None
+    """The declared carer or guardian calling, if not the usager."""
+
+
+class _Throttle:
+    """Failures per key in a sliding window (in memory; one node)."""
+
+    def __init__(self, max_failures: int, window_s: float, clock: Callable[[], float]) -> None:
+        self._max = max_failures
+        self._window = window_s
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str) -> deque[float]:
+        times = self._failures[key]
+        cutoff = self._clock() - self._window
+        while times and times[0] < cutoff:
+            times.popleft()
+        return times
+
+    def blocked(self, *keys: str | None) -> bool:
+        return any(len(self._recent(k)) >= self._max for k in keys if k)
+
+    def fail(self, *keys: str | None) -> None:
+        now = self._clock()
+        for key in keys:
+            if key:
+                self._recent(key).append(now)
+
+
+class IdentityService:
+    """Caller identification and spoken dossier answers for every call of the service."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_failures: int = 5,
+        window_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        region: str = "FR",
+    ) -> None:
+        """Create the service.
+
+        Args:
+            engine: The store (the same database as the call trail).
+            max_failures: Mismatches allowed per caller number, and per dossier, in ``window_s``.
+            window_s: The throttling window.
+            clock: Monotonic seconds (tests).
+            region: Region of national phone numbers.
+        """
+        self.engine = engine
+        self.region = region
+        self._throttle = _Throttle(max_failures, window_s, clock)
+
+    # -- identification ------------------------------------------------------------------------
+    async def lookup_caller(self, caller: str | None, *, call_id: str) -> bool:
+        """Whether the caller's number belongs to exactly one usager (theirs or a declared tiers).
+
+        Args:
+            caller: The caller's number as signalled (``From`` user part), if any.
+            call_id: The SIP Call-ID (the audit's reason).
+        """
+        if not caller:
+            return False
+        refs = await asyncio.to_thread(
+            repo.find_by_phone,
+            self.engine,
+            caller,
+            actor=_ACTOR,
+            reason=f"call {call_id}: caller lookup",
+            via=_VIA,
+            region=self.region,
+        )
+        return len({ref.usager_id for ref in refs}) == 1
+
+    async def verify(
+        self, caller: str | None, number: str | None, birth_date: str, *, call_id: str
+    ) -> Verification:
+        """Check a dossier number (or the caller's number) and a birth date ``JJMMAAAA``.
+
+        Args:
+            caller: The caller's number, if signalled.
+            number: The dossier number typed or said, or None to use the caller's number.
+            birth_date: ``JJMMAAAA`` (a real date, checked by the flow).
+            call_id: The SIP Call-ID (the audit's reason).
+        """
+        caller_key = f"caller:{caller}" if caller else None
+        dossier_key = f"dossier:{number}" if number else None
+        if self._throttle.blocked(caller_key, dossier_key):
+            return Verification("throttled")
+        born = date(int(birth_date[4:]), int(birth_date[2:4]), int(birth_date[:2]))
+        reason = f"call {call_id}: identification"
+        result = await asyncio.to_thread(self._verify, caller, number, born, reason)
+        if result.result == "mismatch":
+            self._throttle.fail(caller_key, dossier_key)
+        return result
+
+    def _verify(
+        self, caller: str | None, number: str | None, born: date, reason: str
+    ) -> Verification:
+        refs: list[repo.UsagerRef] = []
+        if caller:
+            refs = repo.find_by_phone(
+                self.engine, caller, actor=_ACTOR, reason=reason, via=_VIA, region=self.region
+            )
+        if number is not None:
+            demande = repo.find_by_dossier_number(
+                self.engine, number, actor=_ACTOR, reason=reason, via=_VIA
+            )
+            if demande is None:
+                return Verification("mismatch")
+            usager_id = demande.usager_id
+        else:
+            usagers = {ref.usager_id for ref in refs}
+            if len(usagers) != 1:
+                return Verification("mismatch")
+            usager_id = usagers.pop()
+        if not repo.verify_birth_date(
+            self.engine, usager_id, born, actor=_ACTOR, reason=reason, via=_VIA
+        ):
+            return Verification("mismatch")
+        # A declared carer or guardian calling from their own number is told what their
+        # role allows; anyone else who knows the number and the birth date is the usager.
+        tiers = next((r for r in refs if r.usager_id == usager_id and r.tiers_id is not None), None)
+        if tiers is not None:
+            return Verification("ok", usager_id, tiers.role.value, tiers.tiers_id)
+        return Verification("ok", usager_id, repo.Role.USAGER.value)
+
+    # -- dossier answers -----------------------------------------------------------------------
+    async def dossier_answer(
+        self, who: Verification, intent: str, today: date, *, call_id: str
+    ) -> spoken.SpokenAnswer | None:
+        """The spoken answer to ``intent`` from the identified caller's dossier.
+
+        Args:
+            who: A successful :class:`Verification`.
+            intent: The FAQ intent the caller asked about.
+            today: The local date (dates are spoken relative to it).
+            call_id: The SIP Call-ID (the audit's reason).
+
+        Returns:
+            The answer (it may ask for a person), or None when nothing can be said.
+        """
+        if who.result != "ok" or who.usager_id is None or who.role is None:
+            return None
+        snapshot = await asyncio.to_thread(
+            repo.dossier_snapshot,
+            self.engine,
+            who.usager_id,
+            role=repo.Role(who.role),
+            tiers_id=who.tiers_id,
+            actor=_ACTOR,
+            reason=f"call {call_id}: {intent}",
+            via=_VIA,
+            today=today,
+        )
+        if snapshot is None:
+            return None
+        return spoken.answer(intent, dossier_view(snapshot), today)
+
+    async def record_contact(
+        self,
+        *,
+        sip_call_id: str,
+        started_at: datetime,
+        ended_at: datetime,
+        who: Verification | None,
+        bot_path: tuple[str, ...],
+        intents: tuple[str, ...],
+        outcome: str,
+    ) -> None:
+        """Write the call into the usager's contact history (unidentified calls too)."""
+        identified = who is not None and who.result == "ok"
+        await asyncio.to_thread(
+            repo.record_contact,
+            self.engine,
+            channel="bot" if bot_path else "telephone",
+            started_at=started_at,
+            ended_at=ended_at,
+            sip_call_id=sip_call_id,
+            usager_id=who.usager_id if identified and who else None,
+            tiers_id=who.tiers_id if identified and who else None,
+            handled_by="bot",
+            bot_path=bot_path,
+            intents=intents,
+            outcome=outcome,
+        )
+
+
+def dossier_view(snapshot: repo.DossierSnapshot) -> spoken.DossierView:
+    """Map the store's snapshot onto the spoken templates' view (what the role may know)."""
+    uid = str(snapshot.usager_id)
+    demandes = tuple(_demande(uid, d) for d in snapshot.demandes or () if d.status is not None)
+    payments = {
+        (p.prestation, p.periode, p.date_paiement): _payment(uid, p)
+        for p in (
+            *(snapshot.recent_payments or ()),
+            *(x for x in (snapshot.last_payment, snapshot.next_payment) if x is not None),
+        )
+    }
+    appointments = tuple(
+        spoken.AppointmentView(
+            usager_id=uid,
+            kind=_APPOINTMENT_KINDS.get(a.type, spoken.AppointmentKind.AUTRE),
+            when=a.debut,
+            place=a.lieu or "",
+        )
+        for a in snapshot.appointments or ()
+    )
+    return spoken.DossierView(
+        usager_id=uid,
+        role=spoken.Role(snapshot.role.value),
+        permissions=frozenset(spoken.Permission(t.value) for t in snapshot.topics),
+        demandes=demandes,
+        payments=tuple(payments.values()),
+        appointments=appointments,
+    )
+
+
+def _demande(uid: str, d: repo.DemandeSnapshot) -> spoken.DemandeView:
+    assert d.status is not None
+    decision = None
+    if d.decisions:
+        last = d.decisions[-1]
+        decision = spoken.Decision(
+            sens=spoken.DecisionSens(last.sens),
+            decided_on=last.date_decision,
+            start=last.date_debut,
+            end=last.date_fin,
+            sans_limitation=last.sans_limitation,
+            monthly_amount_cents=last.montant_cents,
+        )
+    return spoken.DemandeView(
+        usager_id=uid,
+        type=d.type,
+        numero=d.numero,
+        status=d.status.code,
+        status_date=d.status.date,
+        history=tuple(spoken.StatusChange(s.code, s.date) for s in d.history),
+        missing_documents=tuple(
+            spoken.MissingDocument(m.piece, m.date_demande) for m in d.missing_documents or ()
+        ),
+        decision=decision,
+    )
+
+
+def _payment(uid: str, p: repo.PaymentInfo) -> spoken.PaymentView:
+    last_day = calendar.monthrange(p.periode.year, p.periode.month)[1]
+    motif = None
+    if p.motif_ecart:
+        try:
+            motif = spoken.PaymentMotif(p.motif_ecart)
+        except ValueError:
+            motif = None
+    return spoken.PaymentView(
+        usager_id=uid,
+        prestation=p.prestation,
+        period_start=p.periode.replace(day=1),
+        period_end=p.periode.replace(day=last_day),
+        date=p.date_paiement,
+        amount_cents=p.montant_verse_cents
+        if p.montant_verse_cents is not None
+        else p.montant_brut_cents,
+        status=spoken.PaymentStatus(p.statut),
+        motif_ecart=motif,
+    )

@@ -1,0 +1,124 @@
+"""Caller identification and spoken dossier answers against a real store (SQLite file)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from callcenter.identity import IdentityService, Verification
+from callcenter.store import db
+from callcenter.store import dossiers as repo
+from callcenter.store.dossier_models import TiersRole, Topic
+
+TODAY = date(2025, 6, 2)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    db.create_schema(engine)
+    usager = repo.upsert_usager(
+        engine,
+        repo.UsagerRecord(
+            external_id="U1",
+            nom="Martin",
+            prenom="Jeanne",
+            date_naissance=date(1942, 3, 5),
+            phones=("0612345678",),
+        ),
+    )
+    repo.upsert_demande(
+        engine,
+        usager,
+        repo.DemandeRecord(
+            numero="APA-2025-0456",
+            type="APA_DOMICILE",
+            date_depot=date(2025, 4, 1),
+            statuses=(
+                repo.StatusRecord("RECU", date(2025, 4, 3)),
+                repo.StatusRecord("COMPLET", date(2025, 4, 20)),
+            ),
+        ),
+    )
+    repo.upsert_tiers(
+        engine,
+        usager,
+        repo.TiersRecord(
+            external_id="T1",
+            nom="Martin",
+            prenom="Paul",
+            role=TiersRole.AIDANT,
+            may_know=frozenset({Topic.STATUS}),
+            phones=("0698765432",),
+        ),
+    )
+    return engine
+
+
+async def test_usager_identified_by_number_and_birth_date(engine: Engine) -> None:
+    service = IdentityService(engine)
+    assert await service.lookup_caller("0612345678", call_id="c1") is True
+    assert await service.lookup_caller("0600000000", call_id="c1") is False
+    assert await service.lookup_caller(None, call_id="c1") is False
+    who = await service.verify(None, "20250456", "05031942", call_id="c1")
+    assert who.result == "ok" and who.role == "usager"
+    by_caller_id = await service.verify("0612345678", None, "05031942", call_id="c1")
+    assert by_caller_id.result == "ok" and by_caller_id.usager_id == who.usager_id
+    answer = await service.dossier_answer(who, "suivi_dossier_apa", TODAY, call_id="c1")
+    assert answer is not None and answer.text
+    assert "complète depuis le dimanche vingt avril" in answer.text
+    assert "0456" not in answer.text and "Jeanne" not in answer.text
+
+
+async def test_carer_is_told_what_their_role_allows(engine: Engine) -> None:
+    service = IdentityService(engine)
+    who = await service.verify("0698765432", None, "05031942", call_id="c2")
+    assert who.result == "ok" and who.role == "aidant" and who.tiers_id is not None
+    status = await service.dossier_answer(who, "suivi_dossier_apa", TODAY, call_id="c2")
+    assert status is not None and "complète" in status.text
+    payments = await service.dossier_answer(who, "paiement_date", TODAY, call_id="c2")
+    assert payments is not None and "euro" not in payments.text
+
+
+async def test_guessing_is_throttled(engine: Engine) -> None:
+    clock = [0.0]
+    service = IdentityService(engine, max_failures=3, window_s=60, clock=lambda: clock[0])
+    for _ in range(3):
+        miss = await service.verify("0600000001", "20250456", "01011950", call_id="c3")
+        assert miss.result == "mismatch"
+    # The right birth date no longer helps from this number, nor on this dossier.
+    assert (await service.verify("0600000001", "20250456", "05031942", call_id="c3")).result == (
+        "throttled"
+    )
+    assert (await service.verify("0600000002", "20250456", "05031942", call_id="c4")).result == (
+        "throttled"
+    )
+    clock[0] = 61.0
+    assert (await service.verify("0600000002", "20250456", "05031942", call_id="c4")).result == (
+        "ok"
+    )
+
+
+async def test_unknown_dossier_and_contact_history(engine: Engine) -> None:
+    service = IdentityService(engine)
+    assert (await service.verify(None, "99999999", "05031942", call_id="c5")).result == "mismatch"
+    assert await service.dossier_answer(Verification("mismatch"), "x", TODAY, call_id="c5") is None
+    who = await service.verify(None, "20250456", "05031942", call_id="c6")
+    await service.record_contact(
+        sip_call_id="c6",
+        started_at=datetime(2025, 6, 2, 8, 0, tzinfo=UTC),
+        ended_at=datetime(2025, 6, 2, 8, 3, tzinfo=UTC),
+        who=who,
+        bot_path=("ask_question", "identify_caller"),
+        intents=("suivi_dossier_apa",),
+        outcome="satisfied",
+    )
+    assert who.usager_id is not None
+    contacts = repo.contacts_for(
+        engine, who.usager_id, actor="test", reason="check", via=repo.Via.CLI
+    )
+    assert [c.sip_call_id for c in contacts] == ["c6"]
+    assert contacts[0].intents == ("suivi_dossier_apa",) and contacts[0].channel == "bot"
