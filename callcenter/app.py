@@ -30,6 +30,7 @@ import ivr_flows
 from callcenter.bot import FaqRegistry, VoiceBot
 from callcenter.call import Call, CallServices
 from callcenter.config import Config
+from callcenter.identity import IdentityService
 from callcenter.media.asr import AsrError, AsrService, AsrSettings, load_service
 from callcenter.media.tts.espeak import EspeakConfig, EspeakTts, TtsUnavailableError
 from callcenter.media.tts.prompt_cache import PromptCache, PromptCacheError, PromptSpec
@@ -39,6 +40,7 @@ from callcenter.sip.access import AccessPolicy, is_trusted_source
 from callcenter.sip.auth import DigestServer
 from callcenter.sip.engine import RegistrationConfig, SipEngine, SipEngineConfig
 from callcenter.sip.ratelimit import SourceRateLimiter
+from callcenter.store import db
 from callcenter.store.trail import CallTrail
 from callcenter.transport.sip_tcp import SipTcpTransport
 from callcenter.transport.sip_udp import SipUdpTransport
@@ -154,6 +156,7 @@ class Service:
         self.slow_prompts = PromptCache(cache, recordings, self.slow_tts)
         self.faq = FaqRegistry.from_setting(config.faq.file)
         self.asr: AsrService | None = None
+        self.identity: IdentityService | None = None
         self.trail = CallTrail.from_url(config.db_url)
         self.calls: dict[str, Call] = {}
         self.call_tasks: set[asyncio.Task[None]] = set()
@@ -204,6 +207,13 @@ class Service:
                 self.asr = await asyncio.to_thread(load_service, self._asr_settings())
             except AsrError as exc:
                 raise StartupError(f"speech recognition: {exc}") from None
+        try:
+            # Migrations first (the trail and the dossiers share the database).
+            store = db.make_engine(cfg.db_url)
+            await asyncio.to_thread(db.create_schema, store)
+        except SQLAlchemyError as exc:
+            raise StartupError(f"database {db.safe_url(cfg.db_url)}: {exc}") from None
+        self.identity = IdentityService(store)
         await self.trail.start()
 
         try:
@@ -362,6 +372,8 @@ class Service:
             metrics=self.metrics,
             bot=self.faq.bot,
             asr=self.asr,
+            identity=self.identity,
+            tts=(self.tts, self.slow_tts),
         )
         call = Call(incoming=event, services=services)
         self.calls[event.call_id] = call
@@ -462,6 +474,8 @@ class Service:
             await self._runner.cleanup()
         if self.asr is not None:
             self.asr.close()
+        if self.identity is not None:
+            await asyncio.to_thread(self.identity.engine.dispose)
         await self.trail.close()
 
     async def run_until_stopped(self) -> None:

@@ -34,6 +34,7 @@ import ivr_flows
 from callcenter import sdp
 from callcenter.bot import VoiceBot
 from callcenter.config import Config
+from callcenter.identity import IdentityService, Verification
 from callcenter.media.asr.base import AsrService
 from callcenter.media.frames import (
     DTMF_DIGITS,
@@ -55,6 +56,7 @@ from callcenter.media.pipeline import Pipeline
 from callcenter.media.processors.dtmf_aggregator import DtmfAggregatorProcessor
 from callcenter.media.processors.prompt_player import PromptPlayerProcessor
 from callcenter.media.processors.speech_recognizer import SpeechRecognizerProcessor
+from callcenter.media.tts.espeak import EspeakTts, TtsError
 from callcenter.media.tts.prompt_cache import PromptCache
 from callcenter.metrics import Metrics
 from callcenter.rtp.codecs.base import get_codec
@@ -92,7 +94,14 @@ class _Dtmf:
     method: str
 
 
-_Input = sip_events.SipEvent | Frame | _Timeout | _Dtmf
+@dataclass(frozen=True, slots=True)
+class _FlowEvent:
+    """An answer of the call to the flow (caller lookup, identity check, dossier answer)."""
+
+    event: ivr_flows.Event
+
+
+_Input = sip_events.SipEvent | Frame | _Timeout | _Dtmf | _FlowEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,10 @@ class CallServices:
     """The FAQ side of the voice bot (the version in service when the call started)."""
     asr: AsrService | None = None
     """Speech recognition shared by all calls; None: keypad only (``asr.engine = none``)."""
+    identity: IdentityService | None = None
+    """Caller identification and dossier answers; None: the flow's checks always fail."""
+    tts: tuple[EspeakTts, EspeakTts] | None = None
+    """Normal and slow voices, for texts made during the call (dossier answers)."""
 
 
 # Words a grammar-capable engine (Vosk) expects for a yes/no question.
@@ -143,6 +156,7 @@ class Call:
         self._answered_at: float | None = None
         self._ended = False
         self._created_at = services.sip.now()
+        self._started_utc = datetime.now(UTC)
         self._player: PromptPlayerProcessor | None = None
         self._cut_prompt: str | None = None
         self._pipeline: Pipeline | None = None
@@ -154,6 +168,10 @@ class Call:
         self._bot_used = False
         self._handed_over = False
         self._audio_pts = 0
+        self._who: Verification | None = None
+        self._own_prompts: list[str] = []
+        self._bot_path: list[str] = []
+        self._intents: list[str] = []
 
     # -- inputs from the application (sync, never block) -----------------------------------
     def on_sip_event(self, event: sip_events.SipEvent) -> None:
@@ -255,6 +273,9 @@ class Call:
                     metrics.bot_call("abandoned")
             metrics.call_ended(outcome, self.services.sip.now() - self._created_at)
             self._record("hangup", cause=cause, side=side)
+            for prompt_id in self._own_prompts:
+                services.prompts.discard(prompt_id)
+            await self._record_contact(outcome, cause)
             services.trail.call_ended(
                 self.call_id, outcome=outcome, cause=cause, side=side, at=self._now()
             )
@@ -481,6 +502,8 @@ class Call:
             if isinstance(item, sip_events.ReInviteConfirmed):
                 self._on_reinvite_confirmed(item)
                 continue
+            if isinstance(item, _FlowEvent):
+                flow_event = item.event
             if isinstance(item, PromptFinishedFrame):
                 self._record(
                     "prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted
@@ -519,6 +542,8 @@ class Call:
         for action in actions:
             if isinstance(action, ivr_flows.EnterNode):
                 self._record("flow_node", node_id=action.node_id, node_type=action.node_type)
+                if action.node_type in ("ask", "confirm", "identify", "dossier_answer"):
+                    self._bot_path.append(action.node_id)
             elif isinstance(action, ivr_flows.PlayPrompt):
                 prompt_id = action.prompt_id
                 if self._slow and f"{prompt_id}.slow" in self.services.prompts:
@@ -548,6 +573,11 @@ class Call:
             elif isinstance(action, ivr_flows.AnswerGiven):
                 self._record("answer", intent=action.intent, prompt_id=action.prompt_id)
                 self.services.metrics.bot_answer(action.intent)
+                self._intents.append(action.intent)
+            elif isinstance(action, ivr_flows.LookupCaller | ivr_flows.VerifyIdentity):
+                self._inputs.put_nowait(_FlowEvent(await self._identify(action)))
+            elif isinstance(action, ivr_flows.PrepareDossierAnswer):
+                self._inputs.put_nowait(_FlowEvent(await self._dossier_answer(action.intent)))
             elif isinstance(action, ivr_flows.StopPrompt):
                 await pipeline.queue_frame(StopPromptFrame())
             elif isinstance(action, ivr_flows.QueueCall):
@@ -566,6 +596,90 @@ class Call:
                 self._ended = True
                 return "completed", action.reason, "service"
         return None
+
+    # -- identification and dossier answers ------------------------------------------------
+    async def _identify(
+        self, action: ivr_flows.LookupCaller | ivr_flows.VerifyIdentity
+    ) -> ivr_flows.Event:
+        identity = self.services.identity
+        caller = self.incoming.caller_user or None
+        if isinstance(action, ivr_flows.LookupCaller):
+            known = identity is not None and await identity.lookup_caller(
+                caller, call_id=self.call_id
+            )
+            self._record("caller_lookup", known=known)
+            return ivr_flows.CallerLookedUp(known)
+        who = (
+            await identity.verify(caller, action.number, action.birth_date, call_id=self.call_id)
+            if identity is not None
+            else Verification("mismatch")
+        )
+        # The usager's internal id links the call to the dossier; nothing the caller typed.
+        self._record(
+            "identification",
+            result=who.result,
+            role=who.role,
+            usager_id=who.usager_id,
+            by="dossier_number" if action.number else "caller_number",
+        )
+        if who.result == "ok":
+            self._who = who
+        return ivr_flows.IdentityChecked(who.result, who.role)
+
+    async def _dossier_answer(self, intent: str) -> ivr_flows.Event:
+        identity = self.services.identity
+        answer = None
+        if identity is not None and self._who is not None:
+            answer = await identity.dossier_answer(
+                self._who, intent, self._flow_now().date(), call_id=self.call_id
+            )
+        reason = answer.reason.value if answer is not None and answer.reason else ""
+        self._record(
+            "dossier_answer",
+            intent=intent,
+            spoken=answer is not None,
+            handover=answer.handover if answer is not None else True,
+            reason=reason,
+            detail=answer.detail if answer is not None else "",
+        )
+        if answer is None:
+            return ivr_flows.DossierAnswerReady(None, handover=True, reason="no_dossier_answer")
+        prompt_id = await self._say(answer.text)
+        if prompt_id is None:
+            return ivr_flows.DossierAnswerReady(None, handover=True, reason="tts_failed")
+        return ivr_flows.DossierAnswerReady(prompt_id, answer.handover, reason)
+
+    async def _say(self, text: str) -> str | None:
+        """Render a text made for this call (normal or slow voice) as a prompt of its own."""
+        voices = self.services.tts
+        if voices is None:
+            return None
+        try:
+            pcm = await voices[1 if self._slow else 0].render(text)
+        except TtsError as exc:
+            self.log.error("speech synthesis failed: %s", type(exc).__name__)
+            return None
+        prompt_id = f"call-{self._sdp_session_id}-{len(self._own_prompts)}"
+        self.services.prompts.add(prompt_id, pcm)
+        self._own_prompts.append(prompt_id)
+        return prompt_id
+
+    async def _record_contact(self, outcome: str, cause: str) -> None:
+        identity = self.services.identity
+        if identity is None or self._answered_at is None:
+            return
+        try:
+            await identity.record_contact(
+                sip_call_id=self.call_id,
+                started_at=self._started_utc,
+                ended_at=self._now(),
+                who=self._who,
+                bot_path=tuple(self._bot_path),
+                intents=tuple(self._intents),
+                outcome="satisfied" if cause == "satisfied" else outcome,
+            )
+        except Exception as exc:  # the store is down: the trail still has the call
+            self.log.error("contact history not written: %s", type(exc).__name__)
 
     # -- the voice bot ----------------------------------------------------------------------
     async def _listen(self, action: ivr_flows.Listen, pipeline: Pipeline) -> None:
