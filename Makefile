@@ -31,7 +31,10 @@ check-debian:
 # The demo line answers as if it were a Monday at 10:00 (Paris), so that the menu can be reached
 # at any hour; `make run DEMO_CLOCK=` uses the real clock (closed-hours and holiday messages).
 DEMO_CLOCK ?= 2026-12-07T10:00:00+01:00
+# The demo dossiers (500 synthetic usagers, seed 1) are dated as of this day; loading is idempotent.
+DEMO_DATE ?= 2026-12-07
 run: install
+	$(PY) -m callcenter dossiers demo --count 500 --seed 1 --today $(DEMO_DATE)
 	CALLCENTER_FLOWS_NOW_OVERRIDE=$(DEMO_CLOCK) $(PY) -m callcenter serve $(ARGS)
 
 test: install

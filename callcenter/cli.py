@@ -1,8 +1,8 @@
 """The ``callcenter`` command line.
 
 ``serve``, ``flows check``, ``calls show|list``, ``faq check|ask|classify|eval`` (the FAQ
-matcher, see ``faq/cli.py``) and ``models install`` (speech models, see
-``callcenter/media/asr/models.py``).
+matcher, see ``faq/cli.py``), ``models install`` (speech models, see
+``callcenter/media/asr/models.py``) and ``dossiers demo|list`` (``callcenter/dossiers_cli.py``).
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("faq", help="FAQ knowledge base: check, ask, classify, eval (see --help)")
     sub.add_parser("models", help="speech models: install whisper-base | vosk-fr-small")
+    sub.add_parser("dossiers", help="dossiers: demo --count N --seed S, list --json")
     calls = sub.add_parser("calls", help="the call event trail")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     show = calls_sub.add_parser(
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DELEGATED = ("faq", "models")
+_DELEGATED = ("faq", "models", "dossiers")
 """Sub-commands with a command line of their own (their arguments are passed on as they are)."""
 
 
@@ -117,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from faq.cli import main as faq_main
 
             return faq_main(args_list[1:], prog="callcenter faq")
+        if args_list[0] == "dossiers":
+            from callcenter.dossiers_cli import dossiers_main
+
+            return dossiers_main(args_list[1:], prog="callcenter dossiers")
         from callcenter.media.asr.models import models_main
 
         return models_main(args_list[1:])

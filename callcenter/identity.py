@@ -20,6 +20,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
@@ -27,6 +28,7 @@ from callcenter.store import dossiers as repo
 from callcenter.store.audit import Via
 from faq import dossier as spoken
 
+DEFAULT_TZ = ZoneInfo("Europe/Paris")
 _VIA = Via.BOT
 _ACTOR = "bot"
 
@@ -236,8 +238,13 @@ class IdentityService:
         )
 
 
-def dossier_view(snapshot: repo.DossierSnapshot) -> spoken.DossierView:
-    """Map the store's snapshot onto the spoken templates' view (what the role may know)."""
+def dossier_view(snapshot: repo.DossierSnapshot, tz: ZoneInfo = DEFAULT_TZ) -> spoken.DossierView:
+    """Map the store's snapshot onto the spoken templates' view (what the role may know).
+
+    Args:
+        snapshot: What the store returned for the caller's role.
+        tz: Local time zone (appointment times are stored in UTC and spoken locally).
+    """
     uid = str(snapshot.usager_id)
     demandes = tuple(_demande(uid, d) for d in snapshot.demandes or () if d.status is not None)
     payments = {
@@ -251,7 +258,7 @@ def dossier_view(snapshot: repo.DossierSnapshot) -> spoken.DossierView:
         spoken.AppointmentView(
             usager_id=uid,
             kind=_APPOINTMENT_KINDS.get(a.type, spoken.AppointmentKind.AUTRE),
-            when=a.debut,
+            when=a.debut.astimezone(tz),
             place=a.lieu or "",
         )
         for a in snapshot.appointments or ()
@@ -270,7 +277,7 @@ def _demande(uid: str, d: repo.DemandeSnapshot) -> spoken.DemandeView:
     assert d.status is not None
     decision = None
     if d.decisions:
-        last = d.decisions[-1]
+        last = d.decisions[0]  # the snapshot lists decisions newest first
         decision = spoken.Decision(
             sens=spoken.DecisionSens(last.sens),
             decided_on=last.date_decision,

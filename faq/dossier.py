@@ -678,7 +678,7 @@ def _your(view: DossierView, article: str) -> str:
     return "votre" if view.role is Role.USAGER else article
 
 
-def _check_demande(d: DemandeView, today: date) -> None:
+def _check_demande(d: DemandeView, today: date, decisions_known: bool) -> None:
     if d.status_date > today:
         raise _Inconsistent(f"status date in the future ({d.status})")
     dates = [step.date for step in d.history]
@@ -700,7 +700,8 @@ def _check_demande(d: DemandeView, today: date) -> None:
             raise _Inconsistent(f"{d.status} with a rejection")
         if d.status == "REJET" and decision.sens is not DecisionSens.REJET:
             raise _Inconsistent("REJET with a positive decision")
-    elif d.status in _DECIDED:
+    elif decisions_known and d.status in _DECIDED:
+        # A caller who may not know decisions gets a view without them: not an inconsistency.
         raise _Inconsistent(f"{d.status} without a decision")
 
 
@@ -761,7 +762,7 @@ def _status(
         return
     d = _most_recent(demandes)
     reply.numero = d.numero
-    _check_demande(d, today)
+    _check_demande(d, today, Permission.DECISIONS in view.permissions)
     if d.status not in statuses:
         reply.say(
             f"Je ne sais pas lire l'état actuel de la demande {_de(_TYPE_NAMES[d.type])}. "
@@ -989,12 +990,12 @@ def _speak_apa(reply: _Reply, view: DossierView, d: DemandeView, today: date, na
             "l'ouverture des droits."
         )
     elif s in ("DROITS_OUVERTS", "EN_PAIEMENT"):
-        assert decision is not None  # checked by _check_demande
-        opened = decision.start or decision.decided_on
-        if Permission.DECISIONS not in view.permissions:
+        opened = (decision.start or decision.decided_on) if decision is not None else d.status_date
+        if decision is None or Permission.DECISIONS not in view.permissions:
             opened = _step_date(d, "DROITS_OUVERTS") or d.status_date
         reply.say(f"Pour {name}, les droits sont ouverts depuis {date_in_words(opened, today)}.")
-        _say_decision_amount(reply, view, decision)
+        if decision is not None:
+            _say_decision_amount(reply, view, decision)
         if s == "EN_PAIEMENT":
             reply.say("L'APA est versée chaque mois, au plus tard le dix du mois.")
         else:
@@ -1094,7 +1095,7 @@ def _speak_mdph(reply: _Reply, view: DossierView, d: DemandeView, today: date, n
             "par courrier, en général deux à trois semaines après la commission : je ne peux "
             "pas la donner avant."
         )
-    elif s == "NOTIFIEE" and Permission.DECISIONS not in view.permissions:
+    elif s in ("NOTIFIEE", "REJET") and Permission.DECISIONS not in view.permissions:
         reply.say(_decision_sent(name, since))
     elif s in ("DROIT_OUVERT", "MISE_EN_OEUVRE") and Permission.DECISIONS not in view.permissions:
         reply.say(f"Pour {name}, le droit est ouvert.", _MDPH_NEXT.get(d.type, ""))
@@ -1140,7 +1141,7 @@ def _missing_documents(reply: _Reply, view: DossierView, today: date) -> None:
             return
         d = _most_recent(known)
         reply.numero = d.numero
-        _check_demande(d, today)
+        _check_demande(d, today, Permission.DECISIONS in view.permissions)
         reply.say(
             f"Aucune pièce n'est attendue pour {_your(view, 'la')} demande "
             f"{_de(_TYPE_NAMES[d.type])}."
@@ -1148,7 +1149,7 @@ def _missing_documents(reply: _Reply, view: DossierView, today: date) -> None:
         return
     d = _most_recent(waiting)
     reply.numero = d.numero
-    _check_demande(d, today)
+    _check_demande(d, today, Permission.DECISIONS in view.permissions)
     name = f"{_your(view, 'la')} demande {_de(_TYPE_NAMES[d.type])}"
     if not d.missing_documents:
         reply.say(
@@ -1179,7 +1180,7 @@ def _appointment(reply: _Reply, view: DossierView, today: date) -> None:
     demande = _most_recent(apa) if apa else None
     if demande is not None:
         reply.numero = demande.numero
-        _check_demande(demande, today)
+        _check_demande(demande, today, Permission.DECISIONS in view.permissions)
     if visit is not None:
         reply.say(
             f"{_cap(_your(view, 'la'))} visite d'évaluation à domicile est prévue "
@@ -1404,7 +1405,7 @@ def _renewal(reply: _Reply, view: DossierView, today: date) -> None:
     for d in view.demandes:
         if d.type not in MDPH_TYPES:
             continue
-        _check_demande(d, today)
+        _check_demande(d, today, Permission.DECISIONS in view.permissions)
         if d.decision and d.decision.sens is not DecisionSens.REJET:
             granted.append(d)
     has_apa = any(d.type in APA_TYPES and d.status in _GRANTED for d in view.demandes)

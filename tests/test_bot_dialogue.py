@@ -106,13 +106,15 @@ def test_two_questions_in_one_call(bot: VoiceBot) -> None:
     assert plays.count("faq_label_demande_pch") == 1
 
 
-def test_dossier_question_gets_the_generic_part_then_a_person(bot: VoiceBot) -> None:
+def test_dossier_question_identifies_the_caller_first(bot: VoiceBot) -> None:
     caller = Caller(bot)
     caller.say("je voudrais savoir où en est mon dossier d'a p a")
-    assert caller.answers() == ["suivi_dossier_apa"]
-    caller.listen_until_question()
-    [queued] = caller.queued()
-    assert queued.skill == "apa" and queued.reason == "intent_always"
+    assert ivr_flows.LookupCaller() in caller.log
+    assert caller.answers() == []  # the dossier is read once the caller is identified
+    caller.send(ivr_flows.CallerLookedUp(known=False))
+    plays = [a.prompt_id for a in caller.log if isinstance(a, ivr_flows.PlayPrompt)]
+    assert plays[-1] == "id_number"
+    assert caller.state.variables["intent"] == "suivi_dossier_apa"
 
 
 def test_distress_numbers_then_critical_hand_over(bot: VoiceBot) -> None:

@@ -54,7 +54,7 @@ def test_python_m_entry_point(tmp_path: Path) -> None:
         check=False,
     )
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("ok: 24 nodes, 24 prompts")
+    assert ok.stdout.startswith("ok: 26 nodes, 39 prompts")
     bad = subprocess.run(
         [sys.executable, "-m", "ivr_flows", "check", str(missing)],
         capture_output=True,
