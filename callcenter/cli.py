@@ -64,8 +64,8 @@ def _cmd_calls_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser."""
+def common_options() -> argparse.ArgumentParser:
+    """The ``--data-dir`` and ``--config`` options every command that opens the store takes."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--data-dir",
@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="data folder: store, caches, recordings (env CALLCENTER_DATA_DIR, default ./var)",
     )
     common.add_argument("--config", default=None, help="TOML configuration file")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser."""
+    common = common_options()
 
     parser = argparse.ArgumentParser(prog="callcenter", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

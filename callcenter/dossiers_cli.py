@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from callcenter.cli import common_options
 from callcenter.config import Config, ConfigError, load_config
 from callcenter.store import db, demo
 from callcenter.store import dossiers as repo
@@ -52,13 +53,7 @@ def _positive(text: str) -> int:
 
 def build_parser(prog: str = "callcenter dossiers") -> argparse.ArgumentParser:
     """Build the argument parser of ``callcenter dossiers``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--data-dir",
-        default=None,
-        help="data folder: store, caches, recordings (env CALLCENTER_DATA_DIR, default ./var)",
-    )
-    common.add_argument("--config", default=None, help="TOML configuration file")
+    common = common_options()
 
     parser = argparse.ArgumentParser(prog=prog, description="Dossiers of the line: demo data.")
     sub = parser.add_subparsers(dest="command", required=True)
