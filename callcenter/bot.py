@@ -79,39 +79,33 @@ class VoiceBot:
         self.matcher = Matcher(self.kb)
         values = self.kb.departement
         for intent in self.kb.intents:
-            answer = self._answer_text(intent, values)
+            full = fill_answer(intent, values)
+            # Without the dossier (or a value known only during the call), the generic part is
+            # spoken and a person follows.
+            generic = self._generic_text(intent, values) if full is None else None
+            answer = full if full is not None else generic
             answer_id = f"{ANSWER_PREFIX}{intent.id}" if answer is not None else None
             label_id = f"{LABEL_PREFIX}{intent.id}" if intent.label else None
             if answer is not None and answer_id is not None:
                 self._texts[answer_id] = to_spoken(answer)
             if label_id is not None:
                 self._texts[label_id] = to_spoken(_LABEL_TEMPLATE.format(label=intent.label))
-            # A generic answer (the dossier is needed for the rest) is followed by a person.
-            generic = answer is not None and fill_answer(intent, values) is None
             self._choices[intent.id] = ivr_flows.IntentChoice(
                 intent=intent.id,
                 skill=intent.skill,
                 priority=intent.priority.value,
-                handoff="always" if generic else intent.handoff.value,
+                handoff="always" if generic is not None else intent.handoff.value,
                 needs_dossier=intent.needs_dossier,
                 answer_prompt=answer_id,
                 label_prompt=label_id,
             )
 
     @staticmethod
-    def _answer_text(intent: Intent, values: Mapping[str, str]) -> str | None:
-        """The answer with département values, or None when only a person can answer.
-
-        An answer that needs the caller's dossier (or a value known only during the call) is
-        replaced by its ``answer_generic`` when there is one; the flow then hands over.
-        """
-        filled = fill_answer(intent, values)
-        if filled is not None:
-            return filled
-        if intent.answer_generic:
-            generic = dataclasses.replace(intent, answer=intent.answer_generic)
-            return fill_answer(generic, values)
-        return None
+    def _generic_text(intent: Intent, values: Mapping[str, str]) -> str | None:
+        """The intent's ``answer_generic`` with département values, if it has one."""
+        if not intent.answer_generic:
+            return None
+        return fill_answer(dataclasses.replace(intent, answer=intent.answer_generic), values)
 
     def prompt_specs(self) -> list[PromptSpec]:
         """Every answer and clarification prompt, for the prompt cache."""
