@@ -11,7 +11,9 @@ from sqlalchemy import Engine
 from callcenter.identity import IdentityService, Verification
 from callcenter.store import db
 from callcenter.store import dossiers as repo
-from callcenter.store.dossier_models import TiersRole, Topic
+from callcenter.store.dossier_models import DEFAULT_MAY_KNOW, PaymentStatus, TiersRole, Topic
+from faq import dossier as spoken
+from tests.store.seed import seed_apa_usager
 
 TODAY = date(2025, 6, 2)
 
@@ -20,29 +22,7 @@ TODAY = date(2025, 6, 2)
 def engine(tmp_path: Path) -> Engine:
     engine = db.make_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
     db.create_schema(engine)
-    usager = repo.upsert_usager(
-        engine,
-        repo.UsagerRecord(
-            external_id="U1",
-            nom="Martin",
-            prenom="Jeanne",
-            date_naissance=date(1942, 3, 5),
-            phones=("0612345678",),
-        ),
-    )
-    repo.upsert_demande(
-        engine,
-        usager,
-        repo.DemandeRecord(
-            numero="APA-2025-0456",
-            type="APA_DOMICILE",
-            date_depot=date(2025, 4, 1),
-            statuses=(
-                repo.StatusRecord("RECU", date(2025, 4, 3)),
-                repo.StatusRecord("COMPLET", date(2025, 4, 20)),
-            ),
-        ),
-    )
+    usager = seed_apa_usager(engine, deposited=date(2025, 4, 1))
     repo.upsert_tiers(
         engine,
         usager,
@@ -122,3 +102,13 @@ async def test_unknown_dossier_and_contact_history(engine: Engine) -> None:
     )
     assert [c.sip_call_id for c in contacts] == ["c6"]
     assert contacts[0].intents == ("suivi_dossier_apa",) and contacts[0].channel == "bot"
+
+
+def test_store_and_spoken_templates_agree_on_roles_topics_and_payment_states() -> None:
+    """The store and faq/dossier.py each define these (faq cannot import the store): same values."""
+    assert {t.value for t in Topic} == {p.value for p in spoken.Permission}
+    assert {s.value for s in PaymentStatus} == {s.value for s in spoken.PaymentStatus}
+    for role, topics in DEFAULT_MAY_KNOW.items():
+        permissions = spoken.ROLE_DEFAULT_PERMISSIONS[spoken.Role(role.value)]
+        assert {t.value for t in topics} == {p.value for p in permissions}, role
+    assert {r.value for r in TiersRole} | {"usager"} == {r.value for r in spoken.Role}

@@ -24,6 +24,7 @@ from tests.loopback.service import (
     run_sipp,
     service_missing_reason,
 )
+from tests.store.seed import seed_apa_usager
 
 pytestmark = [
     pytest.mark.loopback,
@@ -77,29 +78,7 @@ def seed(data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(f"sqlite:///{data_dir / 'callcenter.sqlite3'}")
     db.create_schema(engine)
-    usager = repo.upsert_usager(
-        engine,
-        repo.UsagerRecord(
-            external_id="U1",
-            nom="Martin",
-            prenom="Jeanne",
-            date_naissance=date(1942, 3, 5),
-            phones=("0612345678",),
-        ),
-    )
-    repo.upsert_demande(
-        engine,
-        usager,
-        repo.DemandeRecord(
-            numero="APA-2025-0456",
-            type="APA_DOMICILE",
-            date_depot=date(2025, 2, 1),
-            statuses=(
-                repo.StatusRecord("RECU", date(2025, 2, 3)),
-                repo.StatusRecord("COMPLET", date(2025, 2, 20)),
-            ),
-        ),
-    )
+    seed_apa_usager(engine, deposited=date(2025, 2, 1))
     engine.dispose()
 
 
