@@ -44,7 +44,7 @@ from callcenter.store import db
 from callcenter.store.trail import CallTrail
 from callcenter.transport.sip_tcp import SipTcpTransport
 from callcenter.transport.sip_udp import SipUdpTransport
-from callcenter.web.app import HealthState, make_app
+from callcenter.web.app import DossierApi, HealthState, make_app
 from faq.loader import FaqError
 
 logger = logging.getLogger(__name__)
@@ -171,8 +171,14 @@ class Service:
         """Bring everything up; raise StartupError with a clear message on failure."""
         cfg = self.config
         cfg.data_path.mkdir(parents=True, exist_ok=True)
+        store = db.make_engine(cfg.db_url)  # connects on first use (after the migrations)
         # HTTP first, so /health answers 503 "starting" while prompts render.
-        app = make_app(trail=self.trail, metrics=self.metrics, health=self.health)
+        app = make_app(
+            trail=self.trail,
+            metrics=self.metrics,
+            health=self.health,
+            dossier_api=DossierApi(store=store, tokens=dict(cfg.http.api_tokens)),
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
@@ -209,7 +215,6 @@ class Service:
                 raise StartupError(f"speech recognition: {exc}") from None
         try:
             # Migrations first (the trail and the dossiers share the database).
-            store = db.make_engine(cfg.db_url)
             await asyncio.to_thread(db.create_schema, store)
         except SQLAlchemyError as exc:
             raise StartupError(f"database {db.safe_url(cfg.db_url)}: {exc}") from None

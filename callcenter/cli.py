@@ -1,8 +1,9 @@
 """The ``callcenter`` command line.
 
-``serve``, ``flows check``, ``calls show|list``, ``faq check|ask|classify|eval`` (the FAQ
-matcher, see ``faq/cli.py``), ``models install`` (speech models, see
-``callcenter/media/asr/models.py``) and ``dossiers demo|list`` (``callcenter/dossiers_cli.py``).
+``serve``, ``flows check``, ``calls show|list``, ``api-token NAME`` (a client of the dossier API),
+``faq check|ask|classify|eval`` (the FAQ matcher, see ``faq/cli.py``), ``models install``
+(speech models, see ``callcenter/media/asr/models.py``) and ``dossiers ...``
+(``callcenter/dossiers_cli.py``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,23 @@ def _cmd_calls_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_api_token(args: argparse.Namespace) -> int:
+    import hashlib
+    import re
+    import secrets
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.name):
+        print("the name must be 1-64 letters, digits, '_', '.' or '-'", file=sys.stderr)
+        return 2
+    token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    print(f"token (give it to the client, it is not stored): {token}")
+    print("add to the configuration:")
+    print("[http.api_tokens]")
+    print(f'"{args.name}" = "{digest}"')
+    return 0
+
+
 def common_options() -> argparse.ArgumentParser:
     """The ``--data-dir`` and ``--config`` options every command that opens the store takes."""
     common = argparse.ArgumentParser(add_help=False)
@@ -95,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = flows_sub.add_parser("check", help="validate flow files (exit 1 on errors)")
     check.add_argument("files", nargs="+")
     check.set_defaults(func=_cmd_flows_check)
+
+    token = sub.add_parser(
+        "api-token", help="make a bearer token for a client of the dossier API (prints its hash)"
+    )
+    token.add_argument("name", help="client name, the actor in the audit log")
+    token.set_defaults(func=_cmd_api_token)
 
     sub.add_parser("faq", help="FAQ knowledge base: check, ask, classify, eval (see --help)")
     sub.add_parser("models", help="speech models: install whisper-base | vosk-fr-small")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,10 @@ class HttpConfig:
     """Address the HTTP API binds to."""
     port: int = 8080
     """HTTP port."""
+    api_tokens: tuple[tuple[str, str], ...] = ()
+    """Clients of the dossier API: name = SHA-256 (hex) of its bearer token. The name is the
+    ``actor`` of the audit log; the token itself is never stored (``callcenter api-token NAME``
+    prints a new token and its hash). Empty: the dossier API refuses every request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,31 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DossiersConfig:
+    """The dossier store (issue 4)."""
+
+    nir_key_file: str = ""
+    """File holding the secret key of the NIR's keyed hash (HMAC-SHA256); the NIR itself is never
+    stored. Empty: imports refuse NIR columns (env ``CALLCENTER_DOSSIERS_NIR_KEY_FILE``)."""
+
+    def nir_key(self) -> bytes | None:
+        """The key's bytes (surrounding whitespace stripped), or None when none is configured.
+
+        Raises:
+            ConfigError: the file cannot be read or holds fewer than 16 bytes.
+        """
+        if not self.nir_key_file:
+            return None
+        try:
+            key = Path(self.nir_key_file).read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"dossiers.nir_key_file: cannot read: {exc.strerror}") from None
+        if len(key) < 16:
+            raise ConfigError("dossiers.nir_key_file: the key must be at least 16 bytes")
+        return key
+
+
+@dataclass(frozen=True, slots=True)
 class CallsConfig:
     """Per-call limits and shutdown."""
 
@@ -204,6 +234,8 @@ class Config:
     """FAQ knowledge base."""
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     """Personal data retention."""
+    dossiers: DossiersConfig = field(default_factory=DossiersConfig)
+    """Dossier store."""
 
     @property
     def data_path(self) -> Path:
@@ -226,6 +258,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "asr": AsrConfig,
     "faq": FaqConfig,
     "retention": RetentionConfig,
+    "dossiers": DossiersConfig,
 }
 
 
@@ -379,6 +412,11 @@ def _check(config: Config) -> None:
             # We would write 0.0.0.0 in Contact and in the SDP c= line, which means "hold".
             raise ConfigError(
                 f"{name}: binding {host} needs sip.advertised_host (the address callers reach)"
+            )
+    for name, digest in config.http.api_tokens:
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ConfigError(
+                f"http.api_tokens.{name}: expected the SHA-256 hex of the token, not the token"
             )
     for network in sip.trusted_networks:
         try:

@@ -65,6 +65,7 @@ def test_data_dir_and_database_url_from_env() -> None:
         ("[rtp]\ninactivity_timeout = -1\n", "rtp.inactivity_timeout: must be >= 0"),
         ("[rtp]\nport_min = 20001\nport_max = 20001\n", "holds no even port"),
         ("[tts]\nrate = 20\n", "tts.rate: espeak-ng needs 80..450"),
+        ("[http.api_tokens]\ncrm = 'the-token'\n", "http.api_tokens.crm: expected the SHA-256"),
     ],
 )
 def test_errors_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
@@ -84,3 +85,25 @@ def test_bad_env_value_names_the_variable() -> None:
         ConfigError, match=r"^environment CALLCENTER_SIP_PROT: unknown field 'prot'"
     ):
         load_config(env={"CALLCENTER_SIP_PROT": "1"})
+
+
+def test_api_tokens_and_nir_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    from callcenter.cli import main
+
+    assert main(["api-token", "crm"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    token = lines[0].rsplit(" ", 1)[1]
+    file = tmp_path / "c.toml"
+    key = tmp_path / "nir.key"
+    key.write_text("  0123456789abcdef0123  \n")
+    file.write_text("\n".join(lines[2:]) + f"\n[dossiers]\nnir_key_file = '{key}'\n")
+    config = load_config(file, env={})
+    assert dict(config.http.api_tokens) == {"crm": hashlib.sha256(token.encode()).hexdigest()}
+    assert config.dossiers.nir_key() == b"0123456789abcdef0123"
+    key.write_text("short")
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        config.dossiers.nir_key()
+    assert load_config(env={}).dossiers.nir_key() is None
+    assert main(["api-token", "bad name"]) == 2

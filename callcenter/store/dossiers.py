@@ -90,6 +90,7 @@ __all__ = [
     "audit",
     "audit_log",
     "contacts_for",
+    "usager_exists",
     "dossier_snapshot",
     "find_by_dossier_number",
     "find_by_phone",
@@ -969,6 +970,13 @@ def set_agent_notes(
             detail={"contact_id": contact_id},
         )
     return True
+
+
+def usager_exists(bind: Engine | Connection, usager_id: int) -> bool:
+    """Whether a usager with this id exists (a check that reads no personal data: not audited)."""
+    with transaction(bind) as conn:
+        row = conn.execute(select(USAGER.c.id).where(USAGER.c.id == usager_id)).first()
+    return row is not None
 
 
 def contacts_for(

@@ -10,24 +10,35 @@ Routes:
   400 otherwise), without events and **without the caller's number**.
 - ``GET /api/calls/{sip_call_id}``: one call's trail with its events in order, **including the
   caller's number** (404 if unknown). The Call-ID may contain ``/``: percent-encode it.
+- ``GET /api/usagers/{id}/contacts?reason=WHY&limit=N``: a usager's contact history, newest
+  first (1 <= N <= 500, default 100). It reads a dossier, so it needs a bearer token from
+  ``http.api_tokens`` (401 otherwise) and a ``reason`` (400 without); every read is written to
+  the audit log with the token's name as actor, the reason and ``via=api``. 404 for an unknown
+  usager (not audited: nothing was read).
 
 Privacy choice: a list of calls is an overview (dashboards, screenshots, exports), so it
 leaves out the caller's number; the number is part of one call's own trail, which an operator
 opens on purpose. Trail responses carry ``Cache-Control: no-store``. There is no
-authentication in this issue: the server binds to the configured host only (default
+authentication on the call trail yet: the server binds to the configured host only (default
 ``127.0.0.1``), and must not be exposed beyond it until the agent panel adds authentication.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from callcenter.metrics import Metrics
+from callcenter.store import dossiers
 from callcenter.store.trail import CallTrail
 
 logger = logging.getLogger(__name__)
@@ -40,6 +51,11 @@ DEFAULT_LIMIT = 50
 """Calls returned by ``GET /api/calls`` without ``limit``."""
 MAX_LIMIT = 500
 """Largest ``limit`` accepted by ``GET /api/calls``."""
+
+MAX_REASON = 200
+"""Longest audit reason accepted from an API client."""
+DEFAULT_CONTACTS = 100
+"""Contacts returned by ``GET /api/usagers/{id}/contacts`` without ``limit``."""
 
 HealthStatus = Literal["starting", "ok", "draining"]
 
@@ -58,16 +74,48 @@ TRAIL_KEY = web.AppKey("trail", CallTrail)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 HEALTH_KEY = web.AppKey("health", HealthState)
 
+
+@dataclass(frozen=True, slots=True)
+class DossierApi:
+    """What the dossier routes need: the store and the clients allowed to read it."""
+
+    store: Engine
+    """The dossier store (synchronous engine, used from a worker thread)."""
+    tokens: Mapping[str, str]
+    """Client name -> SHA-256 hex of its bearer token."""
+
+    def client(self, authorization: str | None) -> str | None:
+        """The name of the client presenting ``Authorization: Bearer <token>``, or None."""
+        if not authorization or not authorization.startswith("Bearer "):
+            return None
+        digest = hashlib.sha256(authorization[7:].strip().encode()).hexdigest()
+        found = None
+        for name, expected in self.tokens.items():
+            # Compare against every entry, in constant time, whatever matches first.
+            if hmac.compare_digest(digest, expected):
+                found = name
+        return found
+
+
+DOSSIER_API_KEY = web.AppKey("dossier_api", DossierApi)
+
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def make_app(*, trail: CallTrail, metrics: Metrics, health: HealthState) -> web.Application:
+def make_app(
+    *,
+    trail: CallTrail,
+    metrics: Metrics,
+    health: HealthState,
+    dossier_api: DossierApi | None = None,
+) -> web.Application:
     """Build the HTTP application.
 
     Args:
         trail: The call event trail to read calls from.
         metrics: The metrics to expose on ``/metrics``.
         health: The state shown by ``/health``, updated by the caller.
+        dossier_api: The dossier store and its API clients (None: no dossier routes).
 
     Returns:
         The aiohttp application (serve it with :func:`start_http`).
@@ -81,6 +129,9 @@ def make_app(*, trail: CallTrail, metrics: Metrics, health: HealthState) -> web.
     app.router.add_get("/api/calls", _list_calls)
     # Call-IDs may contain "/" (RFC 3261 section 25.1 "word"): match the rest of the path.
     app.router.add_get("/api/calls/{sip_call_id:.+}", _get_call)
+    if dossier_api is not None:
+        app[DOSSIER_API_KEY] = dossier_api
+        app.router.add_get(r"/api/usagers/{usager_id:\d+}/contacts", _usager_contacts)
     return app
 
 
@@ -154,3 +205,65 @@ async def _get_call(request: web.Request) -> web.Response:
     if call is None:
         return _error(404, "call not found", sip_call_id=sip_call_id)
     return web.json_response(call, headers=_NO_STORE)
+
+
+def _contact_json(contact: dossiers.ContactInfo) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "usager_id": contact.usager_id,
+        "tiers_id": contact.tiers_id,
+        "sip_call_id": contact.sip_call_id,
+        "channel": contact.channel,
+        "started_at": contact.started_at.isoformat(),
+        "ended_at": None if contact.ended_at is None else contact.ended_at.isoformat(),
+        "handled_by": contact.handled_by,
+        "bot_path": list(contact.bot_path),
+        "intents": list(contact.intents),
+        "summary": contact.summary,
+        "outcome": contact.outcome,
+        "agent_notes": contact.agent_notes,
+        "follow_up": contact.follow_up,
+    }
+
+
+async def _usager_contacts(request: web.Request) -> web.Response:
+    api = request.app[DOSSIER_API_KEY]
+    actor = api.client(request.headers.get("Authorization"))
+    if actor is None:
+        return web.json_response(
+            {"error": "a valid bearer token is required"},
+            status=401,
+            headers={**_NO_STORE, "WWW-Authenticate": 'Bearer realm="callcenter"'},
+        )
+    reason = request.query.get("reason", "").strip()
+    if not reason or len(reason) > MAX_REASON:
+        return _error(
+            400, f"reason is required (why the dossier is read, {MAX_REASON} characters at most)"
+        )
+    raw = request.query.get("limit")
+    limit = DEFAULT_CONTACTS
+    if raw is not None:
+        try:
+            limit = int(raw, 10)
+        except ValueError:
+            return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
+        if not 1 <= limit <= MAX_LIMIT:
+            return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
+    usager_id = int(request.match_info["usager_id"])
+
+    def read() -> list[dossiers.ContactInfo] | None:
+        if not dossiers.usager_exists(api.store, usager_id):
+            return None
+        return dossiers.contacts_for(
+            api.store, usager_id, actor=actor, reason=reason, via=dossiers.Via.API, limit=limit
+        )
+
+    try:
+        contacts = await asyncio.to_thread(read)
+    except SQLAlchemyError as exc:
+        logger.error("dossier store read failed (%s)", type(exc).__name__)
+        return _error(503, "dossier store unavailable")
+    if contacts is None:
+        return _error(404, "usager not found")
+    body = {"usager_id": usager_id, "contacts": [_contact_json(c) for c in contacts]}
+    return web.json_response(body, headers=_NO_STORE)
