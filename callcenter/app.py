@@ -41,6 +41,7 @@ from callcenter.sip.auth import DigestServer
 from callcenter.sip.engine import RegistrationConfig, SipEngine, SipEngineConfig
 from callcenter.sip.ratelimit import SourceRateLimiter
 from callcenter.store import db
+from callcenter.store import dossiers as repo
 from callcenter.store.trail import CallTrail
 from callcenter.transport.sip_tcp import SipTcpTransport
 from callcenter.transport.sip_udp import SipUdpTransport
@@ -438,6 +439,18 @@ class Service:
             else:
                 if erased:
                     logger.info("retention: erased %d transcript(s) older than %s", erased, cutoff)
+            if self.identity is not None:
+                try:
+                    erased = await asyncio.to_thread(
+                        repo.purge_contact_summaries, self.identity.engine, cutoff
+                    )
+                except SQLAlchemyError as exc:
+                    logger.warning(
+                        "contact summary purge failed (%s); retried later", type(exc).__name__
+                    )
+                else:
+                    if erased:
+                        logger.info("retention: erased %d contact summaries", erased)
             await asyncio.sleep(retention.purge_interval_s)
 
     async def _reload_logged(self) -> None:

@@ -34,7 +34,7 @@ import ivr_flows
 from callcenter import sdp
 from callcenter.bot import VoiceBot
 from callcenter.config import Config
-from callcenter.identity import IdentityService, Verification
+from callcenter.identity import IdentityService, Verification, contact_summary
 from callcenter.media.asr.base import AsrService
 from callcenter.media.frames import (
     DTMF_DIGITS,
@@ -172,6 +172,8 @@ class Call:
         self._own_prompts: list[str] = []
         self._bot_path: list[str] = []
         self._intents: list[str] = []
+        self._said: list[str] = []
+        """What the caller said to the bot (the contact's summary; erased after retention)."""
 
     # -- inputs from the application (sync, never block) -----------------------------------
     def on_sip_event(self, event: sip_events.SipEvent) -> None:
@@ -676,6 +678,7 @@ class Call:
                 who=self._who,
                 bot_path=tuple(self._bot_path),
                 intents=tuple(self._intents),
+                summary=contact_summary(self._said),
                 outcome="satisfied" if cause == "satisfied" else outcome,
             )
         except Exception as exc:  # the store is down: the trail still has the call
@@ -719,6 +722,7 @@ class Call:
         return self._heard_text(transcript.text, transcript.confidence)
 
     def _heard_text(self, text: str, confidence: float | None) -> ivr_flows.Event:
+        self._said.append(text)
         bot = self._bot
         assert bot is not None  # a recogniser is only set up with a bot
         understood = bot.understand(text, self._grammar)

@@ -17,7 +17,7 @@ import asyncio
 import calendar
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -219,8 +219,13 @@ class IdentityService:
         bot_path: tuple[str, ...],
         intents: tuple[str, ...],
         outcome: str,
+        summary: str | None = None,
     ) -> None:
-        """Write the call into the usager's contact history (unidentified calls too)."""
+        """Write the call into the usager's contact history (unidentified calls too).
+
+        ``summary`` (what the caller said, :func:`contact_summary`) is erased with the
+        transcripts after the retention period (:func:`repo.purge_contact_summaries`).
+        """
         identified = who is not None and who.result == "ok"
         await asyncio.to_thread(
             repo.record_contact,
@@ -234,8 +239,30 @@ class IdentityService:
             handled_by="bot",
             bot_path=bot_path,
             intents=intents,
+            summary=summary,
             outcome=outcome,
         )
+
+
+SUMMARY_MAX = 500
+"""Longest contact summary kept (characters)."""
+
+
+def contact_summary(said: Sequence[str], limit: int = SUMMARY_MAX) -> str | None:
+    """The contact's summary: what the caller said to the bot, in order, newest kept if too long.
+
+    Args:
+        said: The caller's utterances as transcribed.
+        limit: Longest summary in characters.
+
+    Returns:
+        ``« first » · « second »``..., or None if the caller said nothing.
+    """
+    parts = [f"« {t.strip()} »" for t in said if t.strip()]
+    if not parts:
+        return None
+    text = " · ".join(parts)
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
 
 
 def dossier_view(snapshot: repo.DossierSnapshot, tz: ZoneInfo = DEFAULT_TZ) -> spoken.DossierView:

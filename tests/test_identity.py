@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from callcenter.identity import IdentityService, Verification
+from callcenter.identity import IdentityService, Verification, contact_summary
 from callcenter.store import db
 from callcenter.store import dossiers as repo
 from callcenter.store.dossier_models import DEFAULT_MAY_KNOW, PaymentStatus, TiersRole, Topic
@@ -95,6 +95,7 @@ async def test_unknown_dossier_and_contact_history(engine: Engine) -> None:
         bot_path=("ask_question", "identify_caller"),
         intents=("suivi_dossier_apa",),
         outcome="satisfied",
+        summary=contact_summary(["où en est mon dossier", "  ", "oui"]),
     )
     assert who.usager_id is not None
     contacts = repo.contacts_for(
@@ -102,6 +103,22 @@ async def test_unknown_dossier_and_contact_history(engine: Engine) -> None:
     )
     assert [c.sip_call_id for c in contacts] == ["c6"]
     assert contacts[0].intents == ("suivi_dossier_apa",) and contacts[0].channel == "bot"
+    assert contacts[0].summary == "« où en est mon dossier » · « oui »"
+    # The caller's words follow the transcripts' retention; the contact itself stays.
+    assert repo.purge_contact_summaries(engine, datetime(2025, 6, 2, 8, 0, tzinfo=UTC)) == 0
+    assert repo.purge_contact_summaries(engine, datetime(2025, 6, 2, 8, 1, tzinfo=UTC)) == 1
+    [kept] = repo.contacts_for(
+        engine, who.usager_id, actor="test", reason="check", via=repo.Via.CLI
+    )
+    assert kept.summary is None and kept.intents == ("suivi_dossier_apa",)
+    assert repo.purge_contact_summaries(engine, datetime(2026, 1, 1, tzinfo=UTC)) == 0
+
+
+def test_contact_summary_keeps_the_newest_words() -> None:
+    assert contact_summary([]) is None and contact_summary([" "]) is None
+    long = contact_summary(["a" * 300, "dernière phrase"], limit=100)
+    assert long is not None and len(long) == 100
+    assert long.startswith("…") and long.endswith("« dernière phrase »")
 
 
 def test_store_and_spoken_templates_agree_on_roles_topics_and_payment_states() -> None:

@@ -92,6 +92,7 @@ __all__ = [
     "audit_log",
     "contacts_for",
     "usager_exists",
+    "purge_contact_summaries",
     "dossier_snapshot",
     "find_by_dossier_number",
     "find_by_phone",
@@ -989,6 +990,21 @@ def set_agent_notes(
             detail={"contact_id": contact_id},
         )
     return True
+
+
+def purge_contact_summaries(bind: Engine | Connection, before: datetime) -> int:
+    """Erase the summaries (what callers said) of contacts started before ``before``; count them.
+
+    The contact itself (when, channel, path, intents, outcome, agent notes) is the dossier's
+    history and stays; the caller's words follow the transcripts' retention.
+    """
+    with transaction(bind) as conn:
+        result = conn.execute(
+            update(CONTACT)
+            .where(CONTACT.c.started_at < _utc(before), CONTACT.c.summary.is_not(None))
+            .values(summary=None)
+        )
+    return int(result.rowcount or 0)
 
 
 def usager_exists(bind: Engine | Connection, usager_id: int) -> bool:

@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from callcenter.store import db
+from callcenter.store.dossiers import CONTACT
 from tests.loopback import audio
 from tests.loopback.service import (
     REPO,
@@ -115,6 +118,16 @@ def test_spoken_question_is_transcribed_understood_and_answered(tmp_path: Path) 
         metrics = svc.metrics()
         assert metrics['callcenter_asr_latency_seconds_count{engine="whisper"}'] >= 1, metrics
         assert sum(v for k, v in metrics.items() if k.startswith("callcenter_bot_decisions")) >= 1
+
+    # The contact history keeps the call, unidentified, with what the caller said.
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'data' / 'callcenter.sqlite3'}")
+    with engine.connect() as conn:
+        [contact] = conn.execute(
+            select(CONTACT).where(CONTACT.c.sip_call_id == str(call["sip_call_id"]))
+        ).mappings()
+    engine.dispose()
+    assert contact["usager_id"] is None and contact["channel"] == "bot", contact
+    assert "heure" in (contact["summary"] or "").lower(), contact
 
 
 def test_silent_caller_is_handed_over_after_the_retries(tmp_path: Path) -> None:
