@@ -1,4 +1,4 @@
-"""The SIP user agent engine: UAS for incoming calls, UAC for REGISTER, BYE and INVITE (sans-IO).
+"""The SIP user agent engine: UAS for incoming calls, UAC for REGISTER, (re-)INVITE, BYE (sans-IO).
 
 Shaped like aioquic's ``QuicConnection``: datagrams go in with ``receive_datagram``, come out of
 ``datagrams_to_send``; stream bytes go in with ``receive_stream_data`` and come out of
@@ -39,6 +39,20 @@ Rules this file owns (the UA core, RFC 3261 sections 8, 9, 12-15, 18):
   next hop. A response whose connection has closed is dropped (the section 18.2.2 SHOULD of
   opening a new connection is not implemented: the adapter never dials out). Double-CRLF
   keepalives get a CRLF pong (RFC 5626 section 4.4.1).
+* Rule 7 (outbound INVITE, sections 8.1.3.5, 9.1, 13.2.2.4 and 22.2): a 401/407 is answered by
+  a new INVITE (same Call-ID, From tag and To, CSeq + 1, new branch) carrying Authorization or
+  Proxy-Authorization; a challenge repeated with the same nonce, or without ``stale=true``
+  after we sent credentials, fails the call. The transaction acknowledges non-2xx responses;
+  the UA core acknowledges every 2xx (with the INVITE's credentials) through the route set of
+  the dialog (the reversed Record-Route, section 12.1.2). A CANCEL is only sent once a
+  provisional response arrived; if none comes, Timer B ends the call; if no final response
+  comes 64*T1 after the CANCEL the INVITE is abandoned; a 2xx that crosses the CANCEL is
+  acknowledged and hung up with BYE. Every outcome is reported exactly once.
+* Rule 8 (re-INVITE we send, sections 14.1 and 12.2.1.2): at most one INVITE transaction per
+  dialog in either direction: a new offer waits for the running one, and a re-INVITE received
+  while ours is unanswered gets 491. A 491 to ours is retried after 2.1-4 s when we generated
+  the Call-ID, 0-2 s otherwise; 481 ends the call, 408 or a timeout ends it with BYE; any
+  other failure leaves the session as it was.
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ import enum
 import heapq
 import itertools
 import logging
+import random
 import secrets
 import traceback
 from collections import deque
@@ -55,7 +70,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from callcenter.sip.access import AccessPolicy, classify_source
-from callcenter.sip.auth import AuthStatus, DigestClient, DigestCredentials, DigestServer
+from callcenter.sip.auth import (
+    AuthStatus,
+    DigestClient,
+    DigestCredentials,
+    DigestServer,
+    choose_challenge,
+)
 from callcenter.sip.dialog import Dialog, DialogState, uri_address
 from callcenter.sip.errors import LocalSipError, SipError
 from callcenter.sip.events import (
@@ -68,10 +89,12 @@ from callcenter.sip.events import (
     MessageDropped,
     OutboundCallAnswered,
     OutboundCallFailed,
-    OutboundCallProgressed,
+    OutboundCallRinging,
     RegistrationFailed,
     RegistrationSucceeded,
+    ReInviteAnswered,
     ReInviteConfirmed,
+    ReInviteFailed,
     ReInviteReceived,
     SipEvent,
     SipRequestReceived,
@@ -149,6 +172,39 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 _ALLOW_VALUE = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 _DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_MAX_CHALLENGES = 3
+"""Challenges answered per request: a proxy's 407, the UAS's 401, one stale nonce."""
+_MAX_GLARE_RETRIES = 5
+"""491 answers to our re-INVITE retried before giving up (section 14.1 sets no bound)."""
+_ENGINE_HEADERS = frozenset(
+    {
+        "via",
+        "v",
+        "from",
+        "f",
+        "to",
+        "t",
+        "call-id",
+        "i",
+        "cseq",
+        "contact",
+        "m",
+        "max-forwards",
+        "route",
+        "content-length",
+        "l",
+        "content-type",
+        "c",
+        "authorization",
+        "proxy-authorization",
+        "p-asserted-identity",
+        "allow",
+        "supported",
+        "k",
+        "user-agent",
+    }
+)
+"""Headers ``invite`` builds itself; callers may not pass them in ``headers``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +280,8 @@ class CallState(enum.Enum):
     """UAS: 2xx sent, waiting for the ACK."""
     CALLING = "calling"
     """UAC: INVITE sent, no final response yet."""
+    CANCELLING = "cancelling"
+    """UAC: ``cancel`` was called; waiting for the INVITE's outcome (section 9.1)."""
     CONFIRMED = "confirmed"
     """Dialog confirmed, media flowing."""
     TERMINATING = "terminating"
@@ -263,6 +321,41 @@ class _PendingOk:
 
 
 @dataclass(slots=True, eq=False)
+class _Auth:
+    """Digest state of one outbound call (RFC 3261 section 22.2/22.3).
+
+    One ``DigestClient`` per header answered: a proxy's 407 (``Proxy-Authorization``) and the
+    UAS's 401 (``Authorization``) may both have to be carried by the same request.
+    """
+
+    credentials: DigestCredentials | None
+    clients: dict[str, DigestClient] = field(default_factory=dict)
+    answered: int = 0
+    """Challenges answered for the current request (bounded by ``_MAX_CHALLENGES``); a new
+    request (not a resend with credentials) starts again from zero."""
+
+    def headers(self, method: str, uri: str, body: bytes) -> list[tuple[str, str]]:
+        """Credentials for the next request (a fresh nonce-count for each, RFC 2617 3.2.2)."""
+        out: list[tuple[str, str]] = []
+        for name, client in self.clients.items():
+            value = client.authorization(method=method, uri=uri, body=body)
+            if value is not None:
+                out.append((name, value))
+        return out
+
+
+@dataclass(slots=True, eq=False)
+class _OutReInvite:
+    """A re-INVITE we sent (section 14.1): its offer, transaction and the ACK for its 2xx."""
+
+    sdp: bytes
+    request: SipRequest
+    ctx: InviteClientTransaction | None = None
+    ack: bytes | None = None
+    ack_addr: Destination | None = None
+
+
+@dataclass(slots=True, eq=False)
 class _Call:
     call_id: str
     role: Literal["uas", "uac"]
@@ -278,8 +371,23 @@ class _Call:
     reinvite_stx: InviteServerTransaction | None = None
     reinvite_offer: bool = False
     bye_after_ack: bool = False
-    cancel_pending: bool = False
+    cancel_requested: bool = False
+    """UAC: ``cancel`` was called (the CANCEL waits for a provisional response, section 9.1)."""
+    cancel_sent: bool = False
+    cancel_deadline: float | None = None
+    """UAC: give up on the INVITE this long after our CANCEL (section 9.1: 64*T1)."""
     provisional_seen: bool = False
+    """UAC: the current INVITE transaction got a 1xx (a CANCEL may be sent)."""
+    auth: _Auth | None = None
+    forks: dict[str, bytes] = field(default_factory=dict)
+    """UAC: To tag -> ACK of every extra 2xx (another fork) we acknowledged and hung up."""
+    reinvite_out: _OutReInvite | None = None
+    """Our re-INVITE in progress (no final response yet)."""
+    reinvite_queued: bytes | None = None
+    """SDP of a re-INVITE to send once no INVITE transaction is in progress (section 14.1)."""
+    reinvite_retry_at: float | None = None
+    """When to retry after a 491 (section 14.1 glare)."""
+    reinvite_glares: int = 0
     bye_cause: TerminationCause = "local_hangup"
     ack_data: bytes | None = None
     ended: bool = False
@@ -432,6 +540,8 @@ class SipEngine:
         self._seq = itertools.count()
         self._draining = False
         self._now = 0.0
+        # Glare back-off only (section 14.1): no secret depends on it.
+        self._random = random.Random()
         self._stats: dict[str, int] = {
             "datagrams_received": 0,
             "datagrams_sent": 0,
@@ -582,7 +692,11 @@ class SipEngine:
     def _deadline_of(self, obj: _Timed) -> float | None:
         if isinstance(obj, _Call):
             ok = obj.pending_ok
-            return None if ok is None else min(ok.next_at, ok.give_up_at)
+            times = [obj.cancel_deadline, obj.reinvite_retry_at]
+            if ok is not None:
+                times += [ok.next_at, ok.give_up_at]
+            due = [t for t in times if t is not None]
+            return min(due) if due else None
         if isinstance(obj, _Registration):
             return obj.next_at
         return obj.deadline()
@@ -599,7 +713,7 @@ class SipEngine:
 
     def _fire(self, obj: _Timed, now: float) -> None:
         if isinstance(obj, _Call):
-            self._pending_ok_timer(obj, now)
+            self._call_timer(obj, now)
         elif isinstance(obj, _Registration):
             self._registration_timer(now)
         elif isinstance(obj, InviteServerTransaction | NonInviteServerTransaction):
@@ -735,7 +849,7 @@ class SipEngine:
         Confirmed: BYE (CallTerminated follows its outcome: ``local_hangup``, or
         ``bye_timeout``). Answered but not yet acknowledged: the BYE waits for the ACK
         (section 15). Not answered: 480 Temporarily Unavailable. Outbound and not answered:
-        CANCEL (section 9.1).
+        ``cancel``.
         """
         self._now = now
         call = self._calls.get(call_id)
@@ -751,9 +865,37 @@ class SipEngine:
         elif call.state is CallState.CONFIRMED:
             self._send_bye(call, now, cause="local_hangup")
         elif call.state is CallState.CALLING:
-            call.cancel_pending = True
-            if call.provisional_seen:
-                self._send_cancel(call, now)
+            self.cancel(call_id, now)
+
+    def cancel(self, call_id: str, now: float) -> None:
+        """Cancel an outbound call before it is answered (RFC 3261 section 9.1).
+
+        The CANCEL goes out once the INVITE got a provisional response (at once if it already
+        has; section 9.1 forbids it earlier). The call then ends with exactly one
+        ``OutboundCallFailed``: 487 (the usual outcome), another final code the callee sent
+        first, ``None``/``"cancelled"`` when no provisional came before Timer B or no final
+        response came within 64*T1 of the CANCEL, or 2xx/``"cancelled"`` when the callee
+        answered as the CANCEL crossed it (the engine acknowledges that 2xx and sends BYE,
+        sections 9.1 and 15). No ``OutboundCallRinging`` is reported after this call. On a call
+        that is already answered (its ``OutboundCallAnswered`` may still be queued) this is
+        ``hangup``; an unknown or ended call is ignored.
+        """
+        self._now = now
+        call = self._calls.get(call_id)
+        if call is None or call.ended:
+            logger.debug("[%s] cancel ignored: call already ended", call_id)
+            return
+        if call.state is CallState.CANCELLING:
+            return
+        if call.state is not CallState.CALLING:
+            self.hangup(call_id, now)
+            return
+        call.cancel_requested = True
+        call.state = CallState.CANCELLING
+        if call.provisional_seen:
+            self._send_cancel(call, now)
+        else:
+            call.log.debug("cancel deferred until a provisional response (section 9.1)")
 
     def answer_reinvite(self, call_id: str, sdp: bytes, now: float) -> None:
         """Answer the pending re-INVITE with 200 OK and ``sdp`` (retransmitted until ACK)."""
@@ -792,6 +934,7 @@ class SipEngine:
         stx = call.reinvite_stx
         call.reinvite_stx = None
         self._respond(stx, self._dialog_response(call, stx.request, status_code, now), now)
+        self._start_queued_reinvite(call, now)
 
     def drain(self) -> None:
         """Refuse new INVITEs with 503 + Retry-After; OPTIONS and existing calls continue."""
@@ -805,42 +948,96 @@ class SipEngine:
         *,
         from_user: str,
         destination: tuple[str, int] | None = None,
+        from_display: str | None = None,
+        from_host: str | None = None,
+        asserted_identity: str | None = None,
+        credentials: DigestCredentials | None = None,
+        route: Sequence[str] = (),
+        headers: Sequence[tuple[str, str]] = (),
     ) -> str:
         """Place an outbound call (INVITE client transaction, Timer A/B).
 
+        Caller ID: ``From: "from_display" <sip:from_user@from_host>`` (a callback presents the
+        service's number: ``from_user="3975"``; trunks often want their own domain in
+        ``from_host``); ``asserted_identity`` adds an RFC 3325 ``P-Asserted-Identity`` (only
+        towards a trunk that trusts us). A 401/407 challenge is answered once per challenger
+        with ``credentials``, by default the registration's username and password (RFC 3261
+        section 22.2); Timer B bounds the wait for the first response only: the ring timeout
+        after ``OutboundCallRinging`` is the application's (``cancel``).
+
         Args:
-            target_uri: The Request-URI and To URI.
+            target_uri: The Request-URI and To URI (e.g. the agent's phone, or
+                ``sip:0612345678@trunk`` for a callback).
             sdp: Our SDP offer.
             now: Monotonic time in seconds.
             from_user: User part of our From URI.
-            destination: Transport address of the next hop; by default the IP literal of
-                ``target_uri``.
+            destination: Transport address of the next hop (the trunk or outbound proxy); by
+                default the first ``route``'s, else the IP literal of ``target_uri``.
+            from_display: Display name of our From (caller ID name).
+            from_host: Host of our From URI; by default our advertised address.
+            asserted_identity: A ``P-Asserted-Identity`` value (name-addr or URI).
+            credentials: Digest credentials for this call's challenges.
+            route: A pre-loaded route set (section 8.1.2: ``<sip:proxy;lr>`` values), in order.
+            headers: Extra headers (``Alert-Info``, ``Privacy``...); the ones the engine
+                builds (Via, From, To, Call-ID, CSeq, Contact, Route...) are refused.
 
         Returns:
-            The Call-ID, key of the events (OutboundCallAnswered/Failed, CallTerminated).
+            The Call-ID, key of the events (OutboundCallRinging/Answered/Failed,
+            CallTerminated).
 
         Raises:
-            ValueError: No destination and the target host is not an IP literal.
+            ValueError: No destination and no IP literal to send to, a From or
+                P-Asserted-Identity that would not parse, or an engine-built header in
+                ``headers`` (the messages name the argument, never its value).
         """
         self._now = now
-        dest = destination or uri_address(target_uri, ("", 0))
+        from_na = self._from_header(from_user, from_display, from_host)
+        for name, value in headers:
+            if name.strip().lower() in _ENGINE_HEADERS:
+                raise ValueError(f"header {name!r} is built by the engine: not allowed here")
+            if not name.strip() or any(ch in value for ch in "\r\n"):
+                raise ValueError(f"header {name!r}: empty name or line break in the value")
+        if asserted_identity is not None:
+            try:
+                NameAddress.parse(asserted_identity)
+            except SipError:
+                raise ValueError("asserted_identity is not a valid name-addr or URI") from None
+        for value in route:
+            try:
+                NameAddress.parse(value)
+            except SipError:
+                raise ValueError("a route value is not a valid name-addr") from None
+        dest = destination
+        if dest is None and route:
+            dest = uri_address(NameAddress.parse(route[0]).uri, ("", 0))
+        if dest is None:
+            dest = uri_address(target_uri, ("", 0))
         if not dest[0]:
-            raise ValueError("the target host is not an IP literal: pass destination=")
+            raise ValueError("the next hop is not an IP literal: pass destination=")
         call_id = f"{secrets.token_hex(12)}@{self._host}"
         branch = new_branch()
-        headers = Headers()
-        headers.add("Via", self._via(branch))
-        headers.add("Max-Forwards", "70")
-        headers.add("From", f"<sip:{from_user}@{_format_host(self._host)}>;tag={new_tag()}")
-        headers.add("To", f"<{target_uri}>")
-        headers.add("Call-ID", call_id)
-        headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", self._contact())
-        headers.add("Allow", _ALLOW_VALUE)
-        headers.add("Supported", "")
-        headers.add("User-Agent", self.config.user_agent)
-        headers.add("Content-Type", "application/sdp")
-        request = SipRequest("INVITE", target_uri, headers, sdp)
+        out = Headers()
+        out.add("Via", self._via(branch))
+        out.add("Max-Forwards", "70")
+        for value in route:
+            out.add("Route", value)
+        out.add("From", str(from_na.with_tag(new_tag())))
+        out.add("To", f"<{target_uri}>")
+        out.add("Call-ID", call_id)
+        out.add("CSeq", "1 INVITE")
+        out.add("Contact", self._contact())
+        if asserted_identity is not None:
+            out.add("P-Asserted-Identity", asserted_identity)
+        out.add("Allow", _ALLOW_VALUE)
+        out.add("Supported", "")
+        out.add("User-Agent", self.config.user_agent)
+        for name, value in headers:
+            out.add(name.strip(), value)
+        out.add("Content-Type", "application/sdp")
+        request = SipRequest("INVITE", target_uri, out, sdp)
+        if credentials is None and self.config.registration is not None:
+            reg = self.config.registration
+            credentials = DigestCredentials(reg.username, reg.password)
         call = _Call(
             call_id=call_id,
             role="uac",
@@ -848,22 +1045,39 @@ class SipEngine:
             invite=request,
             remote_addr=dest,
             log=_CallLog(logger, {"call_id": call_id}),
+            auth=_Auth(credentials),
         )
         self._calls[call_id] = call
         self._stats["calls_outgoing"] += 1
-        ctx = InviteClientTransaction(
-            request=request,
-            branch=branch,
-            destination=dest,
-            timers=self.timers,
-            send=self._send,
-            on_response=lambda resp, t: self._uac_invite_response(call, resp, t),
-            on_timeout=lambda t: self._uac_invite_timeout(call, t),
-            now=now,
-        )
-        call.invite_ctx = ctx
-        self._add_ctx(ctx)
+        self._start_invite_ctx(call, request, branch, now)
         return call_id
+
+    def reinvite(self, call_id: str, sdp: bytes, now: float) -> bool:
+        """Send a re-INVITE with a new offer (hold ``a=sendonly``, resume ``a=sendrecv``).
+
+        RFC 3261 section 14.1: no re-INVITE while another INVITE transaction is in progress on
+        the dialog in either direction, so the offer waits for it (a later call replaces a
+        waiting offer: the last one wins). A 491 (glare) is retried after 2.1-4 s when we
+        generated the Call-ID, 0-2 s otherwise; a 401/407 is answered with the call's
+        credentials. The outcome is ``ReInviteAnswered`` or ``ReInviteFailed`` (an offer still
+        waiting when the call ends is dropped: ``CallTerminated`` says why).
+
+        Args:
+            call_id: A confirmed call (inbound or outbound).
+            sdp: The new offer (same origin, version incremented: RFC 3264 section 8).
+            now: Monotonic time in seconds.
+
+        Returns:
+            False when the call is not confirmed (unknown, ringing, ending): nothing is sent.
+        """
+        self._now = now
+        call = self._calls.get(call_id)
+        if call is None or call.ended or call.state is not CallState.CONFIRMED:
+            logger.debug("[%s] reinvite ignored: call not confirmed", call_id)
+            return False
+        call.reinvite_queued = sdp
+        self._start_queued_reinvite(call, now)
+        return True
 
     def start_registration(self, now: float) -> None:
         """Register (and keep refreshing) the configured binding.
@@ -1439,6 +1653,7 @@ class SipEngine:
         elif call is not None and call.reinvite_stx is target and call.dialog is not None:
             call.reinvite_stx = None
             self._respond(target, self._dialog_response(call, target.request, 487, now), now)
+            self._start_queued_reinvite(call, now)
         else:
             self._respond(target, make_response(target.request, 487, to_tag=tag), now)
 
@@ -1470,6 +1685,7 @@ class SipEngine:
                 self._send_bye(call, now, cause="local_hangup")
         else:
             self._event(ReInviteConfirmed(call.call_id, answer))
+            self._start_queued_reinvite(call, now)
 
     def _in_dialog(
         self,
@@ -1556,9 +1772,14 @@ class SipEngine:
             retry = (("Retry-After", str(secrets.randbelow(11))),)
             self._respond(stx, self._dialog_response(call, req, 500, now, extra=retry), now)
             return
-        if call.pending_ok is not None or call.state is not CallState.CONFIRMED:
-            # Section 14.2: our offer/answer exchange is still in progress (2xx not yet
-            # acknowledged, or the dialog is early/terminating) → 491 Request Pending.
+        if (
+            call.pending_ok is not None
+            or call.reinvite_out is not None
+            or call.state is not CallState.CONFIRMED
+        ):
+            # Section 14.2: our offer/answer exchange is still in progress (our 2xx not yet
+            # acknowledged, our own re-INVITE unanswered: glare, or the dialog is
+            # early/terminating) → 491 Request Pending.
             self._respond(stx, self._dialog_response(call, req, 491, now), now)
             return
         call.dialog.refresh_target(req)
@@ -1577,6 +1798,9 @@ class SipEngine:
         call.ended = True
         call.state = CallState.TERMINATED
         call.pending_ok = None
+        call.reinvite_queued = None
+        call.reinvite_retry_at = None
+        call.cancel_deadline = None
         if call.dialog is not None:
             call.dialog.state = DialogState.TERMINATED
         self._calls.pop(call.call_id, None)
@@ -1608,7 +1832,10 @@ class SipEngine:
             timers=self.timers,
             send=self._send,
             on_response=lambda resp, t: self._bye_response(call, resp),
-            on_timeout=lambda t: self._end_call(call, "bye_timeout", "service"),
+            # A BYE sent for a reason of ours (a failed re-INVITE...) keeps that reason.
+            on_timeout=lambda t: self._end_call(
+                call, "bye_timeout" if cause == "local_hangup" else cause, "service"
+            ),
             now=now,
         )
         self._add_ctx(ctx)
@@ -1658,85 +1885,230 @@ class SipEngine:
         ctx.receive_response(resp, now)
         self._touch(ctx)
 
+    def _from_header(self, user: str, display: str | None, host: str | None) -> NameAddress:
+        uri = f"sip:{user}@{_format_host(host or self._host)}"
+        try:
+            SipUri.parse(uri)
+        except SipError:
+            raise ValueError("from_user/from_host do not make a valid SIP URI") from None
+        if display is not None and any(ch in display for ch in "\r\n"):
+            raise ValueError("from_display contains a line break")
+        return NameAddress(display, uri)
+
+    def _start_invite_ctx(self, call: _Call, request: SipRequest, branch: str, now: float) -> None:
+        call.invite = request
+        call.provisional_seen = False
+        ctx = InviteClientTransaction(
+            request=request,
+            branch=branch,
+            destination=call.remote_addr,
+            timers=self.timers,
+            send=self._send,
+            on_response=lambda resp, t: self._uac_invite_response(call, resp, t),
+            on_timeout=lambda t: self._uac_invite_timeout(call, t),
+            now=now,
+        )
+        call.invite_ctx = ctx
+        self._add_ctx(ctx)
+
+    def _call_auth(self, call: _Call) -> _Auth:
+        if call.auth is None:
+            reg = self.config.registration
+            creds = DigestCredentials(reg.username, reg.password) if reg is not None else None
+            call.auth = _Auth(creds)
+        return call.auth
+
+    def _answer_challenge(self, call: _Call, request: SipRequest, resp: SipResponse) -> str | None:
+        """Take a 401/407 to ``request`` in; return why it cannot be answered, or None.
+
+        RFC 3261 section 22.2: a 401 carries WWW-Authenticate and is answered in
+        Authorization, a 407 (a proxy's) Proxy-Authenticate and Proxy-Authorization. A second
+        challenge to credentials we sent means they were refused, unless it says
+        ``stale=true`` with a new nonce (RFC 2617 section 3.2.1); the same nonce again is a
+        refusal whatever it says (answering it would loop).
+        """
+        auth = self._call_auth(call)
+        proxy = resp.status_code == 407
+        challenge_name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        if auth.credentials is None:
+            return "no credentials configured"
+        if auth.answered >= _MAX_CHALLENGES:
+            return "too many challenges"
+        values = resp.headers.get_all(challenge_name)
+        challenge = choose_challenge(values)
+        if challenge is None:
+            return "no usable challenge (scheme, algorithm or qop not supported)"
+        realm = auth.credentials.realm
+        if realm is not None and realm != challenge.realm:
+            return "no credentials for the challenged realm"
+        client = auth.clients.get(header)
+        already_sent = request.headers.get(header) is not None
+        previous = client.challenge if client is not None else None
+        if already_sent and previous is not None and previous.nonce == challenge.nonce:
+            return "challenged again with the same nonce (credentials refused)"
+        if client is None:
+            client = DigestClient(auth.credentials)
+            auth.clients[header] = client
+        if not client.on_challenge(values, already_sent=already_sent):
+            return "challenged again without stale=true (credentials refused)"
+        auth.answered += 1
+        return None
+
+    def _resend_invite(self, call: _Call, now: float) -> None:
+        """Section 8.1.3.5 / 22.2: the INVITE again with credentials, CSeq + 1, new branch."""
+        old = call.invite
+        number = CSeq.parse(old.headers.get("CSeq") or "").number + 1
+        branch = new_branch()
+        assert call.auth is not None
+        credentials = call.auth.headers("INVITE", old.uri, old.body)
+        out = Headers()
+        for name, value in old.headers:
+            key = name.lower()
+            if key in ("via", "v"):
+                out.add("Via", self._via(branch))
+            elif key == "cseq":
+                out.add("CSeq", f"{number} INVITE")
+            elif key in ("authorization", "proxy-authorization"):
+                continue
+            elif key in ("content-type", "c"):
+                for cred_name, cred_value in credentials:
+                    out.add(cred_name, cred_value)
+                credentials = []
+                out.add(name, value)
+            else:
+                out.add(name, value)
+        for cred_name, cred_value in credentials:
+            out.add(cred_name, cred_value)
+        self._start_invite_ctx(call, SipRequest("INVITE", old.uri, out, old.body), branch, now)
+
     def _uac_invite_response(self, call: _Call, resp: SipResponse, now: float) -> None:
         code = resp.status_code
         if code < 200:
+            if call.ended:
+                return
             call.provisional_seen = True
-            if call.cancel_pending and call.state is CallState.CALLING:
+            if call.cancel_requested:
                 self._send_cancel(call, now)
-            if code > 100:
-                self._event(OutboundCallProgressed(call.call_id, code))
+            elif code > 100:
+                self._event(OutboundCallRinging(call.call_id, code, _sdp_of(resp)))
             return
         if code >= 300:
-            if not call.ended:
-                call.ended = True
-                call.state = CallState.TERMINATED
-                self._calls.pop(call.call_id, None)
-                self._event(OutboundCallFailed(call.call_id, code, resp.reason))
+            if call.ended:
+                return
+            if code in (401, 407) and not call.cancel_requested:
+                problem = self._answer_challenge(call, call.invite, resp)
+                if problem is None:
+                    call.log.debug("answering a %d challenge", code)
+                    self._resend_invite(call, now)
+                    return
+                call.log.info("authentication failed: %s", problem)
+                self._fail_outbound(call, code, f"authentication failed: {problem}")
+                return
+            self._fail_outbound(call, code, resp.reason or reason_phrase(code))
             return
-        # 2xx: the UA core builds the ACK (section 13.2.2.4), also for retransmissions.
-        to_tag = NameAddress.parse(resp.headers.get("To") or "").tag or ""
-        if call.dialog is None:
-            call.dialog = Dialog.for_uac(call.invite, resp, peer_addr=call.remote_addr)
-            call.dialog.state = DialogState.CONFIRMED
-            cseq = CSeq.parse(call.invite.headers.get("CSeq") or "").number
-            ack = call.dialog.create_request("ACK", via=self._via(new_branch()), cseq=cseq)
-            call.ack_data = bytes(ack)
-            self._send(call.ack_data, call.dialog.next_hop())
-            call.state = CallState.CONFIRMED
-            self._event(OutboundCallAnswered(call.call_id, _sdp_of(resp)))
-            if call.cancel_pending:
-                # Our CANCEL lost the race against the 2xx: end the session with BYE.
-                self._send_bye(call, now, cause="local_hangup")
-        elif to_tag == call.dialog.remote_tag and call.ack_data is not None:
-            self._send(call.ack_data, call.dialog.next_hop())
-        else:
-            # A 2xx from another fork (section 13.2.2.4): acknowledge it and hang it up.
-            other = Dialog.for_uac(call.invite, resp, peer_addr=call.remote_addr)
-            cseq = CSeq.parse(call.invite.headers.get("CSeq") or "").number
-            ack = other.create_request("ACK", via=self._via(new_branch()), cseq=cseq)
-            self._send(bytes(ack), other.next_hop())
-            branch = new_branch()
-            bye = other.create_request("BYE", via=self._via(branch))
-            ctx = NonInviteClientTransaction(
-                request=bye,
-                branch=branch,
-                destination=other.next_hop(),
-                timers=self.timers,
-                send=self._send,
-                on_response=lambda r, t: None,
-                on_timeout=lambda t: None,
-                now=now,
-            )
-            self._add_ctx(ctx)
+        self._uac_invite_2xx(call, resp, now)
 
-    def _uac_invite_timeout(self, call: _Call, now: float) -> None:
+    def _uac_invite_2xx(self, call: _Call, resp: SipResponse, now: float) -> None:
+        # The UA core acknowledges every 2xx itself (section 13.2.2.4), retransmissions too.
+        to_tag = NameAddress.parse(resp.headers.get("To") or "").tag or ""
+        dialog = call.dialog
+        if dialog is not None:
+            if to_tag == dialog.remote_tag:
+                if call.ack_data is not None:
+                    self._send(call.ack_data, dialog.next_hop())
+                return
+            # A 2xx from another fork (section 13.2.2.4): acknowledge it and hang it up.
+            fork_ack = call.forks.get(to_tag)
+            other = Dialog.for_uac(call.invite, resp, peer_addr=call.remote_addr)
+            if fork_ack is None:
+                fork_ack = bytes(self._ack_for_our_invite(call, other))
+                call.forks[to_tag] = fork_ack
+                self._send(fork_ack, other.next_hop())
+                self._detached_bye(other, now)
+            else:
+                self._send(fork_ack, other.next_hop())
+            return
+        dialog = Dialog.for_uac(call.invite, resp, peer_addr=call.remote_addr)
+        dialog.state = DialogState.CONFIRMED
+        call.dialog = dialog
+        call.ack_data = bytes(self._ack_for_our_invite(call, dialog))
+        self._send(call.ack_data, dialog.next_hop())
+        call.cancel_deadline = None
+        if call.cancel_requested or call.ended:
+            # Sections 9.1 and 15: the 2xx crossed our CANCEL. The callee is answered, so
+            # acknowledge and end the session with BYE; for the application the call failed.
+            call.log.debug("2xx crossed our CANCEL: ACK then BYE")
+            self._detached_bye(dialog, now)
+            self._fail_outbound(call, resp.status_code, "cancelled")
+            return
+        call.state = CallState.CONFIRMED
+        self._event(OutboundCallAnswered(call.call_id, _sdp_of(resp)))
+
+    def _ack_for_our_invite(self, call: _Call, dialog: Dialog) -> SipRequest:
+        # Section 13.2.2.4: same CSeq number as the INVITE, and the INVITE's credentials.
+        cseq = CSeq.parse(call.invite.headers.get("CSeq") or "").number
+        credentials = tuple(
+            (name, value)
+            for name, value in call.invite.headers
+            if name.lower() in ("authorization", "proxy-authorization")
+        )
+        return dialog.create_request(
+            "ACK", via=self._via(new_branch()), cseq=cseq, headers=credentials
+        )
+
+    def _detached_bye(self, dialog: Dialog, now: float) -> None:
+        """BYE for a dialog no call tracks any more (a fork, a 2xx crossing our CANCEL)."""
+        branch = new_branch()
+        bye = dialog.create_request(
+            "BYE", via=self._via(branch), headers=(("User-Agent", self.config.user_agent),)
+        )
+        ctx = NonInviteClientTransaction(
+            request=bye,
+            branch=branch,
+            destination=dialog.next_hop(),
+            timers=self.timers,
+            send=self._send,
+            on_response=lambda r, t: None,
+            on_timeout=lambda t: None,
+            now=now,
+        )
+        self._add_ctx(ctx)
+
+    def _fail_outbound(self, call: _Call, status: int | None, reason: str) -> None:
         if call.ended:
             return
         call.ended = True
         call.state = CallState.TERMINATED
-        self._calls.pop(call.call_id, None)
-        self._event(OutboundCallFailed(call.call_id, None, "timeout"))
+        call.cancel_deadline = None
+        call.pending_ok = None
+        if self._calls.get(call.call_id) is call:
+            del self._calls[call.call_id]
+        self._event(OutboundCallFailed(call.call_id, status, reason))
+
+    def _uac_invite_timeout(self, call: _Call, now: float) -> None:
+        # Timer B: no response at all. After ``cancel`` that is the outcome asked for.
+        self._fail_outbound(call, None, "cancelled" if call.cancel_requested else "timeout")
 
     def _send_cancel(self, call: _Call, now: float) -> None:
         ctx = call.invite_ctx
-        if ctx is None or ctx.state not in (
-            InviteClientState.CALLING,
-            InviteClientState.PROCEEDING,
-        ):
+        if call.cancel_sent or ctx is None or ctx.state is not InviteClientState.PROCEEDING:
             return
-        call.cancel_pending = False
+        call.cancel_sent = True
         invite = call.invite
-        # Section 9.1: same Request-URI, Call-ID, To, From, CSeq number and top Via (branch).
+        # Section 9.1: same Request-URI, Call-ID, To, From, CSeq number and top Via (branch),
+        # and the INVITE's Route headers; no credentials (a CANCEL cannot be challenged,
+        # section 22.1).
         headers = Headers()
         headers.add("Via", invite.headers.get_list("Via")[0])
         headers.add("Max-Forwards", "70")
+        for value in invite.headers.get_all("Route"):
+            headers.add("Route", value)
         for name in ("From", "To", "Call-ID"):
             headers.add(name, invite.headers.get(name) or "")
         number = CSeq.parse(invite.headers.get("CSeq") or "").number
         headers.add("CSeq", f"{number} CANCEL")
-        for value in invite.headers.get_all("Route"):
-            headers.add("Route", value)
+        headers.add("User-Agent", self.config.user_agent)
         cancel = SipRequest("CANCEL", invite.uri, headers)
         cancel_tx = NonInviteClientTransaction(
             request=cancel,
@@ -1749,6 +2121,178 @@ class SipEngine:
             now=now,
         )
         self._add_ctx(cancel_tx)
+        # Section 9.1: without a final response 64*T1 after the CANCEL, the INVITE is
+        # considered cancelled and its client transaction destroyed.
+        call.cancel_deadline = now + self.timers.timeout
+        self._touch(call)
+
+    def _cancel_timer(self, call: _Call, now: float) -> None:
+        call.cancel_deadline = None
+        ctx = call.invite_ctx
+        if ctx is not None and self._client_tx.get(ctx.key) is ctx:
+            del self._client_tx[ctx.key]
+        call.log.info("no final response 64*T1 after our CANCEL: giving up")
+        self._fail_outbound(call, None, "cancelled")
+
+    # -- timers of a call -------------------------------------------------------------------
+
+    def _call_timer(self, call: _Call, now: float) -> None:
+        ok = call.pending_ok
+        if ok is not None and now >= min(ok.next_at, ok.give_up_at):
+            self._pending_ok_timer(call, now)
+        if call.cancel_deadline is not None and now >= call.cancel_deadline:
+            self._cancel_timer(call, now)
+        if call.reinvite_retry_at is not None and now >= call.reinvite_retry_at:
+            call.reinvite_retry_at = None
+            self._start_queued_reinvite(call, now)
+
+    # -- re-INVITE we send (section 14.1) ---------------------------------------------------
+
+    def _start_queued_reinvite(self, call: _Call, now: float) -> None:
+        if (
+            call.reinvite_queued is None
+            or call.ended
+            or call.state is not CallState.CONFIRMED
+            or call.dialog is None
+            # Section 14.1: never while an INVITE transaction runs in either direction.
+            or call.reinvite_out is not None
+            or call.reinvite_stx is not None
+            or call.pending_ok is not None
+            or call.reinvite_retry_at is not None
+        ):
+            return
+        sdp = call.reinvite_queued
+        call.reinvite_queued = None
+        if call.auth is not None:
+            call.auth.answered = 0  # a new request, not a resend with credentials
+        self._send_reinvite(call, sdp, now, with_credentials=False)
+
+    def _send_reinvite(
+        self, call: _Call, sdp: bytes, now: float, *, with_credentials: bool
+    ) -> None:
+        dialog = call.dialog
+        assert dialog is not None
+        branch = new_branch()
+        conn = self._open_conn(call)
+        # Section 12.2.1.1 / 14.1: a target refresh request carries our Contact.
+        request = dialog.create_request(
+            "INVITE",
+            via=self._via(branch, "UDP" if conn is None else "TCP"),
+            headers=(
+                ("Contact", self._contact(tcp=call.conn is not None)),
+                ("Allow", _ALLOW_VALUE),
+                ("Supported", ""),
+                ("User-Agent", self.config.user_agent),
+            ),
+            body=sdp,
+        )
+        if with_credentials:
+            for name, value in self._call_auth(call).headers("INVITE", request.uri, sdp):
+                request.headers.add(name, value)
+        request.headers.add("Content-Type", "application/sdp")
+        out = _OutReInvite(sdp=sdp, request=request)
+        call.reinvite_out = out
+        out.ctx = InviteClientTransaction(
+            request=request,
+            branch=branch,
+            destination=conn if conn is not None else dialog.next_hop(),
+            timers=self.timers,
+            send=self._send,
+            on_response=lambda resp, t: self._reinvite_response(call, out, resp, t),
+            on_timeout=lambda t: self._reinvite_timeout(call, out, t),
+            now=now,
+        )
+        self._add_ctx(out.ctx)
+        call.log.debug("re-INVITE sent")
+
+    def _reinvite_response(
+        self, call: _Call, out: _OutReInvite, resp: SipResponse, now: float
+    ) -> None:
+        code = resp.status_code
+        if code < 200:
+            return
+        if code < 300:
+            self._reinvite_2xx(call, out, resp, now)
+            return
+        if call.reinvite_out is not out:
+            return
+        call.reinvite_out = None
+        if call.ended or call.state is not CallState.CONFIRMED:
+            return
+        reason = resp.reason or reason_phrase(code)
+        if code == 491 and call.reinvite_glares < _MAX_GLARE_RETRIES:
+            # Section 14.1: glare. The owner of the Call-ID (the UA that generated it: us for
+            # our outbound calls) retries after 2.1-4 s, the other side after 0-2 s, both in
+            # units of 10 ms, so that one of the two re-INVITEs gets through first.
+            call.reinvite_glares += 1
+            centis = (
+                self._random.randint(210, 400)
+                if call.role == "uac"
+                else self._random.randint(0, 200)
+            )
+            if call.reinvite_queued is None:
+                call.reinvite_queued = out.sdp
+            call.reinvite_retry_at = now + centis / 100
+            self._touch(call)
+            call.log.debug("re-INVITE glare: retry in %.2f s", centis / 100)
+            return
+        call.reinvite_glares = 0
+        if code in (401, 407):
+            problem = self._answer_challenge(call, out.request, resp)
+            if problem is None:
+                self._send_reinvite(call, out.sdp, now, with_credentials=True)
+                return
+            reason = f"authentication failed: {problem}"
+        self._event(ReInviteFailed(call.call_id, code, reason))
+        if code == 481:
+            # Section 12.2.1.2: the peer has lost the dialog.
+            self._end_call(call, "reinvite_failed", "service")
+        elif code == 408:
+            self._send_bye(call, now, cause="reinvite_failed")
+        else:
+            self._start_queued_reinvite(call, now)
+
+    def _reinvite_2xx(self, call: _Call, out: _OutReInvite, resp: SipResponse, now: float) -> None:
+        if out.ack is not None and out.ack_addr is not None:
+            # A retransmitted 2xx: the same ACK again (section 13.2.2.4).
+            self._send(out.ack, out.ack_addr)
+            return
+        dialog = call.dialog
+        assert dialog is not None
+        # Section 12.2.1.2: the 2xx to a target refresh request updates the remote target.
+        dialog.refresh_target(resp)
+        conn = self._open_conn(call)
+        cseq = CSeq.parse(out.request.headers.get("CSeq") or "").number
+        credentials = tuple(
+            (name, value)
+            for name, value in out.request.headers
+            if name.lower() in ("authorization", "proxy-authorization")
+        )
+        ack = dialog.create_request(
+            "ACK",
+            via=self._via(new_branch(), "UDP" if conn is None else "TCP"),
+            cseq=cseq,
+            headers=credentials,
+        )
+        out.ack = bytes(ack)
+        out.ack_addr = conn if conn is not None else dialog.next_hop()
+        self._send(out.ack, out.ack_addr)
+        if call.reinvite_out is out:
+            call.reinvite_out = None
+        call.reinvite_glares = 0
+        if not call.ended and call.state is CallState.CONFIRMED:
+            self._event(ReInviteAnswered(call.call_id, _sdp_of(resp)))
+            self._start_queued_reinvite(call, now)
+
+    def _reinvite_timeout(self, call: _Call, out: _OutReInvite, now: float) -> None:
+        if call.reinvite_out is not out:
+            return
+        call.reinvite_out = None
+        if call.ended or call.state is not CallState.CONFIRMED:
+            return
+        # Sections 12.2.1.2 and 14.1: a timed-out re-INVITE ends the dialog.
+        self._event(ReInviteFailed(call.call_id, None, "timeout"))
+        self._send_bye(call, now, cause="reinvite_failed")
 
     # -- registration (UAC, RFC 3261 section 10.2) -------------------------------------------
 

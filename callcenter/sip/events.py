@@ -3,9 +3,12 @@
 Every event is a frozen dataclass named in the past tense. ``SipEngine.next_event()`` returns
 them in the order they happened. Invariant the call controller relies on: every call that
 produced ``IncomingCall`` (or was started with ``SipEngine.invite``) ends with exactly one
-``CallTerminated`` (outbound calls that never got a 2xx end with ``OutboundCallFailed``
-instead). Events never carry parsed phone numbers in their ``repr`` beyond the fields the
-application asked for; logging them is the application's decision.
+``CallTerminated``, except outbound calls that never reached ``OutboundCallAnswered``: they end
+with exactly one ``OutboundCallFailed`` instead (rejected, timed out, challenge not answerable,
+or cancelled with ``SipEngine.cancel`` — even when the callee's 2xx crossed the CANCEL).
+
+Events never carry parsed phone numbers in their ``repr`` beyond the fields the application
+asked for; logging them is the application's decision.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ __all__ = [
     "OutboundCallAnswered",
     "OutboundCallFailed",
     "OutboundCallProgressed",
+    "OutboundCallRinging",
+    "ReInviteAnswered",
     "ReInviteConfirmed",
+    "ReInviteFailed",
     "ReInviteReceived",
     "RegistrationFailed",
     "RegistrationSucceeded",
@@ -159,13 +165,24 @@ class RegistrationFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboundCallProgressed:
-    """A provisional response (180/183) to our INVITE."""
+class OutboundCallRinging:
+    """A provisional response other than 100 to our INVITE (180 Ringing, 183 Session Progress...).
+
+    The application starts its ring timeout here and may play the early media the SDP
+    describes. Several may arrive (forking, 180 then 183); none arrives once ``cancel`` was
+    called.
+    """
 
     call_id: str
     """The call returned by ``invite``."""
     status_code: int
-    """The 1xx code."""
+    """The 1xx code (101-199): 180 ringing, 181 forwarded, 182 queued, 183 session progress."""
+    sdp: bytes | None = None
+    """The early-media SDP answer the provisional response carried, if any."""
+
+
+OutboundCallProgressed = OutboundCallRinging
+"""Former name of ``OutboundCallRinging``, kept for existing callers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +197,48 @@ class OutboundCallAnswered:
 
 @dataclass(frozen=True, slots=True)
 class OutboundCallFailed:
-    """Our INVITE got a final non-2xx response or timed out (Timer B)."""
+    """Our INVITE ended without a call: the last event of that Call-ID.
+
+    ``status_code``/``reason`` pairs: a final 3xx-6xx and its reason phrase (486 Busy Here...;
+    after ``cancel`` the callee's 487 Request Terminated); ``None``/``"timeout"``: no response
+    at all before Timer B; ``None``/``"cancelled"``: cancelled before any response (or the
+    callee never answered our CANCEL within 64*T1); 2xx/``"cancelled"``: the callee answered
+    as our CANCEL crossed its 2xx, and the engine acknowledged it and hung up with BYE (RFC 3261
+    section 9.1); 401/407 with a reason starting ``"authentication failed"``: the challenge
+    could not be answered, or was repeated after we answered it (RFC 3261 section 22.2).
+    """
 
     call_id: str
     """The call returned by ``invite``."""
+    status_code: int | None
+    """The final status code, or ``None`` when no final response came."""
+    reason: str
+    """The reason phrase, ``"timeout"``, ``"cancelled"`` or ``"authentication failed: ..."``
+    (never a password, a nonce or a number)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReInviteAnswered:
+    """Our re-INVITE (``SipEngine.reinvite``: hold, resume) got a 2xx; the ACK has been sent."""
+
+    call_id: str
+    """The call."""
+    sdp_answer: bytes | None
+    """The peer's SDP answer (e.g. ``a=recvonly`` to our ``a=sendonly`` hold offer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReInviteFailed:
+    """Our re-INVITE got a final non-2xx response or no answer; the old session stays.
+
+    RFC 3261 section 14.1: the session is unchanged. 491 (glare) is retried by the engine and
+    only reported when it keeps coming; 401/407 are answered once. After 481, 408 or a timeout
+    the dialog is over (section 12.2.1.2): a ``CallTerminated(cause="reinvite_failed")``
+    follows (after our BYE for 408 and timeouts).
+    """
+
+    call_id: str
+    """The call."""
     status_code: int | None
     """The final status code, or ``None`` on timeout."""
     reason: str
@@ -226,9 +281,11 @@ SipEvent = (
     | DtmfInfoReceived
     | RegistrationSucceeded
     | RegistrationFailed
-    | OutboundCallProgressed
+    | OutboundCallRinging
     | OutboundCallAnswered
     | OutboundCallFailed
+    | ReInviteAnswered
+    | ReInviteFailed
     | SipRequestReceived
     | SipResponseSent
     | MessageDropped
