@@ -52,6 +52,16 @@ class Verification:
     """The declared carer or guardian calling, if not the usager."""
 
 
+def _numero_key(number: str) -> str:
+    """A numéro as the store matches it: its digits if it has any (keypad or speech)."""
+    digits = "".join(c for c in number if c.isdigit())
+    return digits or "".join(number.split()).upper()
+
+
+_SWEEP_ABOVE = 10_000
+"""Keys kept before expired ones are swept (memory stays bounded under enumeration)."""
+
+
 class _Throttle:
     """Failures per key in a sliding window (in memory; one node)."""
 
@@ -69,9 +79,20 @@ class _Throttle:
         return times
 
     def blocked(self, *keys: str | None) -> bool:
-        return any(len(self._recent(k)) >= self._max for k in keys if k)
+        blocked = False
+        for key in keys:
+            if key and key in self._failures:
+                recent = self._recent(key)
+                if not recent:
+                    del self._failures[key]  # bounded memory under an enumeration attempt
+                blocked = blocked or len(recent) >= self._max
+        return blocked
 
     def fail(self, *keys: str | None) -> None:
+        if len(self._failures) > _SWEEP_ABOVE:
+            for stale in list(self._failures):
+                if not self._recent(stale):
+                    del self._failures[stale]
         now = self._clock()
         for key in keys:
             if key:
@@ -135,20 +156,47 @@ class IdentityService:
             birth_date: ``JJMMAAAA`` (a real date, checked by the flow).
             call_id: The SIP Call-ID (the audit's reason).
         """
-        caller_key = f"caller:{caller}" if caller else None
-        dossier_key = f"dossier:{number}" if number else None
+        # Keys as the store matches them, so that writing the same number otherwise
+        # (0612..., +33612..., 0033612...) or the same numéro otherwise does not start afresh.
+        caller_key = None
+        if caller:
+            caller_key = f"caller:{repo.normalize_phone(caller, self.region) or caller}"
+        dossier_key = f"dossier:{_numero_key(number)}" if number else None
         if self._throttle.blocked(caller_key, dossier_key):
             return Verification("throttled")
         born = date(int(birth_date[4:]), int(birth_date[2:4]), int(birth_date[:2]))
         reason = f"call {call_id}: identification"
-        result = await asyncio.to_thread(self._verify, caller, number, born, reason)
-        if result.result == "mismatch":
+        usager_id, refs = await asyncio.to_thread(self._resolve, caller, number, reason)
+        if usager_id is None:
             self._throttle.fail(caller_key, dossier_key)
-        return result
+            return Verification("mismatch")
+        # The usager's own budget: guesses at one person's birth date are limited whichever
+        # numbers they come from and whichever of their numéros is typed (or none).
+        usager_key = f"usager:{usager_id}"
+        if self._throttle.blocked(usager_key):
+            return Verification("throttled")
+        if not await asyncio.to_thread(
+            repo.verify_birth_date,
+            self.engine,
+            usager_id,
+            born,
+            actor=_ACTOR,
+            reason=reason,
+            via=_VIA,
+        ):
+            self._throttle.fail(caller_key, dossier_key, usager_key)
+            return Verification("mismatch")
+        # A declared carer or guardian calling from their own number is told what their
+        # role allows; anyone else who knows the number and the birth date is the usager.
+        tiers = next((r for r in refs if r.usager_id == usager_id and r.tiers_id is not None), None)
+        if tiers is not None:
+            return Verification("ok", usager_id, tiers.role.value, tiers.tiers_id)
+        return Verification("ok", usager_id, repo.Role.USAGER.value)
 
-    def _verify(
-        self, caller: str | None, number: str | None, born: date, reason: str
-    ) -> Verification:
+    def _resolve(
+        self, caller: str | None, number: str | None, reason: str
+    ) -> tuple[int | None, list[repo.UsagerRef]]:
+        """The usager the caller claims (by numéro, else by their number) and the number's refs."""
         refs: list[repo.UsagerRef] = []
         if caller:
             refs = repo.find_by_phone(
@@ -158,24 +206,9 @@ class IdentityService:
             demande = repo.find_by_dossier_number(
                 self.engine, number, actor=_ACTOR, reason=reason, via=_VIA
             )
-            if demande is None:
-                return Verification("mismatch")
-            usager_id = demande.usager_id
-        else:
-            usagers = {ref.usager_id for ref in refs}
-            if len(usagers) != 1:
-                return Verification("mismatch")
-            usager_id = usagers.pop()
-        if not repo.verify_birth_date(
-            self.engine, usager_id, born, actor=_ACTOR, reason=reason, via=_VIA
-        ):
-            return Verification("mismatch")
-        # A declared carer or guardian calling from their own number is told what their
-        # role allows; anyone else who knows the number and the birth date is the usager.
-        tiers = next((r for r in refs if r.usager_id == usager_id and r.tiers_id is not None), None)
-        if tiers is not None:
-            return Verification("ok", usager_id, tiers.role.value, tiers.tiers_id)
-        return Verification("ok", usager_id, repo.Role.USAGER.value)
+            return (None if demande is None else demande.usager_id), refs
+        usagers = {ref.usager_id for ref in refs}
+        return (usagers.pop() if len(usagers) == 1 else None), refs
 
     # -- dossier answers -----------------------------------------------------------------------
     async def dossier_answer(

@@ -654,6 +654,9 @@ def answer(intent_id: str, view: DossierView, today: date) -> SpokenAnswer | Non
                 "ce n'est pas prévu pour votre rôle. La personne concernée ou son "
                 "représentant légal peut nous appeler."
             )
+            # No hand-over (an agent could not tell them either), but the trail must tell
+            # this refusal from an answer.
+            reply.detail = f"not_permitted:{needed.value}"
             return reply.build()
         handler(reply, view, today)
     except _Inconsistent as exc:

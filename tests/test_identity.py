@@ -82,6 +82,31 @@ async def test_guessing_is_throttled(engine: Engine) -> None:
     )
 
 
+async def test_throttle_keys_cannot_be_dodged(engine: Engine) -> None:
+    clock = [0.0]
+    service = IdentityService(engine, max_failures=2, window_s=60, clock=lambda: clock[0])
+    # The caller's own number, written two ways: one budget.
+    for caller in ("0612345678", "+33 6 12 34 56 78"):
+        assert (await service.verify(caller, None, "01011950", call_id="a")).result == "mismatch"
+    assert (await service.verify("0033612345678", None, "05031942", call_id="a")).result == (
+        "throttled"
+    )
+    clock[0] = 61.0
+    # One usager's budget, whatever numbers the guesses come from and however the numéro is
+    # written (the carer's number reaches the same usager as the usager's own).
+    assert (
+        await service.verify("0600000009", "APA-2025-0456", "01011950", call_id="b")
+    ).result == ("mismatch")
+    assert (await service.verify("0698765432", None, "02021950", call_id="b")).result == (
+        "mismatch"
+    )
+    assert (await service.verify("0600000010", "20250456", "05031942", call_id="b")).result == (
+        "throttled"
+    )
+    clock[0] = 122.0
+    assert (await service.verify("0600000010", "20250456", "05031942", call_id="b")).result == "ok"
+
+
 async def test_unknown_dossier_and_contact_history(engine: Engine) -> None:
     service = IdentityService(engine)
     assert (await service.verify(None, "99999999", "05031942", call_id="c5")).result == "mismatch"

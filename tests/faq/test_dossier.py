@@ -400,6 +400,7 @@ def test_role_without_permission_is_refused_without_data() -> None:
     ]:
         a = spoken(answer(intent_id, v, TODAY))
         assert "Je ne peux pas vous donner" in a.text and what in a.text
+        assert a.detail.startswith("not_permitted:") and not a.handover
         assert "euro" not in a.text and "juin" not in a.text and "mai" not in a.text
         assert not a.handover
     status = spoken(answer("suivi_dossier_apa", v, TODAY))
