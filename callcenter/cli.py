@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("faq", help="FAQ knowledge base: check, ask, classify, eval (see --help)")
     sub.add_parser("models", help="speech models: install whisper-base | vosk-fr-small")
-    sub.add_parser("dossiers", help="dossiers: demo --count N --seed S, list --json")
+    sub.add_parser(
+        "dossiers", help="dossiers: import FILE..., duplicates, merge, demo, list (see --help)"
+    )
+    sub.add_parser("agents", help="agents: add, list, set-skills, token, disable, enable")
     calls = sub.add_parser("calls", help="the call event trail")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     show = calls_sub.add_parser(
@@ -136,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DELEGATED = ("faq", "models", "dossiers")
+_DELEGATED = ("faq", "models", "dossiers", "agents")
 """Sub-commands with a command line of their own (their arguments are passed on as they are)."""
 
 
@@ -148,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from faq.cli import main as faq_main
 
             return faq_main(args_list[1:], prog="callcenter faq")
+        if args_list[0] == "agents":
+            from callcenter.agents_cli import agents_main
+
+            return agents_main(args_list[1:], prog="callcenter agents")
         if args_list[0] == "dossiers":
             from callcenter.dossiers_cli import dossiers_main
 

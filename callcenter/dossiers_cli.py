@@ -1,10 +1,22 @@
-"""``callcenter dossiers``: demo dossiers for the line (issue 4, part 3).
+"""``callcenter dossiers``: import of back-office extracts, demo dossiers for the line (issue 4).
+
+``import FILE [FILE...] [--kind K] [--batch-size N] [--dry-run] [--report PATH] [--json]`` reads
+back-office extracts (JSON, JSON Lines, CSV: ``docs/import-format.md``) with
+:mod:`callcenter.store.importer`: every rejected row is reported as ``file:line: field: message``
+on stderr (and in ``--report``), a progress bar runs on stderr when it is a terminal, and a
+summary goes to stdout (text, or JSON with ``--json``). Exit status: 0 all rows imported, 1 a row
+or a file was rejected (or a database failure stopped the import), 2 usage or configuration
+error, 130 interrupted (SIGINT; the committed batches stay, running the command again completes
+the import).
+
+``duplicates`` lists likely duplicate usagers with scores and reasons, and ``merge KEEP MERGED
+--reason WHY`` merges two of them keeping all history (:mod:`callcenter.dossiers_dedup_cli`).
 
 ``demo --count N --seed S [--today YYYY-MM-DD]`` writes a deterministic synthetic set
 (:mod:`callcenter.store.demo`) and prints a one-line JSON summary; ``list [--json] [--limit N]``
 prints what a tester needs to call the line as a demo usager: numéro de dossier, birth date as
 keyed (``JJMMAAAA``), phone, type and current status. Every dossier listed is read through the
-repository's audited snapshot (actor ``cli``, reason ``dossiers list``). Both take the
+repository's audited snapshot (actor ``cli``, reason ``dossiers list``). All take the
 ``--config`` and ``--data-dir`` options of ``callcenter serve`` and migrate the database first.
 """
 
@@ -13,21 +25,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import Engine, select
 
+from callcenter import dossiers_dedup_cli
 from callcenter.cli import common_options
 from callcenter.config import Config, ConfigError, load_config
-from callcenter.store import db, demo
+from callcenter.store import db, demo, importer
 from callcenter.store import dossiers as repo
 from callcenter.store.audit import Via, transaction
 from callcenter.store.dossier_models import MDPH_TYPES, DemandeType
 
 LIST_ACTOR = "cli"
 LIST_REASON = "dossiers list"
+
+REPORT_STDERR_LIMIT = 20
+"""With ``--report``, stderr shows this many errors (the report file has them all)."""
 
 _SPOKEN_TYPES = frozenset(
     {DemandeType.APA_DOMICILE, DemandeType.APA_ETAB, DemandeType.APA_URGENCE} | MDPH_TYPES
@@ -51,12 +69,51 @@ def _positive(text: str) -> int:
     return value
 
 
+def _batch_size(text: str) -> int:
+    value = _positive(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    return value
+
+
 def build_parser(prog: str = "callcenter dossiers") -> argparse.ArgumentParser:
     """Build the argument parser of ``callcenter dossiers``."""
     common = common_options()
 
-    parser = argparse.ArgumentParser(prog=prog, description="Dossiers of the line: demo data.")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Dossiers of the line: import of back-office extracts, demo data."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    imp = sub.add_parser(
+        "import",
+        parents=[common],
+        help="import back-office extracts (JSON, JSON Lines, CSV; see docs/import-format.md)",
+    )
+    imp.add_argument("files", nargs="+", metavar="FILE", help=".json, .jsonl, .ndjson or .csv")
+    imp.add_argument(
+        "--kind",
+        choices=[k.value for k in importer.Kind],
+        default=None,
+        help="record kind of the CSV files (default: from each file name, e.g. usagers.csv)",
+    )
+    imp.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=importer.DEFAULT_BATCH_SIZE,
+        help=f"rows per transaction (default {importer.DEFAULT_BATCH_SIZE})",
+    )
+    imp.add_argument(
+        "--dry-run", action="store_true", help="check and count everything, then roll back"
+    )
+    imp.add_argument(
+        "--report",
+        metavar="PATH",
+        default=None,
+        help=f"write every error and notice to PATH (stderr then shows the first "
+        f"{REPORT_STDERR_LIMIT})",
+    )
+    imp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     demo_cmd = sub.add_parser(
         "demo", parents=[common], help="create deterministic synthetic usagers and dossiers"
@@ -79,6 +136,7 @@ def build_parser(prog: str = "callcenter dossiers") -> argparse.ArgumentParser:
         default=None,
         help="date the statuses are read at, YYYY-MM-DD (default: today)",
     )
+    dossiers_dedup_cli.add_commands(sub, common)
     return parser
 
 
@@ -103,6 +161,149 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         engine.dispose()
     print(json.dumps(summary.as_json(), ensure_ascii=False, separators=(",", ":")))
     return 0
+
+
+class _ImportProgress:
+    """A one-line progress bar on a terminal: share of the bytes read, rows, rows per second.
+
+    Same look as ``callcenter models install``'s (``callcenter/media/asr/models.py``), whose
+    bar counts megabytes and is private to that module.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, done: int, total: int, rows: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.1 and done < total:
+            return
+        self._last = now
+        percent = min(100, done * 100 // total) if total else 100
+        filled = percent * 30 // 100
+        rate = rows / max(now - self.started, 1e-6)
+        text = f"import [{'#' * filled}{'-' * (30 - filled)}] {percent:3d}% {rows} rows"
+        text += f" {rate:.0f} rows/s"
+        self._width = max(self._width, len(text))
+        self.stream.write("\r" + text.ljust(self._width))
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Blank the bar's line (before an error is printed on it)."""
+        if self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
+
+
+def _summary_text(summary: importer.ImportSummary) -> list[str]:
+    head = "dossiers import"
+    if summary.dry_run:
+        head += " (dry run: nothing was written)"
+    if summary.interrupted:
+        head += " (INTERRUPTED: only the batches committed stay; run it again to complete)"
+    lines = [
+        f"{head}: {summary.rows} rows read from {len(summary.files)} file(s) in "
+        f"{summary.seconds:.1f} s ({summary.rows_per_s:.0f} rows/s): {summary.imported} "
+        f"imported, {summary.rejected} rejected"
+        + (f", {summary.files_rejected} file(s) unreadable" if summary.files_rejected else "")
+    ]
+    usagers = summary.counts[importer.Kind.USAGERS.value]
+    lines.append(
+        f"usagers: {usagers['inserted']} inserted, {usagers['updated']} updated, "
+        f"{usagers['unchanged']} unchanged"
+    )
+    written = [
+        f"{kind} {summary.counts[kind]['inserted'] + summary.counts[kind]['updated']}"
+        for kind in importer.CHILD_KINDS
+        if summary.counts[kind]["inserted"] + summary.counts[kind]["updated"]
+    ]
+    unchanged = sum(summary.counts[kind]["unchanged"] for kind in importer.CHILD_KINDS)
+    lines.append(
+        f"children: {summary.children_written} written"
+        + (f" ({', '.join(written)})" if written else "")
+        + f", {unchanged} unchanged"
+    )
+    if summary.failure is not None:
+        lines.append(f"stopped by a {summary.failure}")
+    return lines
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    config = _config(args)
+    nir_key = config.dossiers.nir_key()
+    try:
+        files = importer.plan_files(
+            [Path(f) for f in args.files],
+            kind=None if args.kind is None else importer.Kind(args.kind),
+        )
+    except importer.ImportUsageError as exc:
+        print(f"dossiers import: {exc}", file=sys.stderr)
+        return 2
+    report: IO[str] | None = None
+    try:
+        if args.report is not None:
+            report = Path(args.report).open("w", encoding="utf-8")
+    except OSError as exc:
+        print(f"dossiers import: --report {args.report}: {exc.strerror}", file=sys.stderr)
+        return 2
+    bar = _ImportProgress(sys.stderr) if sys.stderr.isatty() else None
+    shown = 0
+
+    def on_error(error: importer.RowError) -> None:
+        nonlocal shown
+        if report is not None:
+            report.write(f"{error}\n")
+        if report is None or shown < REPORT_STDERR_LIMIT:
+            if bar is not None:
+                bar.clear()
+            print(error, file=sys.stderr)
+            shown += 1
+
+    engine = _engine(args)
+    try:
+        summary = importer.run_import(
+            engine,
+            files,
+            nir_key=nir_key,
+            batch_size=args.batch_size,
+            dry_run=args.dry_run,
+            on_error=on_error,
+            progress=bar,
+        )
+    finally:
+        engine.dispose()
+        if bar is not None:
+            bar.close()
+        if report is not None:
+            report.close()
+    if report is not None:
+        with Path(args.report).open("a", encoding="utf-8") as out:
+            for notice in summary.notices:
+                out.write(f"notice: {notice}\n")
+        if summary.errors_total > shown:
+            print(
+                f"... {summary.errors_total - shown} more error(s) in {args.report}",
+                file=sys.stderr,
+            )
+    for notice in summary.notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.as_json(), ensure_ascii=False))
+    else:
+        print("\n".join(_summary_text(summary)))
+    if summary.interrupted:
+        return 1 if summary.failure is not None else 130
+    return 1 if summary.rejected or summary.files_rejected else 0
 
 
 def list_demo_usagers(engine: Engine, *, limit: int, today: date) -> list[dict[str, Any]]:
@@ -221,11 +422,15 @@ def dossiers_main(argv: Sequence[str], prog: str = "callcenter dossiers") -> int
         prog: Program name shown in usage and errors.
 
     Returns:
-        The exit status: 0 on success, 1 on a refused load, 2 on a usage or configuration
-        error.
+        The exit status: 0 on success, 1 on a refused load or a rejected import row, 2 on a
+        usage or configuration error, 130 for an interrupted import.
     """
     args = build_parser(prog).parse_args(list(argv))
     try:
+        if args.command in dossiers_dedup_cli.COMMANDS:
+            return dossiers_dedup_cli.run(args)
+        if args.command == "import":
+            return _cmd_import(args)
         if args.command == "demo":
             return _cmd_demo(args)
         return _cmd_list(args)
