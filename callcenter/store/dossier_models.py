@@ -236,6 +236,18 @@ class Usager(SQLModel, table=True):
     """HMAC-SHA256 (hex) of the NIR under the service key; never the NIR itself."""
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    merged_into: int | None = Field(default=None, sa_column=Column(Integer, index=True))
+    """Set when this usager was merged into another (revision ``0003``): the kept usager's id.
+
+    A merged usager is a *tombstone*: it keeps its identity so that old references (audit
+    rows, call trails, tickets) still resolve, owns no phone and no demande (only rows a merge
+    conflict left behind, listed in ``usager_merge``) and must answer no lookup. Always
+    points at a live usager (merges re-point older tombstones).
+    Not a foreign key: SQLite can add or drop a constrained column only by rebuilding the
+    ``usager`` table, which with foreign keys on would cascade-delete every dossier.
+    """
+    merged_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    """When this usager was merged (UTC); None for a live usager."""
 
 
 class Tiers(SQLModel, table=True):
@@ -505,6 +517,45 @@ class Audit(SQLModel, table=True):
     """Ids and outcomes only; never a phone number, a name or a birth date."""
 
 
+class UsagerMerge(SQLModel, table=True):
+    """The merge log: one row per usager merged into another (revision ``0003``).
+
+    Written by :func:`callcenter.store.merge.merge_usagers` in the merge's transaction. Holds
+    ids and counts, and the rows a conflict left on the tombstone; the merged usager's identity
+    stays on its tombstone row.
+    """
+
+    __tablename__ = "usager_merge"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    actor: str = Field(max_length=64)
+    """Who merged (an agent's or back-office user's login)."""
+    via: str = Field(max_length=8)
+    """``api`` or ``cli`` (an ``audit.Via`` value)."""
+    reason: str = Field(max_length=200)
+    """Why (free text: the ticket, the evidence)."""
+    kept_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("usager.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    """The usager that received everything."""
+    merged_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("usager.id", ondelete="CASCADE"), nullable=False, unique=True
+        )
+    )
+    """The usager turned into a tombstone (a usager is merged at most once)."""
+    moved: dict[str, Any] = Field(default_factory=dict, sa_column=Column(_JSON, nullable=False))
+    """Ids of the rows moved, per table (``tiers``, ``usager_phone``, ``demande``...)."""
+    resolved: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(_JSON, nullable=False)
+    )
+    """How each conflict was resolved (a duplicate phone dropped, a tiers folded, a field
+    filled...), with the ids involved."""
+
+
 DOSSIER_MODELS: tuple[type[SQLModel], ...] = (
     Usager,
     Tiers,
@@ -517,5 +568,6 @@ DOSSIER_MODELS: tuple[type[SQLModel], ...] = (
     Paiement,
     Contact,
     Audit,
+    UsagerMerge,
 )
 """The dossier tables, parents first (creation order)."""

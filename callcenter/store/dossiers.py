@@ -446,7 +446,8 @@ _BY_PHONE = (
             TIERS, TIERS.c.id == PHONE.c.tiers_id
         )
     )
-    .where(PHONE.c.e164 == bindparam("e164"))
+    # A merged usager (tombstone) owns nothing and answers no lookup.
+    .where(PHONE.c.e164 == bindparam("e164"), USAGER.c.merged_into.is_(None))
     .order_by(PHONE.c.usager_id, PHONE.c.tiers_id)
 )
 _NUMEROS = (
@@ -455,11 +456,21 @@ _NUMEROS = (
     .order_by(DEMANDE.c.usager_id, DEMANDE.c.date_depot.desc().nulls_last(), DEMANDE.c.id.desc())
 )
 _DEMANDE_COLUMNS = (DEMANDE.c.id, DEMANDE.c.usager_id, DEMANDE.c.numero, DEMANDE.c.type)
-_BY_NUMERO = select(*_DEMANDE_COLUMNS).where(DEMANDE.c.numero == bindparam("numero"))
-_BY_NUMERO_DIGITS = (
-    select(*_DEMANDE_COLUMNS).where(DEMANDE.c.numero_chiffres == bindparam("digits")).limit(2)
+_LIVE_DEMANDES = DEMANDE.join(USAGER, USAGER.c.id == DEMANDE.c.usager_id)
+_BY_NUMERO = (
+    select(*_DEMANDE_COLUMNS)
+    .select_from(_LIVE_DEMANDES)
+    .where(DEMANDE.c.numero == bindparam("numero"), USAGER.c.merged_into.is_(None))
 )
-_BIRTH_DATE = select(USAGER.c.date_naissance).where(USAGER.c.id == bindparam("usager_id"))
+_BY_NUMERO_DIGITS = (
+    select(*_DEMANDE_COLUMNS)
+    .select_from(_LIVE_DEMANDES)
+    .where(DEMANDE.c.numero_chiffres == bindparam("digits"), USAGER.c.merged_into.is_(None))
+    .limit(2)
+)
+_BIRTH_DATE = select(USAGER.c.date_naissance).where(
+    USAGER.c.id == bindparam("usager_id"), USAGER.c.merged_into.is_(None)
+)
 
 
 def find_by_phone(
@@ -735,7 +746,7 @@ _USAGER_WITH_HISTORY = (
             STATUS, STATUS.c.demande_id == DEMANDE.c.id
         )
     )
-    .where(USAGER.c.id == bindparam("usager_id"))
+    .where(USAGER.c.id == bindparam("usager_id"), USAGER.c.merged_into.is_(None))
     .order_by(
         DEMANDE.c.date_depot.desc().nulls_last(),
         DEMANDE.c.id.desc(),
@@ -1008,9 +1019,11 @@ def purge_contact_summaries(bind: Engine | Connection, before: datetime) -> int:
 
 
 def usager_exists(bind: Engine | Connection, usager_id: int) -> bool:
-    """Whether a usager with this id exists (a check that reads no personal data: not audited)."""
+    """Whether a live usager (not merged) has this id (reads no personal data: not audited)."""
     with transaction(bind) as conn:
-        row = conn.execute(select(USAGER.c.id).where(USAGER.c.id == usager_id)).first()
+        row = conn.execute(
+            select(USAGER.c.id).where(USAGER.c.id == usager_id, USAGER.c.merged_into.is_(None))
+        ).first()
     return row is not None
 
 
@@ -1289,6 +1302,14 @@ def upsert_usager(
         values["nir_hash"] = record.nir_hash
         update_columns.append("nir_hash")
     with transaction(bind) as conn:
+        merged_into = conn.execute(
+            select(USAGER.c.merged_into).where(USAGER.c.external_id == values["external_id"])
+        ).scalar_one_or_none()
+        if merged_into is not None:
+            raise ValueError(
+                f"external_id: this usager was merged into usager {merged_into}; "
+                "update the kept usager instead"
+            )
         usager_id = _upsert(conn, USAGER, values, ["external_id"], update_columns=update_columns)
         set_phones(conn, usager_id, record.phones)
     return usager_id
