@@ -1,0 +1,54 @@
+"""``callcenter agents``: add, list, set-skills, token, disable, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from callcenter.cli import main
+from callcenter.store import agents, db
+
+
+def run(capsys: pytest.CaptureFixture[str], data: Path, *args: str) -> tuple[int, str, str]:
+    code = main(["agents", *args[:1], "--data-dir", str(data), *args[1:]])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_agents_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "var"
+    code, out, _ = run(
+        capsys, data, "add", "c.durand", "--name", "Claire Durand", "--skill", "apa:4",
+        "--skill", "accueil_general", "--sip-uri", "sip:poste12@127.0.0.1:5070",
+    )  # fmt: skip
+    assert code == 0, out
+    token = out.strip().splitlines()[-1].rsplit(" ", 1)[1]
+    engine = db.make_engine(f"sqlite:///{data / 'callcenter.sqlite3'}")
+    agent = agents.agent_for_token(engine, token)
+    assert agent is not None and agent.skills == {"apa": 4, "accueil_general": 3}
+
+    code, out, _ = run(capsys, data, "set-skills", "c.durand", "--skill", "mdph_adulte:5")
+    assert code == 0 and "mdph_adulte:5" in out
+    code, out, _ = run(capsys, data, "list", "--json")
+    listed = json.loads(out)
+    assert listed == [
+        {
+            "login": "c.durand",
+            "display_name": "Claire Durand",
+            "sip_uri": "sip:poste12@127.0.0.1:5070",
+            "active": True,
+            "skills": {"mdph_adulte": 5},
+        }
+    ]
+    code, out, _ = run(capsys, data, "token", "c.durand")
+    assert code == 0 and agents.agent_for_token(engine, token) is None
+    code, out, _ = run(capsys, data, "disable", "c.durand")
+    assert code == 0 and agents.list_agents(engine) == []
+    engine.dispose()
+
+    code, _, err = run(capsys, data, "set-skills", "c.durand", "--skill", "apa:9")
+    assert code == 1 and "skill: proficiency of apa must be 1 to 5, got '9'" in err
+    code, _, err = run(capsys, data, "add", "c.durand", "--name", "Again")
+    assert code == 1 and "login: 'c.durand' is already taken" in err
