@@ -88,7 +88,7 @@ class _Throttle:
                 blocked = blocked or len(recent) >= self._max
         return blocked
 
-    def fail(self, *keys: str | None) -> None:
+    def fail(self, *keys: str | None) -> list[tuple[str, float]]:
         if len(self._failures) > _SWEEP_ABOVE:
             for stale in list(self._failures):
                 if not self._recent(stale):
@@ -97,6 +97,14 @@ class _Throttle:
         for key in keys:
             if key:
                 self._recent(key).append(now)
+        return [(key, now) for key in keys if key]
+
+    def forgive(self, attempts: list[tuple[str, float]]) -> None:
+        """Withdraw attempts counted by :meth:`fail` that turned out right."""
+        for key, at in attempts:
+            times = self._failures.get(key)
+            if times is not None and at in times:
+                times.remove(at)
 
 
 class IdentityService:
@@ -166,15 +174,18 @@ class IdentityService:
             return Verification("throttled")
         born = date(int(birth_date[4:]), int(birth_date[2:4]), int(birth_date[:2]))
         reason = f"call {call_id}: identification"
+        # Every attempt counts as a failure *before* the store is asked, and is withdrawn if it
+        # was right: parallel calls cannot all pass the check while the first ones are verified.
+        attempts = self._throttle.fail(caller_key, dossier_key)
         usager_id, refs = await asyncio.to_thread(self._resolve, caller, number, reason)
         if usager_id is None:
-            self._throttle.fail(caller_key, dossier_key)
             return Verification("mismatch")
         # The usager's own budget: guesses at one person's birth date are limited whichever
         # numbers they come from and whichever of their numéros is typed (or none).
         usager_key = f"usager:{usager_id}"
         if self._throttle.blocked(usager_key):
             return Verification("throttled")
+        attempts += self._throttle.fail(usager_key)
         if not await asyncio.to_thread(
             repo.verify_birth_date,
             self.engine,
@@ -184,8 +195,8 @@ class IdentityService:
             reason=reason,
             via=_VIA,
         ):
-            self._throttle.fail(caller_key, dossier_key, usager_key)
             return Verification("mismatch")
+        self._throttle.forgive(attempts)
         # A declared carer or guardian calling from their own number is told what their
         # role allows; anyone else who knows the number and the birth date is the usager.
         tiers = next((r for r in refs if r.usager_id == usager_id and r.tiers_id is not None), None)

@@ -105,10 +105,10 @@ def test_rejected_rows_exit_1_and_are_printed_on_stderr(
     code, out, err = run(capsys, "import", *files, "--data-dir", str(tmp_path / "var"))
     assert code == 1
     lines = err.splitlines()
-    assert len(lines) == 17
+    assert len(lines) == 18
     usagers_csv = DATA / "bad_csv" / "usagers.csv"
-    assert lines[1] == f"{usagers_csv}:4: date_naissance: not a date: '31/02/1950'"
-    assert "26 rows read from 6 file(s)" in out and "9 imported, 17 rejected" in out
+    assert lines[1] == f"{usagers_csv}:4: date_naissance: not a date (value not shown)"
+    assert "27 rows read from 6 file(s)" in out and "9 imported, 18 rejected" in out
     # The NIR was hashed with the configured key, and is printed nowhere.
     engine = db.make_engine(f"sqlite:///{tmp_path / 'var' / 'callcenter.sqlite3'}")
     with engine.connect() as conn:
@@ -168,7 +168,7 @@ def test_report_file_has_every_error_and_stderr_the_first_ones(
     assert code == 1
     written = report.read_text(encoding="utf-8").splitlines()
     assert written[:30] == [
-        f"{extract}:{i + 2}: date_naissance: not a date: '{i + 1}/13/1950'" for i in range(30)
+        f"{extract}:{i + 2}: date_naissance: not a date (value not shown)" for i in range(30)
     ]
     assert written[30:] == [f"notice: {extract}: column(s) ignored: commune"]
     shown = err.splitlines()
@@ -180,7 +180,7 @@ def test_report_file_has_every_error_and_stderr_the_first_ones(
         "file": str(extract),
         "line": 2,
         "field": "date_naissance",
-        "message": "not a date: '1/13/1950'",
+        "message": "not a date (value not shown)",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -105,6 +106,19 @@ async def test_throttle_keys_cannot_be_dodged(engine: Engine) -> None:
     )
     clock[0] = 122.0
     assert (await service.verify("0600000010", "20250456", "05031942", call_id="b")).result == "ok"
+
+
+async def test_parallel_guesses_share_the_budget(engine: Engine) -> None:
+    service = IdentityService(engine, max_failures=3, window_s=60)
+    results = await asyncio.gather(
+        *(
+            service.verify(f"06000001{i:02d}", "20250456", f"{i + 1:02d}011950", call_id=f"p{i}")
+            for i in range(12)
+        )
+    )
+    assert sorted(r.result for r in results) == ["mismatch"] * 3 + ["throttled"] * 9
+    checks = [e for e in repo.audit_log(engine, limit=1000) if e.action == "verify_birth_date"]
+    assert len(checks) <= 3
 
 
 async def test_unknown_dossier_and_contact_history(engine: Engine) -> None:

@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
@@ -175,6 +175,20 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
         if not insp.has_table("alembic_version") and insp.has_table("call"):
             command.stamp(config, BASELINE_REVISION)
         command.upgrade(config, revision)
+
+
+def begin_write(conn: Connection) -> None:
+    """Open the transaction for real on SQLite, with the write lock (no-op on PostgreSQL).
+
+    Call it first thing in a transaction whose reads decide its writes (an import batch, a
+    merge). pysqlite defers ``BEGIN`` to the first write, so without it the reads see data
+    another writer may change before ours, and a ``SAVEPOINT`` issued first would itself be the
+    outermost transaction (its ``RELEASE`` commits). ``BEGIN IMMEDIATE`` takes the write lock
+    up front, so such transactions run one after the other and never fail half-way on a lock
+    upgrade. PostgreSQL callers lock the rows they read instead (``SELECT ... FOR UPDATE``).
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def downgrade_schema(engine: Engine, revision: str) -> None:

@@ -62,6 +62,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 
+from callcenter.store import db
 from callcenter.store.audit import AUDIT, Via, as_utc
 from callcenter.store.dossier_models import (
     DEFAULT_MAY_KNOW,
@@ -722,9 +723,22 @@ def _read(
         try:
             out[spec.name] = spec.parse(value)
         except _Bad as exc:
-            errors.append((prefix + spec.name, str(exc)))
+            errors.append((prefix + spec.name, _redacted(spec.name, str(exc))))
             ok = False
     return out if ok else None
+
+
+_IDENTITY_FIELDS = frozenset(
+    {"nom", "prenom", "nom_naissance", "date_naissance", "nir", "phones", "iban_last4"}
+)
+"""Fields whose value identifies a person: an error about them never quotes the value."""
+
+
+def _redacted(field_name: str, message: str) -> str:
+    """``not a date: '05/13/1942'`` -> ``not a date (value not shown)`` for identity fields."""
+    if field_name not in _IDENTITY_FIELDS or ": '" not in message:
+        return message
+    return message.split(": '", 1)[0] + " (value not shown)"
 
 
 def _build(
@@ -1225,7 +1239,9 @@ def _read_csv(
             read = reader.line_num
             if not any(cell.strip() for cell in cells):
                 continue
-            if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
+            if len(cells) != len(header):
+                # A name holding the separator unquoted shifts every later value into the wrong
+                # column (and its error message): refuse the row rather than guess.
                 yield line, None, [("row", f"{len(cells)} cells, the header has {len(header)}")]
                 continue
             raw_row = {h: c for h, c in zip(header, cells, strict=False) if h in known}
@@ -1440,7 +1456,12 @@ class _State:
             numeros.update(x.numero for x in r.paiements if x.numero)
             if r.numero_ref is not None:
                 numeros.add(r.numero_ref)
-        self._fetch(conn, USAGER, USAGER.c.external_id, exts)
+        # PostgreSQL: lock the usagers this batch may update (a merge locks the same rows), so a
+        # concurrent merge cannot be undone by writing back a stale copy. SQLite batches hold the
+        # database's write lock from their first statement (BEGIN IMMEDIATE).
+        self._fetch(
+            conn, USAGER, USAGER.c.external_id, exts, lock=conn.dialect.name == "postgresql"
+        )
         usager_ids = [e.id for e in self.tables["usager"].values()]
         kept = {e.values.get(_MERGED_INTO) for e in self.tables["usager"].values()} - {None}
         if kept:
@@ -1476,12 +1497,21 @@ class _State:
             self._fetch(conn, DECISION, DECISION.c.demande_id, demande_ids)
 
     def _fetch(
-        self, conn: Connection, table: Table, column: Any, values: Iterable[Any]
+        self,
+        conn: Connection,
+        table: Table,
+        column: Any,
+        values: Iterable[Any],
+        *,
+        lock: bool = False,
     ) -> list[_Entry]:
         found: list[_Entry] = []
         target = self.tables[table.name]
         for chunk in _chunks(sorted(values)):
-            for row in conn.execute(select(table).where(column.in_(chunk))).mappings():
+            query = select(table).where(column.in_(chunk))
+            if lock:
+                query = query.order_by(table.c.id).with_for_update()  # id order, as the merge
+            for row in conn.execute(query).mappings():
                 entry = _Entry(row["id"], _normalise(table, row))
                 target[_key(table.name, entry.values)] = entry
                 found.append(entry)
@@ -1782,6 +1812,9 @@ def _write(conn: Connection, state: _State, now: datetime) -> None:
             else:
                 if name == "usager":
                     values["updated_at"] = now
+                    # Merges own these: an import never writes them back.
+                    values.pop("merged_into", None)
+                    values.pop("merged_at", None)
                 values["b_id"] = resolve(entry.id)
                 updates.append(values)
         for group in _by_columns(inserts):
@@ -1897,14 +1930,8 @@ def _row_by_row(conn: Connection, rows: Sequence[_Row], now: datetime) -> _Batch
 
 
 def _begin(conn: Connection) -> None:
-    """Open the transaction for real on SQLite (pysqlite defers BEGIN to the first write).
-
-    Without it, a SAVEPOINT issued first would itself be the outermost transaction and its
-    RELEASE would commit; ``BEGIN IMMEDIATE`` also takes the write lock up front, so that a
-    batch never fails half-way on a lock upgrade.
-    """
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    """Open the batch's transaction for real (:func:`callcenter.store.db.begin_write`)."""
+    db.begin_write(conn)
 
 
 # --------------------------------------------------------------------------------------------

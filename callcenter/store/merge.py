@@ -47,7 +47,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 from sqlmodel import SQLModel
 
-from callcenter.store import dossier_models
+from callcenter.store import db, dossier_models
 from callcenter.store.audit import Via, as_utc, audit, transaction
 
 __all__ = [
@@ -210,6 +210,10 @@ def merge_usagers(
         raise SameUsagerError(f"merge: usager {keep_id} cannot be merged into itself")
     at = as_utc(now or datetime.now(UTC))
     with transaction(bind) as conn:
+        if isinstance(bind, Engine):
+            # SQLite: hold the write lock from the first read, so two merges (or a merge and an
+            # import batch) run one after the other (PostgreSQL locks the two rows below).
+            db.begin_write(conn)
         rows = _lock_usagers(conn, keep_id, merge_id)
         for usager_id in (keep_id, merge_id):
             if usager_id not in rows:

@@ -16,6 +16,9 @@ Routes:
   the audit log with the token's name as actor, the reason and ``via=api``. 404 for an unknown
   usager (not audited: nothing was read).
 
+When the listener is reachable beyond the machine (``http.host`` not loopback) the call trail
+routes need a bearer token too (``trail_requires_token``); TLS belongs to a reverse proxy.
+
 Privacy choice: a list of calls is an overview (dashboards, screenshots, exports), so it
 leaves out the caller's number; the number is part of one call's own trail, which an operator
 opens on purpose. Trail responses carry ``Cache-Control: no-store``. There is no
@@ -52,6 +55,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 """Largest ``limit`` accepted by ``GET /api/calls``."""
 
+MAX_ID = 2**31 - 1
+"""Largest id an ``integer`` column holds (PostgreSQL); larger ids are unknown."""
 MAX_REASON = 200
 """Longest audit reason accepted from an API client."""
 DEFAULT_CONTACTS = 100
@@ -86,9 +91,11 @@ class DossierApi:
 
     def client(self, authorization: str | None) -> str | None:
         """The name of the client presenting ``Authorization: Bearer <token>``, or None."""
-        if not authorization or not authorization.startswith("Bearer "):
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        # RFC 7235 section 2.1: the scheme is case-insensitive.
+        if scheme.lower() != "bearer" or not token.strip():
             return None
-        digest = hashlib.sha256(authorization[7:].strip().encode()).hexdigest()
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
         found = None
         for name, expected in self.tokens.items():
             # Compare against every entry, in constant time, whatever matches first.
@@ -108,6 +115,7 @@ def make_app(
     metrics: Metrics,
     health: HealthState,
     dossier_api: DossierApi | None = None,
+    trail_requires_token: bool = False,
 ) -> web.Application:
     """Build the HTTP application.
 
@@ -116,11 +124,14 @@ def make_app(
         metrics: The metrics to expose on ``/metrics``.
         health: The state shown by ``/health``, updated by the caller.
         dossier_api: The dossier store and its API clients (None: no dossier routes).
+        trail_requires_token: The call trail routes (``/api/calls*``, which show callers'
+            numbers) also need a bearer token of ``dossier_api`` — set when the HTTP listener
+            is reachable beyond the machine.
 
     Returns:
         The aiohttp application (serve it with :func:`start_http`).
     """
-    app = web.Application()
+    app = web.Application(middlewares=[_trail_guard(dossier_api)] if trail_requires_token else [])
     app[TRAIL_KEY] = trail
     app[METRICS_KEY] = metrics
     app[HEALTH_KEY] = health
@@ -133,6 +144,28 @@ def make_app(
         app[DOSSIER_API_KEY] = dossier_api
         app.router.add_get(r"/api/usagers/{usager_id:\d+}/contacts", _usager_contacts)
     return app
+
+
+def _trail_guard(api: DossierApi | None) -> Any:
+    """Middleware: ``/api/calls*`` answers only a client with a valid bearer token."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/api/calls"):
+            if api is None or api.client(request.headers.get("Authorization")) is None:
+                return _unauthorized()
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return guard
+
+
+def _unauthorized() -> web.Response:
+    return web.json_response(
+        {"error": "a valid bearer token is required"},
+        status=401,
+        headers={**_NO_STORE, "WWW-Authenticate": 'Bearer realm="callcenter"'},
+    )
 
 
 async def start_http(
@@ -230,11 +263,7 @@ async def _usager_contacts(request: web.Request) -> web.Response:
     api = request.app[DOSSIER_API_KEY]
     actor = api.client(request.headers.get("Authorization"))
     if actor is None:
-        return web.json_response(
-            {"error": "a valid bearer token is required"},
-            status=401,
-            headers={**_NO_STORE, "WWW-Authenticate": 'Bearer realm="callcenter"'},
-        )
+        return _unauthorized()
     reason = request.query.get("reason", "").strip()
     if not reason or len(reason) > MAX_REASON:
         return _error(
@@ -250,6 +279,8 @@ async def _usager_contacts(request: web.Request) -> web.Response:
         if not 1 <= limit <= MAX_LIMIT:
             return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
     usager_id = int(request.match_info["usager_id"])
+    if usager_id > MAX_ID:  # beyond the column's range: the same 404 on both databases
+        return _error(404, "usager not found")
 
     def read() -> list[dossiers.ContactInfo] | None:
         if not dossiers.usager_exists(api.store, usager_id):

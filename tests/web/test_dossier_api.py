@@ -122,3 +122,35 @@ async def test_no_dossier_routes_without_a_store(tmp_path: Path) -> None:
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         resp = await c.get("/api/usagers/1/contacts?reason=r", headers=AUTH)
         assert resp.status == 404
+
+
+async def test_scheme_is_case_insensitive_and_huge_ids_are_unknown(
+    client: Client, store: Engine
+) -> None:
+    usager_id = seed_apa_usager(store, deposited=date(2025, 2, 1))
+    lower = {"Authorization": f"bearer {TOKEN}"}
+    resp = await client.get(url(usager_id, reason="r"), headers=lower)
+    assert resp.status == 200
+    for huge in (2**31, 10**20):
+        resp = await client.get(url(huge, reason="r"), headers=AUTH)
+        assert resp.status == 404, huge
+
+
+async def test_trail_routes_need_a_token_when_required(tmp_path: Path, store: Engine) -> None:
+    trail = CallTrail.from_url(f"sqlite:///{tmp_path / 'callcenter.sqlite3'}")
+    api = DossierApi(store=store, tokens={"crm": hashlib.sha256(TOKEN.encode()).hexdigest()})
+    app = make_app(
+        trail=trail,
+        metrics=Metrics(),
+        health=HealthState(),
+        dossier_api=api,
+        trail_requires_token=True,
+    )
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        for path in ("/api/calls", "/api/calls/some-call-id"):
+            resp = await c.get(path)
+            assert resp.status == 401, path
+        resp = await c.get("/api/calls", headers=AUTH)
+        assert resp.status in (200, 503)  # the trail is not started here: not a 401
+        assert (await c.get("/health")).status == 503  # starting: open, as before
+        assert (await c.get("/metrics")).status == 200
