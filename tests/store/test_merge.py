@@ -538,7 +538,7 @@ def test_migration_0003_keeps_existing_dossiers(database_url: str) -> None:
 def test_a_tombstone_answers_no_lookup_and_refuses_updates(engine: Engine) -> None:
     kept, merged = seed_pair(engine)
     merge_usagers(engine, kept, merged, **WHO)
-    access = {"actor": "test", "reason": "check", "via": repo.Via.CLI}
+    access: dict[str, Any] = {"actor": "test", "reason": "check", "via": repo.Via.CLI}
     assert not repo.usager_exists(engine, merged) and repo.usager_exists(engine, kept)
     assert not repo.verify_birth_date(engine, merged, date(1938, 4, 2), **access)
     assert repo.verify_birth_date(engine, kept, date(1938, 4, 2), **access)
