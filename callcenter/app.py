@@ -15,42 +15,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import secrets
 import signal
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 import ivr_flows
+import routing
+from callcenter import call as call_module
 from callcenter.bot import FaqRegistry, VoiceBot
 from callcenter.call import Call, CallServices
 from callcenter.config import Config
 from callcenter.identity import IdentityService
 from callcenter.media.asr import AsrError, AsrService, AsrSettings, load_service
+from callcenter.media.audio import AudioFormatError, load_wav_8k
 from callcenter.media.tts.espeak import EspeakConfig, EspeakTts, TtsUnavailableError
 from callcenter.media.tts.prompt_cache import PromptCache, PromptCacheError, PromptSpec
 from callcenter.metrics import Metrics
+from callcenter.routing_service import RoutingService
 from callcenter.sip import events as sip_events
 from callcenter.sip.access import AccessPolicy, is_trusted_source
 from callcenter.sip.auth import DigestServer
 from callcenter.sip.engine import RegistrationConfig, SipEngine, SipEngineConfig
 from callcenter.sip.ratelimit import SourceRateLimiter
+from callcenter.store import agents as agents_store
 from callcenter.store import db
 from callcenter.store import dossiers as repo
 from callcenter.store.trail import CallTrail
 from callcenter.transport.sip_tcp import SipTcpTransport
 from callcenter.transport.sip_udp import SipUdpTransport
+from callcenter.web.agent_api import add_agent_routes
 from callcenter.web.app import DossierApi, HealthState, make_app
 from faq.loader import FaqError
+from routing.estimate import HandleTimes
 
 logger = logging.getLogger(__name__)
 # faster-whisper logs every utterance's duration at INFO: one line per caller turn is noise.
 logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or name (the HTTP API's default)."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class StartupError(Exception):
@@ -166,6 +186,16 @@ class Service:
         self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        self.outbound: dict[str, Callable[[sip_events.SipEvent], None]] = {}
+        """Owners of outbound Call-IDs (agent legs): their SIP events go there."""
+        self.routing: RoutingService | None = None
+        """The router of queued calls; None when ``routing.file = "none"``."""
+        self.handle_times: dict[str, HandleTimes] = {}
+        """Recent handle times per queue (wait estimates)."""
+        self.agent_uris: dict[str, str] = {}
+        """Agent login to SIP URI, from the agents store (loaded at start, refreshed on a miss)."""
+        self.store_engine: Engine | None = None
+        """The store (dossiers, agents, trail database), once started."""
 
     # -- start-up --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -173,13 +203,20 @@ class Service:
         cfg = self.config
         cfg.data_path.mkdir(parents=True, exist_ok=True)
         store = db.make_engine(cfg.db_url)  # connects on first use (after the migrations)
+        if cfg.routing.enabled:
+            self._start_routing()  # before HTTP: the agent API's routes need the router
         # HTTP first, so /health answers 503 "starting" while prompts render.
         app = make_app(
             trail=self.trail,
             metrics=self.metrics,
             health=self.health,
             dossier_api=DossierApi(store=store, tokens=dict(cfg.http.api_tokens)),
+            # Beyond the machine, the call trail (callers' numbers) needs a token too.
+            trail_requires_token=not _is_loopback(cfg.http.host),
         )
+        if self.routing is not None:
+            # Agents' REST + WebSocket API (503 until the store is migrated below).
+            add_agent_routes(app, routing=self.routing, store=store)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
@@ -220,7 +257,10 @@ class Service:
         except SQLAlchemyError as exc:
             raise StartupError(f"database {db.safe_url(cfg.db_url)}: {exc}") from None
         self.identity = IdentityService(store)
+        self.store_engine = store
         await self.trail.start()
+        if self.routing is not None:
+            await self.refresh_agents()
 
         try:
             sock = SipUdpTransport.bind(cfg.sip.host, cfg.sip.port)
@@ -291,12 +331,149 @@ class Service:
                     "reserved for the FAQ answers; rename the flow's prompt"
                 )
             specs.append(spec)
+        if self.config.routing.enabled:
+            specs.extend(call_module.ROUTING_PROMPTS)
         await self.prompts.prepare(specs)
         # "plus lentement": the same prompts, slower (a recording is played as it is).
         await self.slow_prompts.prepare(specs)
         for prompt_id in self.slow_prompts.prompt_ids:
             entry = self.slow_prompts.entry(prompt_id)
             self.prompts.add(f"{prompt_id}.slow", entry.pcm, source=entry.source)
+        music = self.config.routing.hold_music
+        if self.config.routing.enabled and music:
+            try:
+                pcm = await asyncio.to_thread(load_wav_8k, Path(music), normalise_level=False)
+            except (AudioFormatError, OSError) as exc:
+                raise PromptCacheError(f"routing.hold_music: {exc}") from None
+            self.prompts.add(call_module.HOLD_MUSIC_PROMPT, pcm, source="recording")
+
+    # -- routing -----------------------------------------------------------------------------
+    def _start_routing(self) -> None:
+        """Load the queues and start the router (its clock follows ``flows.now_override``)."""
+        cfg = self.config
+        path = cfg.routing.file or routing.default_routing_config_path()
+        try:
+            config = routing.load_routing_config(path)
+        except routing.RoutingConfigError as exc:
+            raise StartupError(f"invalid routing file:\n{exc}") from None
+        except OSError as exc:
+            raise StartupError(f"routing.file: cannot read {path}: {exc.strerror}") from None
+        fixed = cfg.flows.fixed_now()
+        clock: Callable[[], float] = time.time
+        if fixed is not None:
+            # Demo and tests: the routing clock starts at the pinned instant and then runs, so
+            # opening hours match the flow's and ring timeouts still fire.
+            offset = fixed.timestamp() - time.time()
+
+            def clock() -> float:
+                return time.time() + offset
+
+        self.routing = RoutingService(config=config, clock=clock)
+        self.metrics.set_queues(config.queues)
+        self.handle_times = {queue: HandleTimes() for queue in config.queues}
+        self.routing.listen(self._on_routing_decision)
+        logger.info("routing: %d queues from %s", len(config.queues), path)
+
+    def _on_routing_decision(self, decision: routing.Decision) -> None:
+        """Global listener: handle times for the estimates, queue metrics."""
+        metrics = self.metrics
+        if isinstance(decision, routing.WrapUpEnded):
+            times = self.handle_times.get(decision.queue)
+            if times is not None:
+                times.add(decision.handle_s)
+        elif isinstance(decision, routing.CallEnqueued):
+            metrics.queue_event("joined", decision.queue)
+        elif isinstance(decision, routing.CallAnswered):
+            metrics.queue_event("answered", decision.queue, decision.wait_s)
+        elif isinstance(decision, routing.CallAbandoned):
+            metrics.queue_event("abandoned", decision.queue, decision.wait_s)
+        elif isinstance(decision, routing.CallRejectedClosed):
+            metrics.queue_event("closed", decision.queue, decision.wait_s)
+        elif isinstance(decision, routing.CallRejectedQueueFull):
+            metrics.queue_event("full", decision.queue, 0.0)
+        elif isinstance(decision, routing.CallMaxWaitReached):
+            metrics.queue_event("max_wait", decision.queue, decision.wait_s)
+
+    async def refresh_agents(self) -> None:
+        """Reload the agents' SIP URIs from the store (a store error keeps the last ones)."""
+        store = self.store_engine
+        if store is None:
+            return
+        try:
+            agents = await asyncio.to_thread(agents_store.list_agents, store)
+        except SQLAlchemyError as exc:
+            logger.warning("agents not loaded (%s); keeping the last list", type(exc).__name__)
+            return
+        self.agent_uris = {a.login: a.sip_uri for a in agents if a.sip_uri}
+
+    async def agent_uri(self, agent_id: str) -> str | None:
+        """The SIP URI of an agent (the store is read again when the login is not known)."""
+        uri = self.agent_uris.get(agent_id)
+        if uri is None:
+            await self.refresh_agents()
+            uri = self.agent_uris.get(agent_id)
+        return uri
+
+    # -- outbound calls (agent legs; callbacks later) ---------------------------------------
+    def place_call(
+        self,
+        target_uri: str,
+        sdp_offer: bytes,
+        *,
+        from_user: str,
+        from_display: str | None,
+        on_event: Callable[[sip_events.SipEvent], None],
+    ) -> str:
+        """INVITE ``target_uri``; the SIP events of the returned Call-ID go to ``on_event``.
+
+        Raises:
+            RuntimeError: SIP is not started.
+            ValueError: The URI cannot be dialled (see ``SipEngine.invite``).
+        """
+        sip = self.sip
+        if sip is None:
+            raise RuntimeError("SIP is not started")
+        call_id = sip.engine.invite(
+            target_uri, sdp_offer, sip.now(), from_user=from_user, from_display=from_display
+        )
+        self.outbound[call_id] = on_event
+        sip.flush()
+        return call_id
+
+    def cancel_call(self, call_id: str) -> None:
+        """CANCEL an unanswered outbound call (BYE if it was answered meanwhile)."""
+        if self.sip is not None:
+            self.sip.engine.cancel(call_id, self.sip.now())
+            self.sip.flush()
+
+    def hangup_call(self, call_id: str) -> None:
+        """End an outbound call (BYE once answered, CANCEL before)."""
+        if self.sip is not None:
+            self.sip.engine.hangup(call_id, self.sip.now())
+            self.sip.flush()
+
+    def reinvite_call(self, call_id: str, sdp_offer: bytes) -> bool:
+        """Send a re-INVITE (hold/resume); False when the call is not confirmed."""
+        if self.sip is None:
+            return False
+        sent = self.sip.engine.reinvite(call_id, sdp_offer, self.sip.now())
+        self.sip.flush()
+        return sent
+
+    def answer_reinvite_call(self, call_id: str, sdp_answer: bytes | None) -> None:
+        """Answer the peer's pending re-INVITE on an outbound call (None: 488)."""
+        if self.sip is None:
+            return
+        now = self.sip.now()
+        if sdp_answer is None:
+            self.sip.engine.reject_reinvite(call_id, 488, now)
+        else:
+            self.sip.engine.answer_reinvite(call_id, sdp_answer, now)
+        self.sip.flush()
+
+    def forget_call(self, call_id: str) -> None:
+        """Stop delivering an outbound Call-ID's events (its owner is gone)."""
+        self.outbound.pop(call_id, None)
 
     def _engine_config(self, *, port: int) -> SipEngineConfig:
         sip = self.config.sip
@@ -354,9 +531,20 @@ class Service:
             self._start_call(event)
         else:
             call_id = getattr(event, "call_id", None)
-            call = self.calls.get(call_id) if isinstance(call_id, str) else None
+            if not isinstance(call_id, str):
+                return
+            call = self.calls.get(call_id)
             if call is not None:
                 call.on_sip_event(event)
+                return
+            owner = self.outbound.get(call_id)
+            if owner is not None:
+                if isinstance(event, sip_events.OutboundCallFailed | sip_events.CallTerminated):
+                    del self.outbound[call_id]  # the last event of that Call-ID
+                try:
+                    owner(event)
+                except Exception:
+                    logger.exception("outbound call event handler failed")
 
     def _start_call(self, event: sip_events.IncomingCall) -> None:
         assert self.sip is not None
@@ -380,6 +568,10 @@ class Service:
             asr=self.asr,
             identity=self.identity,
             tts=(self.tts, self.slow_tts),
+            routing=self.routing,
+            dialer=self,
+            agent_uri=self.agent_uri,
+            handle_times=self.handle_times,
         )
         call = Call(incoming=event, services=services)
         self.calls[event.call_id] = call
@@ -415,6 +607,8 @@ class Service:
             self.flows.install(flows, mtimes)
             self.faq.install(bot, faq_mtime)
             self.metrics.set_intents(bot.intent_ids)
+            if self.routing is not None:
+                await self.refresh_agents()
             logger.info("flows reloaded: %s (FAQ: %s)", ", ".join(flows), self.faq.path.name)
             return True
 
@@ -488,6 +682,8 @@ class Service:
             if self.sip_tcp is not None:
                 self.sip_tcp.close()
             self.sip.close()
+        if self.routing is not None:
+            self.routing.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.asr is not None:

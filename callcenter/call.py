@@ -10,6 +10,23 @@ Everything the call does is appended to the event trail (``callcenter.store.trai
 Inputs reach the control loop through one queue, so the flow sees a single ordered stream of
 events and no two handlers ever race on the call's state.
 
+Queue and agent (issue 5): when the flow hands the call to a queue (``QueueCall``) and the
+service routes calls (``CallServices.routing``) for that skill, the call joins the router
+(``CallQueued``) and *waits* instead of letting the flow hang up: the holding message, then the
+estimated-wait range (``routing.estimate``: "moins de 2 minutes"... never a precise promise),
+then ``routing.announce_interval_s`` of hold music (or silence), the range again, and so on.
+When the router offers the call to an agent, an :class:`~callcenter.agent_leg.AgentLeg` rings
+the agent's SIP phone; answered, both legs are bridged (two
+:class:`~callcenter.media.relay.AudioRelay`, keys re-sent as RFC 4733 to the other leg). Busy or
+declined → ``OfferRejected``, unreachable → ``OfferTimedOut``, the router's ring timeout →
+CANCEL. The caller hanging up while waiting is ``CallerHungUp`` (abandoned), while bridged
+``CallEnded`` (the agent goes to wrap-up) and a BYE to the agent; the agent hanging up is
+``CallEnded``, a short goodbye to the caller, then BYE. A queue that is closed, full or waited
+out ends the wait with a French message, then the flow goes on (the queue node's ``next``, or
+hang-up). When no agent who could take the call is logged in at all (paused and busy agents
+count), the call does not queue: the flow goes on as without routing (``queue_unstaffed`` in the
+trail).
+
 Voice bot: when the service has a speech recogniser, the pipeline is
 ``DtmfAggregator → SpeechRecognizer → PromptPlayer`` and the caller's audio goes to the
 recogniser only while the flow listens (``ask``/``confirm`` nodes). A transcript is understood
@@ -25,13 +42,25 @@ import ipaddress
 import logging
 import re
 import secrets
-from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import ivr_flows
+import routing
 from callcenter import sdp
+from callcenter.agent_leg import (
+    AgentLeg,
+    Dialer,
+    LegAnswered,
+    LegDtmf,
+    LegEnded,
+    LegEvent,
+    LegFailed,
+    LegRinging,
+    caller_id_display,
+)
 from callcenter.bot import VoiceBot
 from callcenter.config import Config
 from callcenter.identity import IdentityService, Verification, contact_summary
@@ -56,9 +85,11 @@ from callcenter.media.pipeline import Pipeline
 from callcenter.media.processors.dtmf_aggregator import DtmfAggregatorProcessor
 from callcenter.media.processors.prompt_player import PromptPlayerProcessor
 from callcenter.media.processors.speech_recognizer import SpeechRecognizerProcessor
+from callcenter.media.relay import AudioRelay
 from callcenter.media.tts.espeak import EspeakTts, TtsError
-from callcenter.media.tts.prompt_cache import PromptCache
+from callcenter.media.tts.prompt_cache import PromptCache, PromptSpec
 from callcenter.metrics import Metrics
+from callcenter.routing_service import RoutingService
 from callcenter.rtp.codecs.base import get_codec
 from callcenter.rtp.session import AudioReceived, RtpEvent, RtpSession
 from callcenter.sip import events as sip_events
@@ -66,6 +97,7 @@ from callcenter.sip.engine import CallState
 from callcenter.store.trail import CallTrail
 from callcenter.transport.rtp_udp import RtpEndpoint
 from callcenter.transport.sip_udp import SipUdpTransport
+from routing.estimate import SPOKEN_BUCKETS, HandleTimes, estimate_for_call
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +133,108 @@ class _FlowEvent:
     event: ivr_flows.Event
 
 
-_Input = sip_events.SipEvent | Frame | _Timeout | _Dtmf | _FlowEvent
+@dataclass(frozen=True, slots=True)
+class _Routing:
+    """A decision of the router about this call."""
+
+    decision: routing.Decision
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitTick:
+    """Time to announce the estimated wait again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _AgentKey:
+    """A key the agent pressed (RFC 4733 on the agent leg)."""
+
+    leg: AgentLeg
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class _GoodbyeDone:
+    """The goodbye after the agent hung up has been played."""
+
+
+_Input = (
+    sip_events.SipEvent
+    | Frame
+    | _Timeout
+    | _Dtmf
+    | _FlowEvent
+    | _Routing
+    | _WaitTick
+    | _AgentKey
+    | _GoodbyeDone
+    | LegEvent
+)
+
+# Messages of the waiting experience (French, rendered at start-up with the flows' prompts).
+# The estimates say ranges, never a precise time (routing.estimate picks the bucket).
+WAIT_PROMPTS: tuple[str, ...] = (
+    "routing_wait_lt2",
+    "routing_wait_2_5",
+    "routing_wait_5_10",
+    "routing_wait_gt10",
+)
+"""Prompt ids of the spoken buckets, in the order of ``routing.estimate.SPOKEN_BUCKETS``."""
+HOLD_MUSIC_PROMPT = "routing_hold_music"
+"""Prompt id of the hold music (``routing.hold_music``), when configured."""
+ROUTING_PROMPTS: tuple[PromptSpec, ...] = (
+    (
+        "routing_wait_lt2",
+        "Votre temps d'attente est estimé à moins de deux minutes. Merci de rester en ligne.",
+        None,
+    ),
+    (
+        "routing_wait_2_5",
+        "Votre temps d'attente est estimé entre deux et cinq minutes. Merci de rester en ligne.",
+        None,
+    ),
+    (
+        "routing_wait_5_10",
+        "Votre temps d'attente est estimé entre cinq et dix minutes. Merci de rester en ligne.",
+        None,
+    ),
+    (
+        "routing_wait_gt10",
+        "Votre temps d'attente pourrait dépasser dix minutes. Merci de rester en ligne, "
+        "ou de rappeler un peu plus tard.",
+        None,
+    ),
+    (
+        "routing_closed",
+        "Nos conseillers ne sont pas disponibles en ce moment : le service est fermé.",
+        None,
+    ),
+    (
+        "routing_full",
+        "Tous nos conseillers sont occupés, et nous ne pouvons pas vous faire patienter "
+        "davantage. Merci de rappeler un peu plus tard.",
+        None,
+    ),
+    (
+        "routing_max_wait",
+        "Nous sommes désolés, aucun conseiller n'a pu prendre votre appel. "
+        "Merci de rappeler un peu plus tard.",
+        None,
+    ),
+    (
+        "routing_agent_gone",
+        "Votre conseiller a terminé l'appel. Merci de votre appel, et au revoir.",
+        None,
+    ),
+)
+"""The waiting experience's prompts: (id, French text, no recording)."""
+_LEAVE_PROMPTS = {
+    "closed": "routing_closed",
+    "full": "routing_full",
+    "max_wait": "routing_max_wait",
+}
+_VOICED_PEAK = 300
+"""A 20 ms frame whose peak exceeds this (PCM16) counts as voiced in the bridge statistics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +255,14 @@ class CallServices:
     """Caller identification and dossier answers; None: the flow's checks always fail."""
     tts: tuple[EspeakTts, EspeakTts] | None = None
     """Normal and slow voices, for texts made during the call (dossier answers)."""
+    routing: RoutingService | None = None
+    """The router of queued calls; None: a queue node only plays its holding message."""
+    dialer: Dialer | None = None
+    """Places the agent legs (the service)."""
+    agent_uri: Callable[[str], Awaitable[str | None]] | None = None
+    """An agent's SIP URI from their login (the agents store)."""
+    handle_times: Mapping[str, HandleTimes] = field(default_factory=dict)
+    """Recent handle times per queue, for the wait estimates."""
 
 
 # Words a grammar-capable engine (Vosk) expects for a yes/no question.
@@ -174,6 +315,21 @@ class Call:
         self._intents: list[str] = []
         self._said: list[str] = []
         """What the caller said to the bot (the contact's summary; erased after retention)."""
+        # Queue and agent (see the module docstring).
+        self._tg: asyncio.TaskGroup | None = None
+        self._routing_state = "none"  # none, waiting, offered, bridged, leaving, goodbye, done
+        self._queue_name: str | None = None
+        self._unlisten: Callable[[], None] | None = None
+        self._leg: AgentLeg | None = None
+        self._old_legs: list[AgentLeg] = []
+        self._announcer: asyncio.Task[None] | None = None
+        self._waiting_prompt: str | None = None  # of ours, playing while waiting
+        self._to_agent: AudioRelay | None = None
+        self._to_caller: AudioRelay | None = None
+        self._relay_stats = {"to_agent": [0, 0], "to_caller": [0, 0]}  # frames, voiced
+        self._goodbye: bytes | None = None
+        self._goodbye_at = 0
+        self._agent_answered = False
 
     # -- inputs from the application (sync, never block) -----------------------------------
     def on_sip_event(self, event: sip_events.SipEvent) -> None:
@@ -185,7 +341,11 @@ class Call:
             self._inputs.put_nowait(event)
 
     def _on_rtp_event(self, event: RtpEvent) -> None:
-        if isinstance(event, AudioReceived):
+        if isinstance(event, AudioReceived) and self._to_agent is not None:
+            pcm = event.pcm
+            self._count("to_agent", pcm)
+            self._to_agent.push(pcm)
+        elif isinstance(event, AudioReceived):
             recognizer = self._recognizer
             if recognizer is not None and recognizer.wants_audio and self._pipeline is not None:
                 pcm = event.pcm
@@ -264,7 +424,11 @@ class Call:
                 metrics.prompt_underrun(self._player.underruns)
             if self._cut_prompt is not None:  # a prompt cut short by the hang-up
                 self._record("prompt_played", prompt_id=self._cut_prompt, interrupted=True)
-            if self._queued and outcome == "completed":
+            try:
+                self._leave_routing()
+            except Exception:  # the trail and the caller's end must still be recorded
+                self.log.exception("leaving the queue failed")
+            if self._queued and outcome == "completed" and not self._agent_answered:
                 outcome = "queued"
             if self._bot_used:
                 if self._handed_over:
@@ -379,10 +543,11 @@ class Call:
         self._pipeline = pipeline
         rtp = self._rtp
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             tasks = [
                 tg.create_task(pipeline.run(), name=f"pipeline-{self.call_id}"),
                 tg.create_task(
-                    rtp.run(player.next_frame, self._on_rtp_event), name=f"rtp-{self.call_id}"
+                    rtp.run(self._caller_source, self._on_rtp_event), name=f"rtp-{self.call_id}"
                 ),
                 tg.create_task(self._watchdog(rtp), name=f"watchdog-{self.call_id}"),
             ]
@@ -390,8 +555,14 @@ class Call:
                 return await self._control_loop(pipeline)
             finally:
                 self._cut_prompt = player.playing  # before the pipeline's teardown resets it
+                self._tg = None
                 for task in tasks:
                     task.cancel()
+                for leg in (self._leg, *self._old_legs):
+                    if leg is not None and leg.rtp is not None:
+                        leg.rtp.close()  # ends its media task, if any
+                if self._announcer is not None:
+                    self._announcer.cancel()
 
     def _negotiate(self, offer: sdp.SessionDescription) -> sdp.NegotiatedMedia:
         assert self._rtp is not None
@@ -488,6 +659,11 @@ class Call:
             ended = self._ending(item)
             if ended is not None:
                 return ended
+            if self._routing_state != "none" and self._routing_handles(item):
+                ended = await self._routing_input(item, pipeline)
+                if ended is not None:
+                    return ended
+                continue
             flow_event: ivr_flows.Event | None = None
             if isinstance(item, _Timeout):
                 self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
@@ -593,11 +769,507 @@ class Call:
                     intent=action.intent,
                 )
                 self.services.metrics.handoff(action.reason, action.priority)
+                self._join_queue(action)
             elif isinstance(action, ivr_flows.HangUp):
                 self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
                 self._ended = True
                 return "completed", action.reason, "service"
         return None
+
+    # -- queue, agent leg, bridge ----------------------------------------------------------
+    def _join_queue(self, action: ivr_flows.QueueCall) -> None:
+        """Join the router's queue for ``action.skill``; without routing nothing changes."""
+        router = self.services.routing
+        if router is None or self.services.dialer is None or self._routing_state != "none":
+            return
+        if action.skill not in router.config.queues:
+            self._record("queue_unrouted", skill=action.skill)
+            return
+        if not _staffed(router, action.skill):
+            # Nobody is logged in who could ever take it: waiting would only run into the
+            # maximum wait. The flow goes on as without routing (holding message, then next).
+            self._record("queue_unstaffed", skill=action.skill)
+            return
+        try:
+            priority = routing.Priority.parse(action.priority)
+        except ValueError:
+            priority = routing.Priority.NORMAL
+        usager_id = self._who.usager_id if self._who is not None else None
+        queued = routing.QueuedCall(
+            call_id=self.call_id,
+            skill=action.skill,
+            priority=priority,
+            joined_at=router.now(),
+            usager_id=str(usager_id) if usager_id is not None else None,
+            intent=action.intent,
+        )
+        self._unlisten = router.listen_call(
+            self.call_id, lambda decision: self._inputs.put_nowait(_Routing(decision))
+        )
+        self._routing_state = "waiting"
+        self._queue_name = action.skill
+        try:
+            router.handle(routing.CallQueued(queued, router.now()))
+        except routing.RoutingError as exc:
+            self.log.error("queue refused the call: %s", exc)
+            self._record("queue_unrouted", skill=action.skill)
+            self._stop_routing()
+
+    def _routing_handles(self, item: _Input) -> bool:
+        """Whether an input belongs to the waiting / bridged life rather than to the flow."""
+        if isinstance(
+            item,
+            _Routing | _WaitTick | _AgentKey | _GoodbyeDone | PromptFinishedFrame | _Dtmf,
+        ):
+            return True
+        return isinstance(item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf)
+
+    async def _routing_input(self, item: _Input, pipeline: Pipeline) -> tuple[str, str, str] | None:
+        """One input while the call is queued, ringing an agent, bridged or saying goodbye."""
+        state = self._routing_state
+        if isinstance(item, _Routing):
+            return await self._on_decision(item.decision, pipeline)
+        if isinstance(item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf):
+            return await self._on_leg_event(item, pipeline)
+        if isinstance(item, _AgentKey):
+            if item.leg is self._leg and state == "bridged" and self._rtp is not None:
+                self._relay_key(item.digit, "agent")
+            return None
+        if isinstance(item, _Dtmf):
+            self._record("dtmf", digit=item.digit, method=item.method)
+            self.services.metrics.dtmf_digit(item.method)
+            if state == "bridged" and self._leg is not None:
+                self._relay_key(item.digit, "caller")
+            elif state in ("waiting", "offered") and item.digit == "*":
+                await self._announce_wait(pipeline)  # "répéter"
+            return None
+        if isinstance(item, _WaitTick):
+            if state in ("waiting", "offered"):
+                await self._announce_wait(pipeline)
+            return None
+        if isinstance(item, _GoodbyeDone):
+            self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
+            self._ended = True
+            return "completed", "agent_hangup", "service"
+        if isinstance(item, PromptFinishedFrame):
+            self._record("prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted)
+            base_id = item.prompt_id.removesuffix(".slow")
+            if state == "leaving" and base_id in _LEAVE_PROMPTS.values():
+                return await self._resume_flow(pipeline)
+            if state in ("waiting", "offered") and not item.interrupted:
+                if base_id in WAIT_PROMPTS:
+                    await self._play_music(pipeline)
+                    self._schedule_announcement()
+                elif item.prompt_id == HOLD_MUSIC_PROMPT:
+                    await self._play_music(pipeline)  # loop it
+                elif self._waiting_prompt is None and self._is_hold_prompt(item.prompt_id):
+                    self._waiting_prompt = "silence"  # the flow's holding message ended
+                    await self._announce_wait(pipeline)
+            return None
+        return None
+
+    async def _resume_flow(self, pipeline: Pipeline) -> tuple[str, str, str] | None:
+        """The wait ended without an agent: the flow goes on after its holding message."""
+        self._stop_routing()
+        assert self._flow is not None and self._flow_state is not None
+        hold = self._flow_state.awaiting_prompt
+        if hold is None:
+            return None
+        self._flow_state, actions = ivr_flows.step(
+            self._flow,
+            self._flow_state,
+            ivr_flows.PromptFinished(hold, False),
+            now=self._flow_now(),
+        )
+        return await self._perform(actions, pipeline)
+
+    async def _on_decision(
+        self, decision: routing.Decision, pipeline: Pipeline
+    ) -> tuple[str, str, str] | None:
+        state = self._routing_state
+        if isinstance(decision, routing.CallEnqueued):
+            self._record(
+                "queue_joined",
+                queue=decision.queue,
+                priority=decision.priority.label,
+                position=decision.position,
+            )
+        elif isinstance(decision, routing.CallOverflowed):
+            self._record("queue_overflowed", queue=decision.from_queue, to=decision.to_queue)
+        elif isinstance(
+            decision,
+            routing.CallRejectedClosed | routing.CallRejectedQueueFull | routing.CallMaxWaitReached,
+        ):
+            if state not in ("waiting", "offered"):
+                return None
+            reason = (
+                "closed"
+                if isinstance(decision, routing.CallRejectedClosed)
+                else "full"
+                if isinstance(decision, routing.CallRejectedQueueFull)
+                else "max_wait"
+            )
+            wait = getattr(decision, "wait_s", 0.0)
+            self._record("queue_left", queue=decision.queue, reason=reason, wait_s=round(wait, 1))
+            self._routing_state = "leaving"
+            self._stop_announcer()
+            if self._leg is not None:  # cannot be ringing (the router withdrew it), but be safe
+                self._drop_leg()
+            await pipeline.queue_frame(StopPromptFrame())
+            leave = self._voiced(_LEAVE_PROMPTS[reason])
+            await pipeline.queue_frame(PlayPromptFrame(leave, False))
+        elif isinstance(decision, routing.OfferCall):
+            if state == "waiting" and not decision.dial_out:
+                await self._offer_to(decision)
+        elif isinstance(decision, routing.OfferEnded):
+            leg = self._leg
+            if leg is not None and leg.agent_id == decision.agent_id and state == "offered":
+                reason = decision.reason.value
+                self._record("agent_missed", agent=decision.agent_id, reason=reason)
+                self.services.metrics.agent_offer(
+                    "no_answer"
+                    if decision.reason is routing.OfferEndReason.RING_TIMEOUT
+                    else "withdrawn"
+                )
+                leg.cancel()
+                self._retire_leg()
+                self._routing_state = "waiting"
+        elif isinstance(decision, routing.EventIgnored):
+            self.log.info("routing ignored %s: %s", decision.event, decision.reason)
+        return None
+
+    async def _offer_to(self, offer: routing.OfferCall) -> None:
+        """Ring the agent's phone for this call (an AgentLeg)."""
+        services = self.services
+        router = services.routing
+        dialer = services.dialer
+        assert router is not None and dialer is not None
+        uri = await services.agent_uri(offer.agent_id) if services.agent_uri else None
+        self._record(
+            "agent_offered",
+            agent=offer.agent_id,
+            queue=offer.queue,
+            wait_s=round(offer.wait_s, 1),
+            reachable=uri is not None,
+        )
+        if self._routing_state != "waiting":  # the caller left while the store answered
+            return
+        if uri is None:
+            services.metrics.agent_offer("failed")
+            router.handle(routing.OfferTimedOut(offer.agent_id, self.call_id, router.now()))
+            return
+        cfg = self._config
+        leg = AgentLeg(
+            dialer=dialer,
+            agent_id=offer.agent_id,
+            target_uri=uri,
+            local_host=self._local_host(),
+            rtp_host=cfg.rtp.host or cfg.sip.host,
+            port_range=(cfg.rtp.port_min, cfg.rtp.port_max),
+            on_event=self._inputs.put_nowait,
+        )
+        self._leg = leg
+        self._routing_state = "offered"
+        try:
+            await leg.start(
+                from_user=cfg.routing.from_user,
+                from_display=caller_id_display(cfg.routing.from_display, offer.queue),
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.log.warning("agent leg not placed: %s", type(exc).__name__)
+            self._leg = None
+            leg.close()
+            self._routing_state = "waiting"
+            services.metrics.agent_offer("failed")
+            router.handle(routing.OfferTimedOut(offer.agent_id, self.call_id, router.now()))
+
+    async def _on_leg_event(
+        self, event: LegEvent, pipeline: Pipeline
+    ) -> tuple[str, str, str] | None:
+        leg = event.leg
+        current = leg is self._leg
+        router = self.services.routing
+        metrics = self.services.metrics
+        assert router is not None
+        if isinstance(event, LegRinging):
+            if current:
+                self._record("agent_ringing", agent=leg.agent_id)
+        elif isinstance(event, LegAnswered):
+            if not current or self._routing_state != "offered":
+                leg.hangup()  # answered after the offer ended (a crossing 200)
+                self._forget_leg(leg)
+                return None
+            decisions = router.handle(
+                routing.OfferAccepted(leg.agent_id, self.call_id, router.now())
+            )
+            answered = next(
+                (
+                    d
+                    for d in decisions
+                    if isinstance(d, routing.CallAnswered) and d.call_id == self.call_id
+                ),
+                None,
+            )
+            if answered is None:  # the router had already moved on
+                leg.hangup()
+                self._retire_leg()
+                self._routing_state = "waiting"
+                return None
+            metrics.agent_offer("answered")
+            self._agent_answered = True
+            self._record(
+                "agent_answered",
+                agent=leg.agent_id,
+                queue=answered.queue,
+                wait_s=round(answered.wait_s, 1),
+                codec=event.codec,
+            )
+            await self._bridge(leg, pipeline)
+        elif isinstance(event, LegFailed):
+            if current and self._routing_state == "offered":
+                self._record(
+                    "agent_missed", agent=leg.agent_id, status=event.status_code, reason=event.kind
+                )
+                metrics.agent_offer(event.kind)
+                self._retire_leg()
+                self._routing_state = "waiting"
+                now = router.now()
+                if event.kind == "rejected":
+                    router.handle(routing.OfferRejected(leg.agent_id, self.call_id, now))
+                else:
+                    router.handle(routing.OfferTimedOut(leg.agent_id, self.call_id, now))
+            else:
+                self._forget_leg(leg)
+        elif isinstance(event, LegEnded):
+            if current and self._routing_state == "bridged":
+                self._record("agent_hangup", agent=leg.agent_id, cause=event.cause)
+                self._end_bridge(leg)
+                router.handle(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
+                self._stop_routing(state="goodbye")
+                self._start_goodbye()
+            else:
+                self._forget_leg(leg)
+        elif isinstance(event, LegDtmf):
+            if current and self._routing_state == "bridged":
+                self._relay_key(event.digit, "agent")
+        return None
+
+    async def _bridge(self, leg: AgentLeg, pipeline: Pipeline) -> None:
+        """Connect the caller and the agent: audio both ways, keys both ways."""
+        assert self._rtp is not None and self._tg is not None
+        self._stop_announcer()
+        await pipeline.queue_frame(StopPromptFrame())
+        self._to_agent = AudioRelay()
+        self._to_caller = AudioRelay()
+        self._rtp.session.deliver_audio = True  # decoded for the relay from now on
+        self._routing_state = "bridged"
+        self._tg.create_task(
+            leg.run_media(self._agent_source, self._on_agent_rtp),
+            name=f"agent-rtp-{self.call_id}",
+        )
+        self._record("bridged", agent=leg.agent_id)
+
+    def _agent_source(self) -> bytes | None:
+        relay = self._to_agent
+        return relay.pull() if relay is not None else None
+
+    def _on_agent_rtp(self, event: RtpEvent) -> None:
+        relay = self._to_caller
+        if isinstance(event, AudioReceived):
+            if relay is not None:
+                pcm = event.pcm
+                self._count("to_caller", pcm)
+                relay.push(pcm)
+        elif self._leg is not None:
+            self._inputs.put_nowait(_AgentKey(self._leg, event.digit))
+
+    def _count(self, direction: str, pcm: bytes) -> None:
+        stats = self._relay_stats[direction]
+        stats[0] += 1
+        if len(pcm) >= 2 and len(pcm) % 2 == 0:
+            samples = memoryview(pcm).cast("h")  # C loops: cheap at 50 frames/s per direction
+            if max(samples) > _VOICED_PEAK or min(samples) < -_VOICED_PEAK:
+                stats[1] += 1
+
+    def _caller_source(self) -> bytes | None:
+        """What the caller hears: the prompts, the agent once bridged, then the goodbye."""
+        relay = self._to_caller
+        if relay is not None:
+            return relay.pull()
+        goodbye = self._goodbye
+        if goodbye is not None:
+            start = self._goodbye_at
+            if start >= len(goodbye):
+                self._goodbye = None
+                self._inputs.put_nowait(_GoodbyeDone())
+                return None
+            self._goodbye_at = start + 320
+            chunk = goodbye[start : start + 320]
+            return chunk + bytes(320 - len(chunk))
+        player = self._player
+        return player.next_frame() if player is not None else None
+
+    def _relay_key(self, digit: str, source: str) -> None:
+        """Re-send a key to the other leg as RFC 4733."""
+        if source == "caller":
+            sent = self._leg.send_dtmf(digit) if self._leg is not None else False
+        else:
+            sent = False
+            if self._rtp is not None and self._media is not None:
+                try:
+                    self._rtp.send_dtmf(digit)
+                    sent = True
+                except ValueError:
+                    sent = False
+        self._record("dtmf_relayed", digit=digit, source=source, sent=sent)
+
+    def _end_bridge(self, leg: AgentLeg) -> None:
+        """Stop relaying; record what went through the bridge."""
+        to_agent, to_caller = self._relay_stats["to_agent"], self._relay_stats["to_caller"]
+        self._to_agent = None
+        self._to_caller = None
+        self._record(
+            "bridge_ended",
+            agent=leg.agent_id,
+            to_agent_frames=to_agent[0],
+            to_agent_voiced=to_agent[1],
+            to_caller_frames=to_caller[0],
+            to_caller_voiced=to_caller[1],
+            agent_packets_sent=leg.rtp.stats.packets_sent if leg.rtp is not None else 0,
+        )
+        if leg.rtp is not None:
+            leg.rtp.close()
+
+    def _start_goodbye(self) -> None:
+        prompts = self.services.prompts
+        if "routing_agent_gone" in prompts:
+            self._goodbye = prompts.get(self._voiced("routing_agent_gone"))
+            self._goodbye_at = 0
+        else:
+            self._inputs.put_nowait(_GoodbyeDone())
+
+    def _voiced(self, prompt_id: str) -> str:
+        """The slow variant of one of our prompts after "plus lentement", when rendered."""
+        slow = f"{prompt_id}.slow"
+        return slow if self._slow and slow in self.services.prompts else prompt_id
+
+    def _is_hold_prompt(self, prompt_id: str) -> bool:
+        state = self._flow_state
+        return state is not None and prompt_id.removesuffix(".slow") == state.awaiting_prompt
+
+    async def _announce_wait(self, pipeline: Pipeline) -> None:
+        """Say the estimated wait range, cutting the music (not while an agent rings).
+
+        Nothing happens while the holding message or an announcement still plays.
+        """
+        router = self.services.routing
+        queue = self._queue_name
+        playing = self._waiting_prompt
+        if router is None or queue is None or playing is None or playing in WAIT_PROMPTS:
+            return
+        times = self.services.handle_times.get(queue)
+        estimate = estimate_for_call(
+            router.router, self.call_id, times.samples if times is not None else ()
+        )
+        if estimate is None:  # an agent's phone rings: the caller is next
+            if playing != HOLD_MUSIC_PROMPT:
+                await self._play_music(pipeline)
+            self._schedule_announcement()
+            return
+        if playing == HOLD_MUSIC_PROMPT:
+            await pipeline.queue_frame(StopPromptFrame())
+        index = next(i for i, (_, words) in enumerate(SPOKEN_BUCKETS) if words == estimate.bucket)
+        prompt_id = WAIT_PROMPTS[index]
+        self._record("wait_announced", bucket=estimate.bucket, position=estimate.position)
+        self._waiting_prompt = prompt_id
+        await pipeline.queue_frame(PlayPromptFrame(self._voiced(prompt_id), True))
+
+    async def _play_music(self, pipeline: Pipeline) -> None:
+        if HOLD_MUSIC_PROMPT in self.services.prompts:
+            self._waiting_prompt = HOLD_MUSIC_PROMPT
+            await pipeline.queue_frame(PlayPromptFrame(HOLD_MUSIC_PROMPT, True))
+        else:
+            self._waiting_prompt = "silence"
+
+    def _schedule_announcement(self) -> None:
+        """The next estimate after ``announce_interval_s`` of music (or silence)."""
+        self._stop_announcer()
+        if self._tg is None:
+            return
+        interval = self._config.routing.announce_interval_s
+
+        async def tick() -> None:
+            await asyncio.sleep(interval)
+            self._inputs.put_nowait(_WaitTick())
+
+        self._announcer = self._tg.create_task(tick(), name=f"announce-{self.call_id}")
+
+    def _stop_announcer(self) -> None:
+        if self._announcer is not None:
+            self._announcer.cancel()
+            self._announcer = None
+
+    def _retire_leg(self) -> None:
+        """The current leg no longer matters for routing; its last SIP events may still come."""
+        leg = self._leg
+        self._leg = None
+        if leg is not None:
+            if leg.ended:
+                leg.close()
+            else:
+                self._old_legs.append(leg)
+
+    def _forget_leg(self, leg: AgentLeg) -> None:
+        if leg is self._leg:
+            self._leg = None
+        if leg in self._old_legs:
+            self._old_legs.remove(leg)
+        if leg.ended or not leg.answered:
+            leg.close()
+        else:
+            self._old_legs.append(leg)
+
+    def _drop_leg(self) -> None:
+        leg = self._leg
+        if leg is not None:
+            leg.cancel()
+            self._retire_leg()
+
+    def _stop_routing(self, state: str = "none") -> None:
+        """Leave the routing life (the router no longer talks to this call)."""
+        self._stop_announcer()
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        self._routing_state = state
+
+    def _leave_routing(self) -> None:
+        """The call is over: tell the router and end the agent leg (from ``run``'s finally)."""
+        state = self._routing_state
+        router = self.services.routing
+        leg = self._leg
+        if router is not None and state in ("waiting", "offered", "bridged"):
+            if state == "bridged" and leg is not None:
+                self._end_bridge(leg)
+                router.handle(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
+            else:
+                router.handle(routing.CallerHungUp(self.call_id, router.now()))
+                if state == "offered":
+                    self.services.metrics.agent_offer("withdrawn")
+                    self._record(
+                        "agent_missed", agent=leg.agent_id if leg else None, reason="caller_hung_up"
+                    )
+        self._stop_routing(state="done" if state != "none" else "none")
+        for other in (leg, *self._old_legs):
+            if other is None:
+                continue
+            if other.answered and not other.ended:
+                other.hangup()
+            elif not other.ended:
+                other.cancel()
+            other.close()
+        self._leg = None
+        self._old_legs.clear()
 
     # -- identification and dossier answers ------------------------------------------------
     async def _identify(
@@ -826,6 +1498,16 @@ class Call:
             self.log.info("answer in ACK refused: %s", _redacted(exc))
             return
         self._record("reinvite", direction=media.direction, codec=media.codec)
+
+
+def _staffed(service: RoutingService, queue: str) -> bool:
+    """Whether an agent is logged in (even paused or busy) with a skill that may serve ``queue``."""
+    queues = {name for name, _ in routing.overflow_chain(service.config, queue)}
+    return any(
+        agent.state is not routing.AgentState.OFFLINE
+        and any(agent.proficiency(name) > 0 for name in queues)
+        for agent in service.router.agents.values()
+    )
 
 
 def _redacted(exc: Exception) -> str:

@@ -209,6 +209,28 @@ class CallsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """Skills-based routing of queued calls to agents (issue 5)."""
+
+    file: str = ""
+    """Queues YAML (default: the shipped ``routing/solidarites.yaml``); ``none`` disables routing:
+    a ``queue`` node then plays its holding message and the flow goes on as without routing."""
+    hold_music: str = ""
+    """WAV file (any rate) played between wait announcements; empty: silence."""
+    announce_interval_s: float = 60.0
+    """Seconds between two estimated-wait announcements while a caller waits."""
+    from_display: str = "SOLIDARITES"
+    """Display name of the From of agent legs (the queue's name is appended)."""
+    from_user: str = "3975"
+    """User part of the From of agent legs (the service's number, never the caller's)."""
+
+    @property
+    def enabled(self) -> bool:
+        """False when ``file = "none"``."""
+        return self.file.strip().lower() != "none"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole service configuration."""
 
@@ -236,6 +258,8 @@ class Config:
     """Personal data retention."""
     dossiers: DossiersConfig = field(default_factory=DossiersConfig)
     """Dossier store."""
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    """Queues and agents."""
 
     @property
     def data_path(self) -> Path:
@@ -259,6 +283,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "faq": FaqConfig,
     "retention": RetentionConfig,
     "dossiers": DossiersConfig,
+    "routing": RoutingSettings,
 }
 
 
@@ -464,6 +489,19 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"tts.slow_rate: expected 80..tts.rate ({config.tts.rate}), got {config.tts.slow_rate}"
         )
+    routing = config.routing
+    if not routing.announce_interval_s >= 5:
+        raise ConfigError(
+            f"routing.announce_interval_s: must be >= 5, got {routing.announce_interval_s}"
+        )
+    if routing.hold_music and not Path(routing.hold_music).is_file():
+        raise ConfigError(f"routing.hold_music: no such file: {routing.hold_music!r}")
+    if routing.enabled and routing.file and not Path(routing.file).is_file():
+        raise ConfigError(f"routing.file: no such file: {routing.file!r}")
+    if not re.fullmatch(r"[A-Za-z0-9._+-]{1,32}", routing.from_user):
+        raise ConfigError(f"routing.from_user: expected a SIP user part, got {routing.from_user!r}")
+    if any(ch in routing.from_display for ch in '"\\\r\n'):
+        raise ConfigError("routing.from_display: no quotes, backslashes or line breaks")
     if config.flows.now_override:
         try:
             now = datetime.fromisoformat(config.flows.now_override)

@@ -77,6 +77,15 @@ BOT_FAILURES: tuple[str, ...] = ("no_input", "no_match", "not_understood", "inva
 BOT_DECISIONS: tuple[str, ...] = ("answer", "clarify", "menu", "handover", "none")
 """Values of the ``decision`` label of ``callcenter_bot_decisions_total``."""
 
+QUEUE_REFUSALS: tuple[str, ...] = ("closed", "full", "max_wait")
+"""Values of the ``reason`` label of ``callcenter_queue_refused_total``."""
+
+AGENT_OFFER_RESULTS: tuple[str, ...] = ("answered", "rejected", "no_answer", "failed", "withdrawn")
+"""Values of the ``result`` label of ``callcenter_agent_offers_total``."""
+
+QUEUE_WAIT_BUCKETS: tuple[float, ...] = (5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1800)
+"""Buckets of the queue wait histogram (20 s and 60 s are the service-level thresholds)."""
+
 BOT_RESULTS: tuple[str, ...] = ("contained", "handed_over", "abandoned")
 """Values of the ``result`` label of ``callcenter_bot_calls_total``."""
 
@@ -208,6 +217,46 @@ class Metrics:
             ["reason", "priority"],
             registry=r,
         )
+        self.queue_joined = Counter(
+            "callcenter_queue_joined",
+            "Calls that joined a queue, by queue (skill).",
+            ["queue"],
+            registry=r,
+        )
+        self.queue_answered = Counter(
+            "callcenter_queue_answered",
+            "Queued calls an agent took, by the call's own queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.queue_abandoned = Counter(
+            "callcenter_queue_abandoned",
+            "Callers who hung up while waiting (or while an agent rang), by queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.queue_refused = Counter(
+            "callcenter_queue_refused",
+            "Calls that left or could not join a queue without an agent, by queue and reason "
+            "(closed, full, max_wait).",
+            ["queue", "reason"],
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "callcenter_queue_wait_seconds",
+            "Wait from joining the queue to an agent taking the call or the caller leaving, by "
+            "queue and result (answered, abandoned, refused).",
+            ["queue", "result"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.agent_offers = Counter(
+            "callcenter_agent_offers",
+            "Calls offered to agents' SIP phones, by result (answered, rejected, no_answer, "
+            "failed, withdrawn).",
+            ["result"],
+            registry=r,
+        )
         if process_metrics:
             ProcessCollector(registry=r)
         # Known label values start at 0 so that rate() and absent() behave from the start.
@@ -222,6 +271,7 @@ class Metrics:
         for result in BOT_RESULTS:
             self.bot_calls.labels(result=result)
         self._intents: frozenset[str] = frozenset()
+        self._queues: frozenset[str] = frozenset()
 
     def set_intents(self, intents: Iterable[str]) -> None:
         """Declare the knowledge base's intent ids (label values; others count as ``other``)."""
@@ -265,6 +315,43 @@ class Metrics:
         self.handoffs.labels(
             reason=safe, priority=_bounded(priority, ("low", "normal", "high", "critical"))
         ).inc()
+
+    def set_queues(self, queues: Iterable[str]) -> None:
+        """Declare the queue names (label values; others count as ``other``)."""
+        self._queues = frozenset(queues)
+        for queue in self._queues:
+            self.queue_joined.labels(queue=queue)
+            self.queue_answered.labels(queue=queue)
+            self.queue_abandoned.labels(queue=queue)
+
+    def _queue(self, queue: str) -> str:
+        return _bounded(queue, self._queues)
+
+    def queue_event(self, kind: str, queue: str, wait_s: float | None = None) -> None:
+        """Count a queue event, with its wait in the histogram when given.
+
+        ``kind``: ``joined``, ``answered``, ``abandoned``, or a refusal reason (``closed``,
+        ``full``, ``max_wait``).
+        """
+        label = self._queue(queue)
+        if kind == "joined":
+            self.queue_joined.labels(queue=label).inc()
+            return
+        if kind == "answered":
+            self.queue_answered.labels(queue=label).inc()
+            result = "answered"
+        elif kind == "abandoned":
+            self.queue_abandoned.labels(queue=label).inc()
+            result = "abandoned"
+        else:
+            self.queue_refused.labels(queue=label, reason=_bounded(kind, QUEUE_REFUSALS)).inc()
+            result = "refused"
+        if wait_s is not None:
+            self.queue_wait.labels(queue=label, result=result).observe(max(0.0, wait_s))
+
+    def agent_offer(self, result: str) -> None:
+        """Count the end of one offer to an agent's phone."""
+        self.agent_offers.labels(result=_bounded(result, AGENT_OFFER_RESULTS)).inc()
 
     def call_started(self) -> None:
         """Count a call in progress."""

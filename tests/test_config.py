@@ -107,3 +107,41 @@ def test_api_tokens_and_nir_key(tmp_path: Path, capsys: pytest.CaptureFixture[st
         config.dossiers.nir_key()
     assert load_config(env={}).dossiers.nir_key() is None
     assert main(["api-token", "bad name"]) == 2
+
+
+def test_routing_section(tmp_path: Path) -> None:
+    config = load_config(env={})
+    assert config.routing.file == "" and config.routing.enabled
+    assert config.routing.announce_interval_s == 60.0
+    assert config.routing.from_display == "SOLIDARITES"
+    music = tmp_path / "music.wav"
+    music.write_bytes(b"RIFF")
+    config = load_config(
+        env={
+            "CALLCENTER_ROUTING_FILE": "none",
+            "CALLCENTER_ROUTING_HOLD_MUSIC": str(music),
+            "CALLCENTER_ROUTING_ANNOUNCE_INTERVAL_S": "30",
+        }
+    )
+    assert not config.routing.enabled
+    assert config.routing.hold_music == str(music)
+    assert config.routing.announce_interval_s == 30.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[routing]\nfile = '/nonexistent/q.yaml'\n", "routing.file: no such file"),
+        ("[routing]\nhold_music = '/nonexistent/m.wav'\n", "routing.hold_music: no such file"),
+        ("[routing]\nannounce_interval_s = 1\n", "routing.announce_interval_s: must be >= 5"),
+        ("[routing]\nfrom_user = 'a b'\n", "routing.from_user: expected a SIP user part"),
+        ("[routing]\nfrom_display = 'a\"b'\n", "routing.from_display: no quotes"),
+        ("[routing]\nfle = ''\n", "c.toml: routing: unknown field 'fle'"),
+    ],
+)
+def test_routing_errors_name_the_field(tmp_path: Path, text: str, message: str) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(file, env={})
+    assert message in str(info.value)
