@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -226,3 +227,46 @@ def _speak_ranges(ranges: tuple[TimeRange, ...]) -> str:
     if len(parts) == 1:
         return parts[0]
     return ", ".join(parts[:-1]) + ", et " + parts[-1]
+
+
+_TIME_RE = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+def parse_weekdays(key: str) -> list[int] | None:
+    """``mon-fri``, ``sat``, ``mon,wed`` -> day indexes (Monday 0), or None if invalid."""
+    days: list[int] = []
+    for part in key.split(","):
+        part = part.strip().lower()
+        first, sep, last = part.partition("-")
+        if first not in WEEKDAYS or (sep and last not in WEEKDAYS):
+            return None
+        lo = WEEKDAYS.index(first)
+        hi = WEEKDAYS.index(last) if sep else lo
+        if hi < lo:
+            return None
+        days.extend(range(lo, hi + 1))
+    return days
+
+
+def _parse_time(text: str, *, allow_midnight_end: bool) -> int | None:
+    match = _TIME_RE.fullmatch(text.strip())
+    if match is None:
+        return None
+    hour, minute = int(match.group(1)), int(match.group(2))
+    if allow_midnight_end and hour == 24 and minute == 0:
+        return 24 * 60
+    if hour > 23 or minute > 59:
+        return None
+    return hour * 60 + minute
+
+
+def parse_time_range(text: str) -> TimeRange | None:
+    """``09:00-12:30`` -> minutes from midnight (``24:00`` allowed as an end), or None."""
+    start_text, sep, end_text = text.partition("-")
+    if not sep:
+        return None
+    start = _parse_time(start_text, allow_midnight_end=False)
+    end = _parse_time(end_text, allow_midnight_end=True)
+    if start is None or end is None or end <= start:
+        return None
+    return TimeRange(start, end)

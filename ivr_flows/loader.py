@@ -19,7 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .errors import FlowError, FlowIssue, Severity
-from .hours import WEEKDAYS, Schedule, TimeRange, check_calendar
+from .hours import (
+    WEEKDAYS,
+    Schedule,
+    TimeRange,
+    check_calendar,
+    parse_time_range,
+    parse_weekdays,
+)
 from .model import (
     AskNode,
     BranchNode,
@@ -46,7 +53,6 @@ PROMPT_ID_RE = re.compile(r"[a-z0-9_]+")
 NODE_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 NAME_RE = re.compile(r"[a-z_][a-z0-9_]*")
 MENU_DIGITS = frozenset("0123456789#")
-_TIME_RE = re.compile(r"(\d{1,2}):(\d{2})")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _LONG_NUMBER_RE = re.compile(r"\d{3,}")
 
@@ -482,7 +488,7 @@ class _Builder:
                 subdivision = self.scalar_text(value_node, sub)
                 ok = ok and subdivision is not None
             else:
-                days = _parse_days(key)
+                days = parse_weekdays(key)
                 if days is None:
                     self.error(
                         _line(key_node),
@@ -572,7 +578,7 @@ class _Builder:
             return None
         result: list[TimeRange] = []
         for text, line in texts:
-            time_range = _parse_range(text.strip())
+            time_range = parse_time_range(text.strip())
             if time_range is None:
                 self.error(
                     line,
@@ -1271,41 +1277,3 @@ def _kind(node: yaml.Node) -> str:
 
 def _join(prefix: str | None, key: str) -> str:
     return key if prefix is None else f"{prefix}.{key}"
-
-
-def _parse_days(key: str) -> list[int] | None:
-    days: list[int] = []
-    for part in key.split(","):
-        part = part.strip().lower()
-        first, sep, last = part.partition("-")
-        if first not in WEEKDAYS or (sep and last not in WEEKDAYS):
-            return None
-        lo = WEEKDAYS.index(first)
-        hi = WEEKDAYS.index(last) if sep else lo
-        if hi < lo:
-            return None
-        days.extend(range(lo, hi + 1))
-    return days
-
-
-def _parse_time(text: str, *, allow_midnight_end: bool) -> int | None:
-    match = _TIME_RE.fullmatch(text.strip())
-    if match is None:
-        return None
-    hour, minute = int(match.group(1)), int(match.group(2))
-    if allow_midnight_end and hour == 24 and minute == 0:
-        return 24 * 60
-    if hour > 23 or minute > 59:
-        return None
-    return hour * 60 + minute
-
-
-def _parse_range(text: str) -> TimeRange | None:
-    start_text, sep, end_text = text.partition("-")
-    if not sep:
-        return None
-    start = _parse_time(start_text, allow_midnight_end=False)
-    end = _parse_time(end_text, allow_midnight_end=True)
-    if start is None or end is None or end <= start:
-        return None
-    return TimeRange(start, end)

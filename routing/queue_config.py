@@ -36,7 +36,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from ivr_flows.hours import WEEKDAYS, Schedule, TimeRange, check_calendar
+from ivr_flows.hours import (
+    WEEKDAYS,
+    Schedule,
+    TimeRange,
+    check_calendar,
+    parse_time_range,
+    parse_weekdays,
+)
 
 from .model import MAX_PROFICIENCY, MIN_PROFICIENCY, SKILL_ID_RE, Priority, QueuedCall, Skill
 
@@ -326,8 +333,6 @@ def _line_of(container: object, key: object = None) -> int:
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h|d)?\s*$")
 _DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0}
 _DURATION_UNITS |= {"h": 3600.0, "d": 86400.0}
-_DAYS = {name: index for index, name in enumerate(WEEKDAYS)}
-_TIME_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 _TOP_KEYS = frozenset(
     {
@@ -581,7 +586,7 @@ class _Parser:
             elif key == "subdivision":
                 subdivision = str(item) if item is not None else None
             else:
-                days = _parse_days(str(key))
+                days = parse_weekdays(str(key))
                 if days is None:
                     self.error(
                         items,
@@ -645,7 +650,7 @@ class _Parser:
             return None
         result: list[TimeRange] = []
         for text in texts:
-            parsed = _parse_range(text.strip())
+            parsed = parse_time_range(text.strip())
             if parsed is None:
                 self.error(
                     container,
@@ -796,42 +801,6 @@ def _kind(value: object) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
-
-
-def _parse_days(text: str) -> list[int] | None:
-    days: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        first, sep, last = part.partition("-")
-        if first not in _DAYS or (sep and last not in _DAYS):
-            return None
-        start, end = _DAYS[first], _DAYS[last] if sep else _DAYS[first]
-        if end < start:
-            return None
-        days.extend(range(start, end + 1))
-    return days
-
-
-def _parse_minutes(text: str, *, end: bool) -> int | None:
-    match = _TIME_RE.match(text.strip())
-    if match is None:
-        return None
-    hour, minute = int(match.group(1)), int(match.group(2))
-    if end and hour == 24 and minute == 0:
-        return 24 * 60
-    if hour > 23 or minute > 59:
-        return None
-    return hour * 60 + minute
-
-
-def _parse_range(text: str) -> TimeRange | None:
-    start_text, sep, end_text = text.partition("-")
-    if not sep:
-        return None
-    start = _parse_minutes(start_text, end=False)
-    end = _parse_minutes(end_text, end=True)
-    if start is None or end is None or end <= start:
-        return None
-    return TimeRange(start, end)
 
 
 def _check_consistency(

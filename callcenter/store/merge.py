@@ -49,6 +49,7 @@ from sqlmodel import SQLModel
 
 from callcenter.store import db, dossier_models
 from callcenter.store.audit import Via, as_utc, audit, transaction
+from callcenter.store.dossiers import CONTACT, DEMANDE, PAIEMENT, PHONE, RDV, TIERS, USAGER
 
 __all__ = [
     "AlreadyMergedError",
@@ -65,15 +66,7 @@ __all__ = [
 ]
 
 _ = dossier_models  # registers the tables in SQLModel.metadata
-_T = SQLModel.metadata.tables
-USAGER: Table = _T["usager"]
-TIERS: Table = _T["tiers"]
-PHONE: Table = _T["usager_phone"]
-DEMANDE: Table = _T["demande"]
-RDV: Table = _T["rendez_vous"]
-PAIEMENT: Table = _T["paiement"]
-CONTACT: Table = _T["contact"]
-MERGE: Table = _T["usager_merge"]
+MERGE: Table = SQLModel.metadata.tables["usager_merge"]
 
 _PAYMENT_VALUES = (
     "montant_brut_cents",
