@@ -370,6 +370,7 @@ class Service:
 
         self.routing = RoutingService(config=config, clock=clock)
         self.metrics.set_queues(config.queues)
+        self.metrics.set_pause_reasons(config.pause_reasons)
         self.handle_times = {queue: HandleTimes() for queue in config.queues}
         self.routing.listen(self._on_routing_decision)
         logger.info("routing: %d queues from %s", len(config.queues), path)
@@ -381,6 +382,7 @@ class Service:
             times = self.handle_times.get(decision.queue)
             if times is not None:
                 times.add(decision.handle_s)
+            metrics.wrap_up_ended(decision.queue, decision.handle_s, decision.resolved)
         elif isinstance(decision, routing.CallEnqueued):
             metrics.queue_event("joined", decision.queue)
         elif isinstance(decision, routing.CallAnswered):
@@ -393,6 +395,16 @@ class Service:
             metrics.queue_event("full", decision.queue, 0.0)
         elif isinstance(decision, routing.CallMaxWaitReached):
             metrics.queue_event("max_wait", decision.queue, decision.wait_s)
+        # Gauges: what is waiting and who is doing what, after every decision (a few queues and
+        # tens of agents: cheap, and exact at scrape time).
+        router = self.routing.router if self.routing is not None else None
+        if router is not None:
+            metrics.set_waiting({q: router.queue_size(q) for q in router.config.queues})
+            metrics.set_agent_states(
+                (a.state.value, a.pause_reason)
+                for a in router.agents.values()
+                if a.state is not routing.AgentState.OFFLINE
+            )
 
     async def refresh_agents(self) -> None:
         """Reload the agents' SIP URIs from the store (a store error keeps the last ones)."""

@@ -11,7 +11,7 @@ Names follow the Prometheus conventions: base units (seconds), ``_total`` for co
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -84,6 +84,12 @@ AGENT_OFFER_RESULTS: tuple[str, ...] = ("answered", "rejected", "no_answer", "fa
 """Values of the ``result`` label of ``callcenter_agent_offers_total``."""
 
 QUEUE_WAIT_BUCKETS: tuple[float, ...] = (5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1800)
+HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 300, 420, 600, 900, 1200, 1800, 3600)
+"""Buckets of the handle-time histogram (talk + wrap-up), seconds."""
+AGENT_STATES: tuple[str, ...] = ("available", "reserved", "on_call", "wrap_up", "paused")
+"""Values of the ``state`` label of ``callcenter_agents`` (offline agents are not counted)."""
+RESOLVED: tuple[str, ...] = ("yes", "no", "unknown")
+"""Values of the ``resolved`` label of ``callcenter_queue_wrapups_total`` (first contact)."""
 """Buckets of the queue wait histogram (20 s and 60 s are the service-level thresholds)."""
 
 BOT_RESULTS: tuple[str, ...] = ("contained", "handed_over", "abandoned")
@@ -250,6 +256,38 @@ class Metrics:
             buckets=QUEUE_WAIT_BUCKETS,
             registry=r,
         )
+        self.queue_handle = Histogram(
+            "callcenter_queue_handle_seconds",
+            "Handle time of calls agents took (talk + wrap-up), by queue: AHT = sum / count.",
+            ["queue"],
+            buckets=HANDLE_BUCKETS,
+            registry=r,
+        )
+        self.queue_wrapups = Counter(
+            "callcenter_queue_wrapups",
+            "Wrap-ups ended, by queue and first-contact resolution as the agent set it "
+            "(yes, no, unknown when not given or timed out).",
+            ["queue", "resolved"],
+            registry=r,
+        )
+        self.queue_waiting = Gauge(
+            "callcenter_queue_waiting",
+            "Calls waiting in each queue now (ringing ones included).",
+            ["queue"],
+            registry=r,
+        )
+        self.agents = Gauge(
+            "callcenter_agents",
+            "Agents logged in, by routing state.",
+            ["state"],
+            registry=r,
+        )
+        self.agents_paused = Gauge(
+            "callcenter_agents_paused",
+            "Paused agents, by pause reason (the routing configuration's list).",
+            ["reason"],
+            registry=r,
+        )
         self.agent_offers = Counter(
             "callcenter_agent_offers",
             "Calls offered to agents' SIP phones, by result (answered, rejected, no_answer, "
@@ -272,6 +310,9 @@ class Metrics:
             self.bot_calls.labels(result=result)
         self._intents: frozenset[str] = frozenset()
         self._queues: frozenset[str] = frozenset()
+        self._pause_reasons: frozenset[str] = frozenset()
+        for state in AGENT_STATES:
+            self.agents.labels(state=state)
 
     def set_intents(self, intents: Iterable[str]) -> None:
         """Declare the knowledge base's intent ids (label values; others count as ``other``)."""
@@ -323,6 +364,42 @@ class Metrics:
             self.queue_joined.labels(queue=queue)
             self.queue_answered.labels(queue=queue)
             self.queue_abandoned.labels(queue=queue)
+            self.queue_waiting.labels(queue=queue)
+            for flag in RESOLVED:
+                self.queue_wrapups.labels(queue=queue, resolved=flag)
+
+    def set_pause_reasons(self, reasons: Iterable[str]) -> None:
+        """Declare the pause reasons (label values; others count as ``other``)."""
+        self._pause_reasons = frozenset(reasons)
+        for reason in self._pause_reasons:
+            self.agents_paused.labels(reason=reason)
+
+    def wrap_up_ended(self, queue: str, handle_s: float, resolved: bool | None) -> None:
+        """Count a finished wrap-up: handle time and first-contact resolution."""
+        label = self._queue(queue)
+        self.queue_handle.labels(queue=label).observe(max(0.0, handle_s))
+        flag = "unknown" if resolved is None else ("yes" if resolved else "no")
+        self.queue_wrapups.labels(queue=label, resolved=flag).inc()
+
+    def set_waiting(self, sizes: Mapping[str, int]) -> None:
+        """Set the number of calls waiting per queue."""
+        for queue, size in sizes.items():
+            self.queue_waiting.labels(queue=self._queue(queue)).set(size)
+
+    def set_agent_states(self, states: Iterable[tuple[str, str | None]]) -> None:
+        """Set the agents-by-state gauges from (state, pause reason) of every logged-in agent."""
+        by_state = dict.fromkeys(AGENT_STATES, 0)
+        by_reason = dict.fromkeys((*self._pause_reasons, OTHER), 0)
+        for state, reason in states:
+            if state in by_state:
+                by_state[state] += 1
+            if state == "paused":
+                key = _bounded(reason or "", self._pause_reasons)
+                by_reason[key] = by_reason.get(key, 0) + 1
+        for state, count in by_state.items():
+            self.agents.labels(state=state).set(count)
+        for reason, count in by_reason.items():
+            self.agents_paused.labels(reason=reason).set(count)
 
     def _queue(self, queue: str) -> str:
         return _bounded(queue, self._queues)

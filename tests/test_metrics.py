@@ -121,3 +121,44 @@ def test_gauge_function() -> None:
     assert value(m, "callcenter_trail_pending_operations") == 7
     pending[0] = 0
     assert value(m, "callcenter_trail_pending_operations") == 0
+
+
+def test_queue_kpis_agents_by_state_and_pause_reason() -> None:
+    m = Metrics()
+    m.set_queues(["apa", "accueil_general"])
+    m.set_pause_reasons(["pause", "non réponse"])
+    m.queue_event("joined", "apa")
+    m.queue_event("answered", "apa", 14.0)
+    m.queue_event("joined", "0612345678")  # not a queue: bounded
+    m.wrap_up_ended("apa", 305.0, True)
+    m.wrap_up_ended("apa", 95.0, None)
+    m.set_waiting({"apa": 3, "accueil_general": 0})
+    m.set_agent_states(
+        [
+            ("available", None),
+            ("paused", "non réponse"),
+            ("paused", "Mme Dupont"),
+            ("on_call", None),
+        ]
+    )
+    assert value(m, "callcenter_queue_joined_total", queue="apa") == 1
+    assert value(m, "callcenter_queue_joined_total", queue="other") == 1
+    # Service level within 20 s and ASA come from the wait histogram of answered calls.
+    assert (
+        value(m, "callcenter_queue_wait_seconds_bucket", queue="apa", result="answered", le="20.0")
+        == 1
+    )
+    assert value(m, "callcenter_queue_handle_seconds_sum", queue="apa") == 400
+    assert value(m, "callcenter_queue_handle_seconds_count", queue="apa") == 2
+    assert value(m, "callcenter_queue_wrapups_total", queue="apa", resolved="yes") == 1
+    assert value(m, "callcenter_queue_wrapups_total", queue="apa", resolved="unknown") == 1
+    assert value(m, "callcenter_queue_wrapups_total", queue="apa", resolved="no") == 0
+    assert value(m, "callcenter_queue_waiting", queue="apa") == 3
+    assert value(m, "callcenter_agents", state="paused") == 2
+    assert value(m, "callcenter_agents", state="wrap_up") == 0
+    assert value(m, "callcenter_agents_paused", reason="non réponse") == 1
+    assert value(m, "callcenter_agents_paused", reason="other") == 1  # a free text is not a label
+    m.set_agent_states([])
+    assert value(m, "callcenter_agents", state="paused") == 0
+    assert value(m, "callcenter_agents_paused", reason="non réponse") == 0
+    assert value(m, "callcenter_agents_paused", reason="other") == 0

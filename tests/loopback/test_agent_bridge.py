@@ -369,6 +369,10 @@ async def test_agent_answers_audio_both_ways_then_hangs_up(
         assert kind in kinds, kinds
     assert 'callcenter_queue_answered_total{queue="accueil_general"} 1.0' in metrics
     assert 'callcenter_queue_joined_total{queue="accueil_general"} 1.0' in metrics
+    # The agent is in wrap-up and the supervision gauges say so; nobody waits any more.
+    assert 'callcenter_agents{state="wrap_up"} 1.0' in metrics
+    assert 'callcenter_agents{state="available"} 0.0' in metrics
+    assert 'callcenter_queue_waiting{queue="accueil_general"} 0.0' in metrics
 
 
 async def test_caller_hangs_up_while_bridged(tmp_path: Path, audio: tuple[Path, Path]) -> None:
