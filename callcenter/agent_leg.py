@@ -14,8 +14,10 @@ socket and forgets the Call-ID (idempotent, called from the owner's ``finally``)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -204,6 +206,9 @@ class AgentLeg:
         self.media: sdp.NegotiatedMedia | None = None
         self.answered = False
         self.ended = False
+        self.media_since: float | None = None
+        """``loop.time()`` of the latest negotiation: inactivity counts from there (a long hold
+        must not look like a dead phone at resume)."""
         self._local_host = local_host
         self._rtp_host = rtp_host
         self._ports = port_range
@@ -260,6 +265,19 @@ class AgentLeg:
         offer = self._make_offer(direction, (self.media.codec,))
         self._offer = offer
         return self.dialer.reinvite_call(self.call_id, bytes(offer))
+
+    def silent_for(self, now: float) -> float:
+        """Seconds without RTP from the phone while it is meant to send (0 when it is not).
+
+        Counts from the latest packet or the latest negotiation, whichever is later; a phone
+        that was put on hold (or holds us: ``a=sendonly``/``inactive`` towards us) is never
+        silent, so hold does not look like a dead phone.
+        """
+        media = self.media
+        if media is None or self.rtp is None or self.ended or not media.direction.receives:
+            return 0.0
+        last = max(self.rtp.last_rx_time or 0.0, self.media_since or 0.0)
+        return max(0.0, now - last)
 
     def send_dtmf(self, digit: str) -> bool:
         """Send a key to the agent as RFC 4733; False when the phone did not accept events."""
@@ -341,6 +359,7 @@ class AgentLeg:
         else:
             self.rtp.session.update(media)
         self.media = media
+        self.media_since = _loop_time()
         return True
 
     def _answer_reinvite(self, event: sip_events.ReInviteReceived) -> None:
@@ -363,6 +382,7 @@ class AgentLeg:
         self._version += 1
         self.rtp.session.update(media)
         self.media = media
+        self.media_since = _loop_time()
         self.dialer.answer_reinvite_call(self.call_id, bytes(media.answer))
 
     def _make_offer(
@@ -380,3 +400,11 @@ class AgentLeg:
         )
         self._version += 1
         return offer
+
+
+def _loop_time() -> float:
+    """The running loop's clock (the RTP endpoint stamps packets with it)."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # no loop (a sans-loop unit test): the default loop clock
+        return time.monotonic()

@@ -27,6 +27,15 @@ hang-up). When no agent who could take the call is logged in at all (paused and 
 count), the call does not queue: the flow goes on as without routing (``queue_unstaffed`` in the
 trail).
 
+A caller whose number (as E.164) started another call within the routing config's
+``repeat_caller_window`` is a repeat caller: the call trail is asked in a worker thread when the
+call joins (``CallTrail.last_call_from``), the router raises the priority, and ``queue_joined``
+says ``repeat``; a store error means "not a repeat caller". While bridged, the caller's hold and
+resume (re-INVITE ``a=sendonly``/``inactive``, then ``a=sendrecv``) reach the agent's phone
+(``AgentLeg.hold``/``resume``; ``caller_hold``/``caller_resume`` in the trail), and a watchdog
+hangs up an agent phone that sends no RTP for ``rtp.inactivity_timeout`` while it should
+(``agent_lost``): the caller hears a short apology and the call ends as if the agent hung up.
+
 Voice bot: when the service has a speech recogniser, the pipeline is
 ``DtmfAggregator → SpeechRecognizer → PromptPlayer`` and the caller's audio goes to the
 recogniser only while the flow listens (``ask``/``confirm`` nodes). A transcript is understood
@@ -44,8 +53,10 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 import ivr_flows
 import routing
@@ -94,6 +105,7 @@ from callcenter.rtp.codecs.base import get_codec
 from callcenter.rtp.session import AudioReceived, RtpEvent, RtpSession
 from callcenter.sip import events as sip_events
 from callcenter.sip.engine import CallState
+from callcenter.store.dossiers import normalize_phone
 from callcenter.store.trail import CallTrail
 from callcenter.transport.rtp_udp import RtpEndpoint
 from callcenter.transport.sip_udp import SipUdpTransport
@@ -158,6 +170,14 @@ class _GoodbyeDone:
     """The goodbye after the agent hung up has been played."""
 
 
+@dataclass(frozen=True, slots=True)
+class _AgentLost:
+    """The agent's phone sent no RTP for ``rtp.inactivity_timeout`` while bridged."""
+
+    leg: AgentLeg
+    silent_s: float
+
+
 _Input = (
     sip_events.SipEvent
     | Frame
@@ -168,6 +188,7 @@ _Input = (
     | _WaitTick
     | _AgentKey
     | _GoodbyeDone
+    | _AgentLost
     | LegEvent
 )
 
@@ -226,6 +247,12 @@ ROUTING_PROMPTS: tuple[PromptSpec, ...] = (
         "Votre conseiller a terminé l'appel. Merci de votre appel, et au revoir.",
         None,
     ),
+    (
+        "routing_agent_lost",
+        "La communication avec votre conseiller a été coupée. Nous sommes désolés. "
+        "Merci de rappeler si besoin, au revoir.",
+        None,
+    ),
 )
 """The waiting experience's prompts: (id, French text, no recording)."""
 _LEAVE_PROMPTS = {
@@ -233,6 +260,8 @@ _LEAVE_PROMPTS = {
     "full": "routing_full",
     "max_wait": "routing_max_wait",
 }
+_REPEAT_LOOKUP_TIMEOUT_S = 2.0
+"""How long the repeat-caller lookup may delay joining the queue (then: not a repeat caller)."""
 _VOICED_PEAK = 300
 """A 20 ms frame whose peak exceeds this (PCM16) counts as voiced in the bridge statistics."""
 
@@ -330,6 +359,10 @@ class Call:
         self._goodbye: bytes | None = None
         self._goodbye_at = 0
         self._agent_answered = False
+        self._repeat = False  # the same number called within the repeat-caller window
+        self._caller_held = False  # the caller's last re-INVITE put us on hold
+        self._goodbye_cause = "agent_hangup"
+        self._agent_watch: asyncio.Task[None] | None = None
 
     # -- inputs from the application (sync, never block) -----------------------------------
     def on_sip_event(self, event: sip_events.SipEvent) -> None:
@@ -563,6 +596,8 @@ class Call:
                         leg.rtp.close()  # ends its media task, if any
                 if self._announcer is not None:
                     self._announcer.cancel()
+                if self._agent_watch is not None:
+                    self._agent_watch.cancel()
 
     def _negotiate(self, offer: sdp.SessionDescription) -> sdp.NegotiatedMedia:
         assert self._rtp is not None
@@ -769,7 +804,7 @@ class Call:
                     intent=action.intent,
                 )
                 self.services.metrics.handoff(action.reason, action.priority)
-                self._join_queue(action)
+                await self._join_queue(action)
             elif isinstance(action, ivr_flows.HangUp):
                 self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
                 self._ended = True
@@ -777,7 +812,7 @@ class Call:
         return None
 
     # -- queue, agent leg, bridge ----------------------------------------------------------
-    def _join_queue(self, action: ivr_flows.QueueCall) -> None:
+    async def _join_queue(self, action: ivr_flows.QueueCall) -> None:
         """Join the router's queue for ``action.skill``; without routing nothing changes."""
         router = self.services.routing
         if router is None or self.services.dialer is None or self._routing_state != "none":
@@ -795,11 +830,16 @@ class Call:
         except ValueError:
             priority = routing.Priority.NORMAL
         usager_id = self._who.usager_id if self._who is not None else None
+        window = router.config.priorities.repeat_caller_window_s
+        ago = await self._previous_call_ago(window)
+        self._repeat = ago is not None and ago <= window
+        joined_at = router.now()
         queued = routing.QueuedCall(
             call_id=self.call_id,
             skill=action.skill,
             priority=priority,
-            joined_at=router.now(),
+            joined_at=joined_at,
+            previous_contact_at=joined_at - ago if ago is not None else None,
             usager_id=str(usager_id) if usager_id is not None else None,
             intent=action.intent,
         )
@@ -815,11 +855,42 @@ class Call:
             self._record("queue_unrouted", skill=action.skill)
             self._stop_routing()
 
+    async def _previous_call_ago(self, window_s: float) -> float | None:
+        """Seconds since another call from this caller's number started, within ``window_s``.
+
+        Read from the call trail in a worker thread. No usable number, nothing found or a
+        store error (logged without the number) all mean "not a repeat caller".
+        """
+        raw = self.incoming.caller_user
+        number = normalize_phone(raw) if raw else None
+        if number is None or window_s <= 0:
+            return None
+        now = self._now()
+        try:
+            async with asyncio.timeout(_REPEAT_LOOKUP_TIMEOUT_S):
+                previous = await self.services.trail.last_call_from(
+                    number,
+                    since=now - timedelta(seconds=window_s),
+                    exclude_sip_call_id=self.call_id,
+                )
+        except (SQLAlchemyError, TimeoutError) as exc:
+            self.log.warning("repeat-caller lookup failed: %s", type(exc).__name__)
+            return None
+        if previous is None:
+            return None
+        return max(0.0, (now - previous).total_seconds())
+
     def _routing_handles(self, item: _Input) -> bool:
         """Whether an input belongs to the waiting / bridged life rather than to the flow."""
         if isinstance(
             item,
-            _Routing | _WaitTick | _AgentKey | _GoodbyeDone | PromptFinishedFrame | _Dtmf,
+            _Routing
+            | _WaitTick
+            | _AgentKey
+            | _GoodbyeDone
+            | _AgentLost
+            | PromptFinishedFrame
+            | _Dtmf,
         ):
             return True
         return isinstance(item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf)
@@ -850,7 +921,11 @@ class Call:
         if isinstance(item, _GoodbyeDone):
             self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
             self._ended = True
-            return "completed", "agent_hangup", "service"
+            return "completed", self._goodbye_cause, "service"
+        if isinstance(item, _AgentLost):
+            if item.leg is self._leg and state == "bridged":
+                self._agent_lost(item.leg, item.silent_s)
+            return None
         if isinstance(item, PromptFinishedFrame):
             self._record("prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted)
             base_id = item.prompt_id.removesuffix(".slow")
@@ -893,6 +968,7 @@ class Call:
                 queue=decision.queue,
                 priority=decision.priority.label,
                 position=decision.position,
+                repeat=self._repeat,
             )
         elif isinstance(decision, routing.CallOverflowed):
             self._record("queue_overflowed", queue=decision.from_queue, to=decision.to_queue)
@@ -1067,7 +1143,37 @@ class Call:
             leg.run_media(self._agent_source, self._on_agent_rtp),
             name=f"agent-rtp-{self.call_id}",
         )
+        timeout = self._config.rtp.inactivity_timeout
+        if timeout > 0:
+            self._agent_watch = self._tg.create_task(
+                self._agent_watchdog(leg, timeout), name=f"agent-watchdog-{self.call_id}"
+            )
         self._record("bridged", agent=leg.agent_id)
+        if self._caller_held:  # the caller was already on hold when the agent answered
+            self._record("caller_hold", agent=leg.agent_id, sent=leg.hold())
+
+    async def _agent_watchdog(self, leg: AgentLeg, limit_s: float) -> None:
+        """Report a dead agent phone: no RTP from it for ``limit_s`` while it should send."""
+        loop = asyncio.get_running_loop()
+        while leg is self._leg and self._routing_state == "bridged" and not leg.ended:
+            await asyncio.sleep(min(1.0, limit_s / 4))
+            silent = leg.silent_for(loop.time())
+            if silent > limit_s:
+                self._inputs.put_nowait(_AgentLost(leg, silent))
+                return
+
+    def _agent_lost(self, leg: AgentLeg, silent_s: float) -> None:
+        """The agent's phone went silent: hang it up, tell the caller, end as an agent hang-up."""
+        router = self.services.routing
+        assert router is not None
+        self.log.warning("agent leg silent for %.0f s: hanging it up", silent_s)
+        self._record("agent_lost", agent=leg.agent_id, silent_s=round(silent_s, 1))
+        self._end_bridge(leg)
+        leg.hangup()
+        router.handle(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
+        self._stop_routing(state="goodbye")
+        self._goodbye_cause = "agent_lost"
+        self._start_goodbye("routing_agent_lost")
 
     def _agent_source(self) -> bytes | None:
         relay = self._to_agent
@@ -1125,6 +1231,9 @@ class Call:
 
     def _end_bridge(self, leg: AgentLeg) -> None:
         """Stop relaying; record what went through the bridge."""
+        if self._agent_watch is not None:
+            self._agent_watch.cancel()
+            self._agent_watch = None
         to_agent, to_caller = self._relay_stats["to_agent"], self._relay_stats["to_caller"]
         self._to_agent = None
         self._to_caller = None
@@ -1140,10 +1249,10 @@ class Call:
         if leg.rtp is not None:
             leg.rtp.close()
 
-    def _start_goodbye(self) -> None:
+    def _start_goodbye(self, prompt_id: str = "routing_agent_gone") -> None:
         prompts = self.services.prompts
-        if "routing_agent_gone" in prompts:
-            self._goodbye = prompts.get(self._voiced("routing_agent_gone"))
+        if prompt_id in prompts:
+            self._goodbye = prompts.get(self._voiced(prompt_id))
             self._goodbye_at = 0
         else:
             self._inputs.put_nowait(_GoodbyeDone())
@@ -1432,6 +1541,7 @@ class Call:
         answer = bytes(media.answer)
         self._sip(lambda now: engine.answer_reinvite(self.call_id, answer, now))
         self._record("reinvite", direction=media.direction, codec=media.codec)
+        self._propagate_hold(media)
 
     def _current_offer(self) -> sdp.SessionDescription:
         """Our side of the session as it stands, offered anew (version incremented)."""
@@ -1498,6 +1608,19 @@ class Call:
             self.log.info("answer in ACK refused: %s", _redacted(exc))
             return
         self._record("reinvite", direction=media.direction, codec=media.codec)
+        self._propagate_hold(media)
+
+    def _propagate_hold(self, media: sdp.NegotiatedMedia) -> None:
+        """While bridged, the caller's hold and resume reach the agent's phone (re-INVITE)."""
+        leg = self._leg
+        held = media.on_hold  # the caller wants nothing from us: a=sendonly/inactive, 0.0.0.0
+        if held == self._caller_held:
+            return
+        self._caller_held = held
+        if self._routing_state != "bridged" or leg is None:
+            return
+        sent = leg.hold() if held else leg.resume()
+        self._record("caller_hold" if held else "caller_resume", agent=leg.agent_id, sent=sent)
 
 
 def _staffed(service: RoutingService, queue: str) -> bool:

@@ -34,10 +34,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
+import phonenumbers
 from sqlalchemy import Connection, Engine, RowMapping, bindparam, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from callcenter.store import db, models
+from callcenter.store.dossiers import normalize_phone
 
 logger = logging.getLogger(__name__)
 
@@ -402,6 +404,24 @@ class CallTrail:
         """
         return await asyncio.to_thread(read_call, self._engine, sip_call_id)
 
+    async def last_call_from(
+        self, caller_e164: str, *, since: datetime, exclude_sip_call_id: str | None = None
+    ) -> datetime | None:
+        """Return when the latest other call from ``caller_e164`` started after ``since``.
+
+        Runs in a worker thread (see :func:`last_call_from`).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: The database is unavailable.
+        """
+        return await asyncio.to_thread(
+            last_call_from,
+            self._engine,
+            caller_e164,
+            since=since,
+            exclude_sip_call_id=exclude_sip_call_id,
+        )
+
     # -- internals -------------------------------------------------------------------------------
 
     def _refuse(self, sip_call_id: str) -> bool:
@@ -696,6 +716,65 @@ def read_call(engine: Engine, sip_call_id: str) -> dict[str, Any] | None:
                 for ev in events
             ],
         }
+
+
+def caller_forms(caller_e164: str) -> tuple[str, ...]:
+    """The forms a number may take in ``call.caller`` (the SIP user part as the trunk sent it).
+
+    ``+33612345678`` → itself, ``33612345678``, ``0033612345678`` and the national
+    ``0612345678``. Anything that is not E.164 gives no form (it matches no call).
+    """
+    if not caller_e164.startswith("+") or not caller_e164[1:].isdigit():
+        return ()
+    digits = caller_e164[1:]
+    forms = [caller_e164, digits, f"00{digits}"]
+    try:
+        number = phonenumbers.parse(caller_e164, None)
+    except phonenumbers.NumberParseException:
+        return tuple(forms)
+    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    forms.append("".join(ch for ch in national if ch.isdigit() or ch == "+"))
+    return tuple(dict.fromkeys(forms))
+
+
+def last_call_from(
+    engine: Engine,
+    caller_e164: str,
+    *,
+    since: datetime,
+    exclude_sip_call_id: str | None = None,
+) -> datetime | None:
+    """Return the start of the latest call from ``caller_e164`` since ``since`` (blocking).
+
+    The scan is bounded by the ``call.started_at`` index (the window); ``caller`` is compared
+    with every stored form of the number (:func:`caller_forms`), and each candidate is checked
+    again as E.164, so ``06 12...`` and ``+336 12...`` are the same caller.
+
+    Args:
+        engine: The store.
+        caller_e164: The number, E.164 (``callcenter.store.dossiers.normalize_phone``).
+        since: Start of the window (naive datetimes are taken as UTC).
+        exclude_sip_call_id: The call asking (its own row does not count).
+
+    Returns:
+        The latest matching ``started_at`` (UTC), or None.
+    """
+    forms = caller_forms(caller_e164)
+    if not forms:
+        return None
+    stmt = (
+        select(_CALL.c.caller, _CALL.c.started_at)
+        .where(_CALL.c.started_at >= _utc(since), _CALL.c.caller.in_(forms))
+        .order_by(_CALL.c.started_at.desc())
+        .limit(20)
+    )
+    if exclude_sip_call_id is not None:
+        stmt = stmt.where(_CALL.c.sip_call_id != exclude_sip_call_id)
+    with engine.connect() as conn:
+        for row in conn.execute(stmt):
+            if row.caller is not None and normalize_phone(row.caller) == caller_e164:
+                return _utc(row.started_at)
+    return None
 
 
 async def show_call(database_url: str, sip_call_id: str) -> dict[str, Any] | None:
