@@ -230,7 +230,11 @@ def _routing_file(folder: Path, *, max_wait: str | None = None) -> Path:
 
 @contextlib.asynccontextmanager
 async def running_service(
-    folder: Path, *, hold_music: Path | None = None, max_wait: str | None = None
+    folder: Path,
+    *,
+    hold_music: Path | None = None,
+    max_wait: str | None = None,
+    **extra_env: str,
 ) -> AsyncIterator[Service]:
     rtp_min, rtp_max = service_rtp_range()
     env = {
@@ -249,6 +253,7 @@ async def running_service(
     }
     if hold_music is not None:
         env["CALLCENTER_ROUTING_HOLD_MUSIC"] = str(hold_music)
+    env.update(extra_env)
     service = Service(load_config(env=env))
     try:
         await service.start()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,24 +24,20 @@ import pytest
 
 import routing
 from callcenter.app import Service
-from callcenter.config import load_config
 from tests.loopback.audio import caller_wav
 from tests.loopback.service import (
-    OPEN_NOW,
-    SHARED_CACHE,
     free_port,
     free_port_pair,
     render_scenario,
-    service_rtp_range,
 )
 from tests.loopback.test_agent_bridge import (
     DISPLAY,
     HOST,
     WAIT_FOR_BYE,
     Caller,
-    _routing_file,
     add_agents,
     events,
+    running_service,
     trail,
     uas_sip,
 )
@@ -182,33 +177,6 @@ def audio(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         folder / "agent.wav", "u-law", text="Bonjour madame, service autonomie, je vous écoute."
     )
     return caller, agent
-
-
-@contextlib.asynccontextmanager
-async def running_service(folder: Path, **extra_env: str) -> AsyncIterator[Service]:
-    rtp_min, rtp_max = service_rtp_range()
-    env = {
-        "CALLCENTER_DATA_DIR": str(folder / "data"),
-        "CALLCENTER_FLOWS_NOW_OVERRIDE": OPEN_NOW,
-        "CALLCENTER_FLOWS_WATCH_INTERVAL": "0",
-        "CALLCENTER_RTP_PORT_MIN": str(rtp_min),
-        "CALLCENTER_RTP_PORT_MAX": str(rtp_max),
-        "CALLCENTER_TTS_CACHE_DIR": str(SHARED_CACHE / "prompts"),
-        "CALLCENTER_ASR_ENGINE": "none",
-        "CALLCENTER_SIP_PORT": str(free_port()),
-        "CALLCENTER_SIP_TCP": "false",
-        "CALLCENTER_HTTP_PORT": str(free_port(socket.SOCK_STREAM)),
-        "CALLCENTER_ROUTING_FILE": str(_routing_file(folder)),
-        "CALLCENTER_ROUTING_ANNOUNCE_INTERVAL_S": "5",
-        **extra_env,
-    }
-    service = Service(load_config(env=env))
-    try:
-        await service.start()
-        yield service
-    finally:
-        await service.drain()
-        await service.close()
 
 
 async def log_in(service: Service, login: str, *, paused: bool = False) -> None:
