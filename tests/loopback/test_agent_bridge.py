@@ -38,7 +38,6 @@ import routing
 from callcenter.app import Service
 from callcenter.config import load_config
 from callcenter.store import agents as agents_store
-from tests.loopback.audio import caller_wav
 from tests.loopback.service import (
     OPEN_NOW,
     REPO,
@@ -138,39 +137,25 @@ async def sipp_caller(
     target: str, workdir: Path, audio: Path, *, zero_ms: int, key_ms: int, end: str
 ) -> AsyncIterator[Caller]:
     scenario = _caller_scenario(workdir, audio, zero_ms=zero_ms, key_ms=key_ms, end=end)
+    async with run_caller(target, workdir, scenario, timeout_s=70) as caller:
+        yield caller
+
+
+@contextlib.asynccontextmanager
+async def run_caller(
+    target: str, workdir: Path, scenario: Path, *, timeout_s: int
+) -> AsyncIterator[Caller]:
+    """Run one sipp caller on ``scenario`` against ``target``, its traces in ``workdir``."""
+    # fmt: off
     cmd = [
-        "sipp",
-        target,
-        "-sf",
-        str(scenario),
-        "-s",
-        "3975",
-        "-i",
-        HOST,
-        "-p",
-        str(free_port()),
-        "-mi",
-        HOST,
-        "-mp",
-        str(free_port_pair()),
-        "-m",
-        "1",
-        "-l",
-        "1",
-        "-nostdin",
-        "-timeout",
-        "70s",
-        "-timeout_error",
-        "-trace_msg",
-        "-message_file",
-        str(workdir / "caller_messages.log"),
-        "-trace_err",
-        "-error_file",
-        str(workdir / "caller_errors.log"),
-        "-trace_logs",
-        "-log_file",
-        str(workdir / "caller_logs.log"),
+        "sipp", target, "-sf", str(scenario), "-s", "3975", "-i", HOST, "-p", str(free_port()),
+        "-mi", HOST, "-mp", str(free_port_pair()), "-m", "1", "-l", "1", "-nostdin",
+        "-timeout", f"{timeout_s}s", "-timeout_error",
+        "-trace_msg", "-message_file", str(workdir / "caller_messages.log"),
+        "-trace_err", "-error_file", str(workdir / "caller_errors.log"),
+        "-trace_logs", "-log_file", str(workdir / "caller_logs.log"),
     ]
+    # fmt: on
     proc = await asyncio.create_subprocess_exec(
         *cmd,
         cwd=workdir,
@@ -184,19 +169,6 @@ async def sipp_caller(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-
-
-@pytest.fixture(scope="module")
-def audio(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Speech WAVs (µ-law, 8 kHz) for the caller and the agent."""
-    folder = tmp_path_factory.mktemp("audio")
-    caller = caller_wav(
-        folder / "caller.wav", "u-law", text="Bonjour, je voudrais parler de mon dossier."
-    )
-    agent = caller_wav(
-        folder / "agent.wav", "u-law", text="Bonjour madame, service autonomie, je vous écoute."
-    )
-    return caller, agent
 
 
 @pytest.fixture(scope="module")

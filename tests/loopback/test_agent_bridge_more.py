@@ -24,10 +24,7 @@ import pytest
 
 import routing
 from callcenter.app import Service
-from tests.loopback.audio import caller_wav
 from tests.loopback.service import (
-    free_port,
-    free_port_pair,
     render_scenario,
 )
 from tests.loopback.test_agent_bridge import (
@@ -37,6 +34,7 @@ from tests.loopback.test_agent_bridge import (
     Caller,
     add_agents,
     events,
+    run_caller,
     running_service,
     trail,
     uas_sip,
@@ -142,41 +140,8 @@ async def number_caller(
 ) -> AsyncIterator[Caller]:
     """A sipp caller from ``number`` (``agent_caller_number.xml.tmpl``)."""
     scenario = _number_scenario(workdir, audio, number=number, after_zero=after_zero, end=end)
-    # fmt: off
-    cmd = [
-        "sipp", target, "-sf", str(scenario), "-s", "3975", "-i", HOST, "-p", str(free_port()),
-        "-mi", HOST, "-mp", str(free_port_pair()), "-m", "1", "-l", "1", "-nostdin",
-        "-timeout", "90s", "-timeout_error",
-        "-trace_msg", "-message_file", str(workdir / "caller_messages.log"),
-        "-trace_err", "-error_file", str(workdir / "caller_errors.log"),
-        "-trace_logs", "-log_file", str(workdir / "caller_logs.log"),
-    ]
-    # fmt: on
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        cwd=workdir,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        yield Caller(proc, workdir)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-@pytest.fixture(scope="module")
-def audio(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("audio")
-    caller = caller_wav(
-        folder / "caller.wav", "u-law", text="Bonjour, je voudrais parler de mon dossier."
-    )
-    agent = caller_wav(
-        folder / "agent.wav", "u-law", text="Bonjour madame, service autonomie, je vous écoute."
-    )
-    return caller, agent
+    async with run_caller(target, workdir, scenario, timeout_s=90) as caller:
+        yield caller
 
 
 async def log_in(service: Service, login: str, *, paused: bool = False) -> None:
