@@ -54,8 +54,7 @@ class Verification:
 
 def _numero_key(number: str) -> str:
     """A numéro as the store matches it: its digits if it has any (keypad or speech)."""
-    digits = "".join(c for c in number if c.isdigit())
-    return digits or "".join(number.split()).upper()
+    return repo.numero_digits(number) or repo.normalize_numero(number)
 
 
 _SWEEP_ABOVE = 10_000

@@ -97,7 +97,9 @@ __all__ = [
     "find_by_dossier_number",
     "find_by_phone",
     "nir_hash",
+    "normalize_numero",
     "normalize_phone",
+    "numero_digits",
     "record_contact",
     "set_agent_notes",
     "set_phones",
@@ -204,11 +206,13 @@ def nir_hash(nir: str, key: bytes) -> str:
     return hmac.new(key, compact[:13].encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def _digits(text: str) -> str:
+def numero_digits(text: str) -> str:
+    """The digits of a numéro, as typed on a keypad (``APA-2025-0456`` -> ``20250456``)."""
     return "".join(ch for ch in text if ch.isdigit())
 
 
-def _normalize_numero(numero: str) -> str:
+def normalize_numero(numero: str) -> str:
+    """A numéro as stored and matched: without spaces, upper case."""
     return re.sub(r"\s+", "", numero).upper()
 
 
@@ -560,7 +564,7 @@ def find_by_dossier_number(
     The match ignores case and spaces. A numéro given as digits only (keyed on a telephone
     keypad) matches the demande whose numéro has exactly these digits, if only one has.
     """
-    wanted = _normalize_numero(numero)
+    wanted = normalize_numero(numero)
     with transaction(bind) as conn:
         row = None
         if wanted:
@@ -1220,8 +1224,8 @@ class DemandeRecord:
     decisions: tuple[DecisionRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check(bool(_normalize_numero(self.numero)), "numero", "required")
-        _check(len(_normalize_numero(self.numero)) <= 32, "numero", "longer than 32 characters")
+        _check(bool(normalize_numero(self.numero)), "numero", "required")
+        _check(len(normalize_numero(self.numero)) <= 32, "numero", "longer than 32 characters")
         _check(self.type in {t.value for t in DemandeType}, "type", f"unknown type {self.type!r}")
         codes = STATUSES_BY_CIRCUIT[circuit_of(self.type)]
         for status in self.statuses:
@@ -1387,11 +1391,11 @@ def upsert_demande(bind: Engine | Connection, usager_id: int, record: DemandeRec
     Raises:
         ValueError: the numéro belongs to another usager.
     """
-    numero = _normalize_numero(record.numero)
+    numero = normalize_numero(record.numero)
     values: dict[str, Any] = {
         "usager_id": usager_id,
         "numero": numero,
-        "numero_chiffres": _digits(numero),
+        "numero_chiffres": numero_digits(numero),
         "type": record.type,
         "date_depot": record.date_depot,
         "date_recevabilite": record.date_recevabilite,
@@ -1449,7 +1453,7 @@ def _demande_id(conn: Connection, usager_id: int, numero: str | None) -> int | N
         return None
     row = conn.execute(
         select(DEMANDE.c.id, DEMANDE.c.usager_id).where(
-            DEMANDE.c.numero == _normalize_numero(numero)
+            DEMANDE.c.numero == normalize_numero(numero)
         )
     ).first()
     if row is None or row.usager_id != usager_id:

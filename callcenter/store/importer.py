@@ -93,11 +93,11 @@ from callcenter.store.dossiers import (
     StatusRecord,
     TiersRecord,
     UsagerRecord,
-    _digits,
-    _normalize_numero,
     _phone_kind,
     nir_hash,
+    normalize_numero,
     normalize_phone,
+    numero_digits,
 )
 
 __all__ = [
@@ -884,7 +884,7 @@ def _demande_record(
         DemandeRecord,
         {
             **values,
-            "numero": _normalize_numero(values["numero"]),
+            "numero": normalize_numero(values["numero"]),
             "statuses": tuple(statuses),
             "pieces": tuple(pieces),
             "decisions": tuple(decisions),
@@ -904,7 +904,7 @@ def _rdv_record(raw: Mapping[str, Any], prefix: str, errors: _Errors) -> RendezV
         {
             **values,
             "annule": _opt(values, "annule", False),
-            "numero": None if values["numero"] is None else _normalize_numero(values["numero"]),
+            "numero": None if values["numero"] is None else normalize_numero(values["numero"]),
         },
         prefix,
         errors,
@@ -929,7 +929,7 @@ def _paiement_record(raw: Mapping[str, Any], prefix: str, errors: _Errors) -> Pa
             "mode": values["mode"],
             "motif_ecart": values["motif_ecart"],
             "iban_last4": values["iban_last4"],
-            "numero": None if values["numero"] is None else _normalize_numero(values["numero"]),
+            "numero": None if values["numero"] is None else normalize_numero(values["numero"]),
         },
         prefix,
         errors,
@@ -1053,7 +1053,7 @@ def _csv_row(
     values = _read(raw, fields, "", errors)
     if ref is None or values is None:
         return None, errors
-    numero = _normalize_numero(ref["numero"])
+    numero = normalize_numero(ref["numero"])
     if kind is Kind.STATUTS:
         return _Row(
             file=file,
@@ -1654,7 +1654,7 @@ def _plan_row(plan: _RowPlan) -> None:
                 {
                     "numero": d.numero,
                     "usager_id": uref,
-                    "numero_chiffres": _digits(d.numero),
+                    "numero_chiffres": numero_digits(d.numero),
                     "type": d.type,
                     "date_depot": d.date_depot,
                     "date_recevabilite": d.date_recevabilite,
