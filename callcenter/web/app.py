@@ -206,20 +206,26 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+def _limit(request: web.Request, default: int) -> int | None:
+    """The ``limit`` query parameter (``default`` when absent), or None if not 1..MAX_LIMIT."""
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    try:
+        limit = int(raw, 10)
+    except ValueError:
+        return None
+    return limit if 1 <= limit <= MAX_LIMIT else None
+
+
 def _error(status: int, message: str, **extra: str) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status, headers=_NO_STORE)
 
 
 async def _list_calls(request: web.Request) -> web.Response:
-    raw = request.query.get("limit")
-    limit = DEFAULT_LIMIT
-    if raw is not None:
-        try:
-            limit = int(raw, 10)
-        except ValueError:
-            return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
-        if not 1 <= limit <= MAX_LIMIT:
-            return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
+    limit = _limit(request, DEFAULT_LIMIT)
+    if limit is None:
+        return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
     try:
         calls = await request.app[TRAIL_KEY].list_calls(limit)
     except SQLAlchemyError as exc:
@@ -269,15 +275,9 @@ async def _usager_contacts(request: web.Request) -> web.Response:
         return _error(
             400, f"reason is required (why the dossier is read, {MAX_REASON} characters at most)"
         )
-    raw = request.query.get("limit")
-    limit = DEFAULT_CONTACTS
-    if raw is not None:
-        try:
-            limit = int(raw, 10)
-        except ValueError:
-            return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
-        if not 1 <= limit <= MAX_LIMIT:
-            return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
+    limit = _limit(request, DEFAULT_CONTACTS)
+    if limit is None:
+        return _error(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
     usager_id = int(request.match_info["usager_id"])
     if usager_id > MAX_ID:  # beyond the column's range: the same 404 on both databases
         return _error(404, "usager not found")
