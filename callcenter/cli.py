@@ -66,15 +66,16 @@ def _cmd_calls_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_api_token(args: argparse.Namespace) -> int:
-    import hashlib
     import re
     import secrets
+
+    from callcenter.store.agents import hash_token
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.name):
         print("the name must be 1-64 letters, digits, '_', '.' or '-'", file=sys.stderr)
         return 2
     token = secrets.token_urlsafe(32)
-    digest = hashlib.sha256(token.encode()).hexdigest()
+    digest = hash_token(token)
     print(f"token (give it to the client, it is not stored): {token}")
     print("add to the configuration:")
     print("[http.api_tokens]")

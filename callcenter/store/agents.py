@@ -53,7 +53,11 @@ class AgentInfo:
 
 
 def hash_token(token: str) -> str:
-    """SHA-256 (hex) of an API token (what is stored and compared)."""
+    """SHA-256 (hex) of an API token: what is stored and compared.
+
+    Used for agents and for the dossier API's clients; tokens are 256-bit random strings, so a
+    fast hash is enough.
+    """
     return hashlib.sha256(token.encode()).hexdigest()
 
 

@@ -29,7 +29,6 @@ authentication on the call trail yet: the server binds to the configured host on
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from callcenter.metrics import Metrics
 from callcenter.store import dossiers
+from callcenter.store.agents import hash_token
 from callcenter.store.trail import CallTrail
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class DossierApi:
         # RFC 7235 section 2.1: the scheme is case-insensitive.
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        digest = hash_token(token.strip())
         found = None
         for name, expected in self.tokens.items():
             # Compare against every entry, in constant time, whatever matches first.
