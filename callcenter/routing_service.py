@@ -83,6 +83,18 @@ class RoutingService:
         return remove
 
     # -- events ------------------------------------------------------------------------------
+    async def submit(self, event: routing.Event) -> list[routing.Decision]:
+        """Apply one event in the backend's order; return the decisions it produced.
+
+        This is the interface the calls and the agent API use, whatever the backend: here the
+        event is applied at once (:meth:`handle`); the Redis backend appends it to the shared
+        log and returns when this node has applied it.
+
+        Raises:
+            routing.RoutingError: the event is invalid; the router is unchanged.
+        """
+        return self.handle(event)
+
     def handle(self, event: routing.Event) -> list[routing.Decision]:
         """Apply one event now-ish (its own ``at``), dispatch the decisions, re-arm the timer.
 
