@@ -534,6 +534,13 @@ class Router:
         record = _Call(call, (-int(priority), call.joined_at, self._seq, call.call_id))
         self._calls[call.call_id] = record
         self._size[call.skill] += 1
+        target = self._agents.get(call.target_agent) if call.target_agent else None
+        if target is not None and target.state is AgentState.AVAILABLE:
+            # A transfer to a named colleague: offered at once, outside the queue order; a
+            # refusal or no answer puts it back in its queue (``_requeue``).
+            out.append(CallEnqueued(call.call_id, call.skill, priority, 0, now))
+            self._offer(record, target, call.skill, now, out)
+            return
         self._sync(record, now, out, announce=False)
         out.append(
             CallEnqueued(call.call_id, call.skill, priority, self.position(call.call_id) or 0, now)

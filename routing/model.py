@@ -191,6 +191,10 @@ class QueuedCall:
     """Opaque id of the identified usager (dossier holder), if any; never a phone number."""
     intent: str | None = None
     """Intent the bot recognised, if any (for the agent and the trail)."""
+    target_agent: str | None = None
+    """A transfer to this agent: offered to them at once if they are available (whatever their
+    skills: a colleague chose them), else, or if they do not take it, the call waits in its
+    queue like any other."""
 
     def is_repeat(self, window_s: float) -> bool:
         """Tell whether this is a repeat caller: a previous contact within ``window_s``.

@@ -36,6 +36,10 @@ REST (JSON bodies; unknown fields are refused)
 - ``POST /api/agent/offers/{call_id}/reject``: decline it (it is not offered to them again).
 - ``POST /api/agent/wrapup`` ``{"resolved"?: bool|null}``: end the wrap-up, saying whether the
   request was resolved at first contact (null or absent: not said).
+- ``POST /api/agent/transfer`` ``{"queue": str}`` | ``{"agent": str}`` | ``{"number": str}``
+  (exactly one): blind transfer of the caller the agent is talking to, to another queue, a
+  logged-in colleague, or an external number on the operator's list (others: 403); the agent
+  goes to wrap-up (see :mod:`callcenter.transfer`). 501 where the service has no transfers.
 
 Successful actions answer 200 with ``Me``. Errors are ``{"error": "<message>", ...}``:
 400 bad body (``"field"`` names the field; e.g. a pause ``reason`` not in the routing
@@ -113,6 +117,7 @@ import routing as rt
 from callcenter.routing_service import RoutingService
 from callcenter.store import agents
 from callcenter.store.agents import AgentInfo
+from callcenter.transfer import TransferError, TransferPolicy, TransferTarget, check_target
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +127,10 @@ WS_TOO_SLOW = 4408
 """Close code: the client did not read its events fast enough."""
 WS_RATE_LIMITED = 4429
 """Close code: too many failed authentications from this address."""
+
+Transferrer = Callable[[str, str, TransferTarget], Awaitable[None]]
+"""``(call_id, agent login, target)``: transfers the caller of ``call_id`` away from that agent;
+raises :class:`~callcenter.transfer.TransferError` when it cannot."""
 
 _NO_STORE = {"Cache-Control": "no-store"}
 _PREFIX = "/api/agent/"
@@ -175,6 +184,10 @@ class AgentApi:
     """Open event sockets (closed on shutdown)."""
     offers: dict[str, rt.OfferCall] = field(default_factory=dict)
     """Agent login -> the offer ringing them now (for ``Me.offer``)."""
+    transfer: Transferrer | None = None
+    """Performs a blind transfer of a call in conversation (None: transfers answer 501)."""
+    transfer_policy: TransferPolicy = field(default_factory=TransferPolicy)
+    """External numbers agents may transfer to."""
     _cache: dict[str, tuple[AgentInfo, float]] = field(default_factory=dict)
     _failures: dict[str, deque[float]] = field(default_factory=dict)
     _stop_tracking: Callable[[], None] | None = None
@@ -293,6 +306,8 @@ def add_agent_routes(
     store: Engine,
     clock: Callable[[], float] = time.monotonic,
     config: AgentApiConfig | None = None,
+    transfer: Transferrer | None = None,
+    transfer_policy: TransferPolicy | None = None,
 ) -> None:
     """Add the agent API (``/api/agent/...``) to ``app``; see the module docstring.
 
@@ -303,13 +318,22 @@ def add_agent_routes(
         clock: Monotonic seconds for the token cache and the failed-auth rate limit (events
             are stamped with ``routing.now()``, the router's own clock).
         config: Tunables (timeouts, limits); defaults otherwise.
+        transfer: Performs blind transfers (the application's); None: 501.
+        transfer_policy: External numbers agents may transfer to (none by default).
 
     Raises:
         RuntimeError: the routes were already added to ``app``.
     """
     if AGENT_API_KEY in app:
         raise RuntimeError("the agent API is already part of this application")
-    api = AgentApi(service=routing, store=store, config=config or AgentApiConfig(), clock=clock)
+    api = AgentApi(
+        service=routing,
+        store=store,
+        config=config or AgentApiConfig(),
+        clock=clock,
+        transfer=transfer,
+        transfer_policy=transfer_policy or TransferPolicy(),
+    )
     app[AGENT_API_KEY] = api
     api._stop_tracking = routing.listen(api.track)
     app.router.add_get("/api/agent/me", _me)
@@ -321,6 +345,7 @@ def add_agent_routes(
     app.router.add_post("/api/agent/offers/{call_id:.+}/accept", _accept)
     app.router.add_post("/api/agent/offers/{call_id:.+}/reject", _reject)
     app.router.add_post("/api/agent/wrapup", _wrapup)
+    app.router.add_post("/api/agent/transfer", _transfer)
     app.router.add_get("/api/agent/events", _events)
     app.on_response_prepare.append(_no_store)
     app.on_shutdown.append(_close_sockets)
@@ -422,10 +447,10 @@ def _conflict(api: AgentApi, info: AgentInfo, message: str) -> web.Response:
     return _error(409, message, state=api.me(info)["state"])
 
 
-def _apply(api: AgentApi, info: AgentInfo, event: rt.Event) -> web.Response:
+async def _apply(api: AgentApi, info: AgentInfo, event: rt.Event) -> web.Response:
     """Send ``event`` to the router; 200 with ``Me``, or 409 when it does not apply."""
     try:
-        decisions = api.service.handle(event)
+        decisions = await api.service.submit(event)
     except rt.UnknownAgentError:
         return _conflict(api, info, f"agent {info.login!r} is not logged in")
     except rt.RoutingError as exc:
@@ -460,7 +485,7 @@ async def _login(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Re
     if _logged_in(api, info) is not None:
         return _conflict(api, info, f"agent {info.login!r} is already logged in")
     event = rt.AgentLoggedIn(info.login, dict(info.skills), api.service.now(), reason)
-    response = _apply(api, info, event)
+    response = await _apply(api, info, event)
     if response.status == 200:
         logger.info("agent %s logged in through the API", info.login)
     return response
@@ -471,7 +496,7 @@ async def _logout(request: web.Request, api: AgentApi, info: AgentInfo) -> web.R
     await _body(request, frozenset())
     if _logged_in(api, info) is None:
         return _conflict(api, info, f"agent {info.login!r} is not logged in")
-    response = _apply(api, info, rt.AgentLoggedOut(info.login, api.service.now()))
+    response = await _apply(api, info, rt.AgentLoggedOut(info.login, api.service.now()))
     if response.status == 200:
         logger.info("agent %s logged out through the API", info.login)
     return response
@@ -482,7 +507,7 @@ async def _ready(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Re
     await _body(request, frozenset())
     if _logged_in(api, info) is None:
         return _conflict(api, info, f"agent {info.login!r} is not logged in")
-    return _apply(api, info, rt.AgentReady(info.login, api.service.now()))
+    return await _apply(api, info, rt.AgentReady(info.login, api.service.now()))
 
 
 def _check_reason(api: AgentApi, reason: object, name: str) -> str:
@@ -502,7 +527,7 @@ async def _pause(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Re
     reason = _check_reason(api, body["reason"], "reason")
     if _logged_in(api, info) is None:
         return _conflict(api, info, f"agent {info.login!r} is not logged in")
-    return _apply(api, info, rt.AgentPauseRequested(info.login, reason, api.service.now()))
+    return await _apply(api, info, rt.AgentPauseRequested(info.login, reason, api.service.now()))
 
 
 async def _offer_action(
@@ -524,7 +549,7 @@ async def _offer_action(
         if accept
         else rt.OfferRejected(info.login, call_id, now)
     )
-    return _apply(api, info, event)
+    return await _apply(api, info, event)
 
 
 @_authenticated
@@ -548,7 +573,48 @@ async def _wrapup(request: web.Request, api: AgentApi, info: AgentInfo) -> web.R
         return _conflict(api, info, f"agent {info.login!r} is not logged in")
     if agent.state is not rt.AgentState.WRAP_UP:
         return _conflict(api, info, f"agent {info.login!r} is not in wrap-up")
-    return _apply(api, info, rt.WrapUpDone(info.login, api.service.now(), resolved))
+    return await _apply(api, info, rt.WrapUpDone(info.login, api.service.now(), resolved))
+
+
+_TRANSFER_KINDS = ("queue", "agent", "number")
+
+
+@_authenticated
+async def _transfer(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
+    body = await _body(request, frozenset(_TRANSFER_KINDS))
+    given = [kind for kind in _TRANSFER_KINDS if kind in body]
+    if len(given) != 1:
+        raise _BadRequest("body", "body: exactly one of queue, agent or number is required")
+    kind = given[0]
+    if api.transfer is None:
+        return _error(501, "transfers are not available on this service")
+    agent = _logged_in(api, info)
+    if agent is None:
+        return _conflict(api, info, f"agent {info.login!r} is not logged in")
+    if agent.state is not rt.AgentState.ON_CALL or agent.call_id is None:
+        return _conflict(api, info, f"agent {info.login!r} is not in a conversation")
+    router = api.service.router
+
+    def logged_in(login: str) -> bool:
+        other = router.agents.get(login)
+        return other is not None and other.state is not rt.AgentState.OFFLINE
+
+    try:
+        target = check_target(
+            kind,
+            body[kind],
+            queues=api.service.config.queues,
+            agent_exists=logged_in,
+            policy=api.transfer_policy,
+            from_agent=info.login,
+        )
+        await api.transfer(agent.call_id, info.login, target)
+    except TransferError as exc:
+        if exc.status == 409:
+            return _conflict(api, info, exc.message)
+        return _error(exc.status, exc.message, field=exc.field or kind)
+    logger.info("agent %s transferred a call to %s", info.login, target.kind.value)
+    return web.json_response(api.me(info), headers=_NO_STORE)
 
 
 # -- events over WebSocket ---------------------------------------------------------------------

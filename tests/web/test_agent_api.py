@@ -20,8 +20,9 @@ import routing
 from callcenter.metrics import Metrics
 from callcenter.routing_service import RoutingService
 from callcenter.store import CallTrail, agents, db
+from callcenter.transfer import TransferError, TransferKind, TransferPolicy, TransferTarget
 from callcenter.web import HealthState, make_app
-from callcenter.web.agent_api import AgentApiConfig, add_agent_routes
+from callcenter.web.agent_api import AgentApiConfig, Transferrer, add_agent_routes
 
 Client = TestClient[web.Request, web.Application]
 WS = aiohttp.ClientWebSocketResponse
@@ -101,7 +102,14 @@ async def make_env(store: Engine) -> AsyncIterator[EnvFactory]:
     agents.set_active(store, "x.ancien", False)
     opened: list[tuple[Client, RoutingService]] = []
 
-    async def factory(*, ring_timeout_s: float = 30.0, wrap_up_s: float = 60.0, **api: Any) -> Env:
+    async def factory(
+        *,
+        ring_timeout_s: float = 30.0,
+        wrap_up_s: float = 60.0,
+        transfer: Transferrer | None = None,
+        transfer_policy: TransferPolicy | None = None,
+        **api: Any,
+    ) -> Env:
         config = routing.RoutingConfig.simple(
             [
                 routing.QueueConfig(
@@ -121,7 +129,13 @@ async def make_env(store: Engine) -> AsyncIterator[EnvFactory]:
         clock = FakeMonotonic()
         app = web.Application()
         add_agent_routes(
-            app, routing=service, store=store, clock=clock, config=AgentApiConfig(**api)
+            app,
+            routing=service,
+            store=store,
+            clock=clock,
+            config=AgentApiConfig(**api),
+            transfer=transfer,
+            transfer_policy=transfer_policy,
         )
         client: Client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
@@ -570,3 +584,50 @@ async def test_wired_into_the_service_app(tmp_path: Path, store: Engine) -> None
         resp = await client.post("/api/agent/login", headers={"Authorization": f"Bearer {token}"})
         assert resp.status == 200 and (await resp.json())["state"] == "available"
     service.close()
+
+
+# -- transfers ---------------------------------------------------------------------------------
+
+
+async def test_transfer_checks_the_target_then_hands_it_to_the_call(make_env: EnvFactory) -> None:
+    done: list[tuple[str, str, TransferTarget]] = []
+    env: Env
+
+    async def transfer(call_id: str, login: str, target: TransferTarget) -> None:
+        if target.kind is TransferKind.NUMBER and target.value == "3114":
+            raise TransferError(409, "the caller hung up")
+        done.append((call_id, login, target))
+        await env.service.submit(routing.CallEnded(login, call_id, env.service.now()))
+
+    env = await make_env(
+        transfer=transfer, transfer_policy=TransferPolicy(allowed_numbers=("3977", "3114"))
+    )
+    await env.post("c.durand", "/api/agent/transfer", {"queue": "apa"}, status=409)
+    await env.post("c.durand", "/api/agent/login")
+    await env.post("l.petit", "/api/agent/login")
+    env.queue_call("call-1")
+    await env.post("c.durand", "/api/agent/transfer", {"queue": "apa"}, status=409)  # ringing
+    await env.post("c.durand", "/api/agent/offers/call-1/accept")
+
+    bad = await env.post("c.durand", "/api/agent/transfer", {"queue": "x", "agent": "y"}, 400)
+    assert bad["field"] == "body"
+    assert (await env.post("c.durand", "/api/agent/transfer", {"queue": "cuisine"}, 404))[
+        "field"
+    ] == "queue"
+    await env.post("c.durand", "/api/agent/transfer", {"agent": "b.martin"}, 404)  # offline
+    await env.post("c.durand", "/api/agent/transfer", {"agent": "c.durand"}, 400)
+    refused = await env.post("c.durand", "/api/agent/transfer", {"number": "0612345678"}, 403)
+    assert "0612345678" not in refused["error"]
+    await env.post("c.durand", "/api/agent/transfer", {"number": "3114"}, 409)
+    assert done == []
+
+    me = await env.post("c.durand", "/api/agent/transfer", {"agent": "l.petit"})
+    assert me["state"] == "wrap_up"
+    assert done == [("call-1", "c.durand", TransferTarget(TransferKind.AGENT, "l.petit"))]
+
+
+async def test_transfer_without_a_transferrer_is_501(env: Env) -> None:
+    await env.post("c.durand", "/api/agent/login")
+    env.queue_call("call-1")
+    await env.post("c.durand", "/api/agent/offers/call-1/accept")
+    await env.post("c.durand", "/api/agent/transfer", {"queue": "apa"}, status=501)
