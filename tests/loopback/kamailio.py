@@ -37,12 +37,15 @@ import pytest
 
 __all__ = [
     "CONFIG",
+    "DISPATCHER_CONFIG",
+    "KamailioDispatcher",
     "KamailioFactory",
     "KamailioRegistrar",
     "free_udp_port",
     "kamailio_available",
     "kamailio_factory",
     "kamailio_registrar",
+    "run_dispatcher",
     "run_kamailio",
     "skip_without_kamailio",
 ]
@@ -50,6 +53,7 @@ __all__ = [
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "kamailio" / "registrar.cfg"
 HOST = "127.0.0.1"
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._~@+=/-]{1,64}$")
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9._~@+=/-]{1,255}$")
 
 
 def kamailio_available() -> bool:
@@ -194,9 +198,6 @@ def run_kamailio(
     Yields:
         The running registrar.
     """
-    binary = shutil.which("kamailio")
-    if binary is None:
-        pytest.skip("kamailio is not installed (apt-get install kamailio)")
     if password is None:
         password = secrets.token_urlsafe(12)
     for name, value in (("user", user), ("password", password), ("realm", realm)):
@@ -205,6 +206,34 @@ def run_kamailio(
             raise ValueError(f"{name} {value!r} is not safe for a Kamailio #!define")
     if algorithm not in ("MD5", "SHA-256"):
         raise ValueError(f"Kamailio 5.6 supports MD5 or SHA-256, not {algorithm!r}")
+    defines = [
+        f'KAM_USER="{user}"',
+        f'KAM_PASSWORD="{password}"',
+        f'KAM_REALM="{realm}"',
+        f'KAM_ALGORITHM="{algorithm}"',
+        f"KAM_NONCE_EXPIRE={int(nonce_expire)}",
+    ]
+    with _run(workdir, config, defines, start_timeout) as (port, pid):
+        yield KamailioRegistrar(
+            host=HOST,
+            port=port,
+            user=user,
+            password=password,
+            realm=realm,
+            algorithm=algorithm,
+            workdir=workdir,
+            pid=pid,
+        )
+
+
+@contextlib.contextmanager
+def _run(
+    workdir: Path, config: Path, defines: list[str], start_timeout: float
+) -> Iterator[tuple[int, int]]:
+    """Run ``config`` on a free 127.0.0.1 UDP port with ``-A`` ``defines``; yield (port, pid)."""
+    binary = shutil.which("kamailio")
+    if binary is None:
+        pytest.skip("kamailio is not installed (apt-get install kamailio)")
     workdir.mkdir(parents=True, exist_ok=True)
     runtime = workdir / "run"
     runtime.mkdir(exist_ok=True)
@@ -229,17 +258,9 @@ def run_kamailio(
             "8",
             "-A",
             f"KAM_LISTEN=udp:{HOST}:{port}",
-            "-A",
-            f'KAM_USER="{user}"',
-            "-A",
-            f'KAM_PASSWORD="{password}"',
-            "-A",
-            f'KAM_REALM="{realm}"',
-            "-A",
-            f'KAM_ALGORITHM="{algorithm}"',
-            "-A",
-            f"KAM_NONCE_EXPIRE={int(nonce_expire)}",
         ]
+        for define in defines:
+            cmd += ["-A", define]
         with (workdir / "kamailio.log").open("wb") as log:
             proc = subprocess.Popen(
                 cmd,
@@ -257,16 +278,7 @@ def run_kamailio(
                     ready = True
                     break
             if ready:
-                yield KamailioRegistrar(
-                    host=HOST,
-                    port=port,
-                    user=user,
-                    password=password,
-                    realm=realm,
-                    algorithm=algorithm,
-                    workdir=workdir,
-                    pid=proc.pid,
-                )
+                yield port, proc.pid
                 return
         finally:
             _kill_group(proc)
@@ -274,6 +286,55 @@ def run_kamailio(
         if "Address already in use" not in last_log:
             break
     raise RuntimeError(f"kamailio did not start; its log:\n{last_log[-4000:]}")
+
+
+DISPATCHER_CONFIG = CONFIG.parent / "dispatcher.cfg"
+
+
+@dataclass(frozen=True, slots=True)
+class KamailioDispatcher:
+    """A running Kamailio dispatcher in front of several service nodes."""
+
+    host: str
+    """Listening address (always 127.0.0.1)."""
+    port: int
+    """Listening UDP port."""
+    nodes: tuple[tuple[str, int], ...]
+    """The nodes of dispatcher set 1."""
+    workdir: Path
+    """Runtime directory (pid file, list file, log)."""
+    pid: int
+    """Process id of the main Kamailio process."""
+
+    @property
+    def log(self) -> str:
+        """Kamailio's output so far."""
+        return _read_log(self.workdir)
+
+
+@contextlib.contextmanager
+def run_dispatcher(
+    workdir: Path,
+    nodes: list[tuple[str, int]],
+    *,
+    ping_interval_s: int = 1,
+    fr_timer_ms: int = 1500,
+    config: Path = DISPATCHER_CONFIG,
+    start_timeout: float = 10.0,
+) -> Iterator[KamailioDispatcher]:
+    """Start deploy/kamailio/dispatcher.cfg in front of ``nodes``; stop it on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    listing = workdir / "dispatcher.list"
+    listing.write_text("".join(f"1 sip:{host}:{port}\n" for host, port in nodes))
+    if not _SAFE_PATH.match(str(listing)):
+        raise ValueError(f"{listing} is not safe for a Kamailio #!define")
+    defines = [
+        f'KAM_DS_LIST="{listing}"',
+        f"KAM_PING_INTERVAL={int(ping_interval_s)}",
+        f"KAM_FR_TIMER={int(fr_timer_ms)}",
+    ]
+    with _run(workdir, config, defines, start_timeout) as (port, pid):
+        yield KamailioDispatcher(HOST, port, tuple(nodes), workdir, pid)
 
 
 @pytest.fixture
