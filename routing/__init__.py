@@ -55,6 +55,7 @@ from .events import (
     WrapUpDone,
     WrapUpEnded,
 )
+from .kpi import AgentKpi, KpiBook, QueueKpi
 from .model import Agent, AgentState, Priority, QueuedCall, Skill
 from .queue_config import (
     ConfigIssue,
@@ -69,9 +70,11 @@ from .queue_config import (
     load_skill_catalogue,
     routing_config_from_dict,
 )
+from .simulation import Scenario, SimulationResult, compare_policies, simulate
 
 __all__ = [
     "Agent",
+    "AgentKpi",
     "AgentLoggedIn",
     "AgentLoggedOut",
     "AgentPauseRequested",
@@ -100,6 +103,7 @@ __all__ = [
     "Decision",
     "Event",
     "EventIgnored",
+    "KpiBook",
     "MaxWaitReached",
     "Offer",
     "OfferAccepted",
@@ -112,6 +116,7 @@ __all__ = [
     "Priority",
     "PriorityRules",
     "QueueConfig",
+    "QueueKpi",
     "QueuedCall",
     "RelaxationStep",
     "Router",
@@ -119,6 +124,8 @@ __all__ = [
     "RoutingConfigError",
     "RoutingDecision",
     "RoutingError",
+    "Scenario",
+    "SimulationResult",
     "Skill",
     "Tick",
     "UnknownAgentError",
@@ -127,10 +134,12 @@ __all__ = [
     "WrapUpDone",
     "WrapUpEnded",
     "choose_agent",
+    "compare_policies",
     "default_routing_config_path",
     "load_routing_config",
     "load_skill_catalogue",
     "overflow_chain",
     "replay",
     "routing_config_from_dict",
+    "simulate",
 ]

@@ -538,13 +538,12 @@ class Router:
         if target is not None and target.state is AgentState.AVAILABLE:
             # A transfer to a named colleague: offered at once, outside the queue order; a
             # refusal or no answer puts it back in its queue (``_requeue``).
-            out.append(CallEnqueued(call.call_id, call.skill, priority, 0, now))
+            out.append(CallEnqueued(call.call_id, call.skill, priority, 0, now, call.callback))
             self._offer(record, target, call.skill, now, out)
             return
         self._sync(record, now, out, announce=False)
-        out.append(
-            CallEnqueued(call.call_id, call.skill, priority, self.position(call.call_id) or 0, now)
-        )
+        position = self.position(call.call_id) or 0
+        out.append(CallEnqueued(call.call_id, call.skill, priority, position, now, call.callback))
         self._announce_overflows(record, now, out)
         if self._check_max_wait(record, now, out):
             return

@@ -238,9 +238,11 @@ class CallEnqueued:
     priority: Priority
     """Effective priority (after repeat-caller and callback raises)."""
     position: int
-    """1-based position in the queue when it joined."""
+    """1-based position in the queue when it joined (0: offered at once to a named agent)."""
     at: float
     """When."""
+    callback: bool = False
+    """The entry is a callback entering the queue (a chosen slot or a retry), not a new call."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,11 @@ import pytest
 
 from routing import (
     AgentLoggedIn,
+    AgentLoggedOut,
+    AgentPauseRequested,
+    AgentReady,
+    CallbackKept,
+    CallCancelled,
     CallEnded,
     CallerHungUp,
     CallQueued,
@@ -15,7 +20,7 @@ from routing import (
     Tick,
     WrapUpDone,
 )
-from routing.kpi import KpiBook, QueueKpi
+from routing.kpi import KpiBook, QueueKpi, within_service_levels
 
 from .helpers import T0, apa_config, call, office_hours
 
@@ -108,3 +113,137 @@ def test_empty_kpis_have_no_rates() -> None:
     kpi = QueueKpi("apa")
     assert kpi.asa_s is None and kpi.aht_s is None and kpi.fcr_rate is None
     assert kpi.service_level(20) is None and kpi.abandonment_rate is None
+
+
+def test_service_level_flags_of_one_call() -> None:
+    assert within_service_levels(20.0) == (True, True)
+    assert within_service_levels(20.5) == (False, True)
+    assert within_service_levels(60.5) == (False, False)
+
+
+def test_kept_callbacks_are_not_answers_and_retries_are_not_new_calls() -> None:
+    router, book = Router(config=apa_config()), KpiBook()
+    run(
+        router,
+        book,
+        AgentLoggedIn("a1", {"apa": 5}, T0),
+        CallQueued(call("c1", joined_at=T0), T0),  # offered to a1 at once
+        OfferAccepted("a1", "c1", T0 + 5),
+        CallQueued(call("c2", joined_at=T0 + 10), T0 + 10),
+        CallbackKept("c2", T0 + 20),
+        CallQueued(call("c3", joined_at=T0 + 30), T0 + 30),
+        CallbackKept("c3", T0 + 40),
+        CallCancelled("c3", T0 + 50),  # the callback is cancelled
+        CallEnded("a1", "c1", T0 + 105),
+        WrapUpDone("a1", T0 + 115, resolved=True),  # a1 is offered c2: dial out
+        OfferAccepted("a1", "c2", T0 + 120),
+        CallEnded("a1", "c2", T0 + 150),  # nobody answered the outbound call
+        Tick(T0 + 180),  # wrap-up runs out
+        # The retry enters the queue with the same id (routing.callbacks.enter_queue).
+        CallQueued(call("c2", joined_at=T0 + 1000, callback=True), T0 + 1000),
+        OfferAccepted("a1", "c2", T0 + 1002),
+        CallEnded("a1", "c2", T0 + 1100),
+        Tick(T0 + 1130),
+    )
+    book.record_callback_outcome("apa", True, call_id="c2")
+    kpi = book.snapshot("apa")
+    assert (kpi.offered, kpi.answered, kpi.callback_entries) == (3, 1, 1)
+    assert (kpi.callbacks_requested, kpi.callbacks_cancelled, kpi.callbacks_dialled) == (2, 1, 2)
+    assert (kpi.callbacks_completed, kpi.callbacks_failed) == (1, 0)
+    assert kpi.unresolved == 0 and kpi.ended == 3 and kpi.lost == 0
+    assert kpi.asa_s == 5.0  # the callback's wait is not an answer time
+    assert kpi.service_level(20) == pytest.approx(1 / 3)
+    assert kpi.service_level(20, live_only=True) == 1.0
+    assert kpi.handled == 3 and kpi.wrap_ups_timed_out == 2
+    assert kpi.wrap_up_total_s == pytest.approx(10 + 30 + 30)
+    assert kpi.longest_wait_s == 5.0
+    agent = book.agent_snapshot("a1")
+    assert (agent.offers, agent.answered, agent.handled) == (3, 3, 3)
+    # A failed callback counts as lost.
+    book.record_callback_outcome("apa", False)
+    assert book.snapshot("apa").lost == 1
+
+
+def test_closing_time_waits_transfers_and_the_total() -> None:
+    config = RoutingConfig.simple(
+        [
+            QueueConfig("apa", max_wait_s=None, hours=office_hours()),
+            QueueConfig("accueil_general", max_wait_s=60.0),
+        ]
+    )
+    router, book = Router(config=config), KpiBook()
+    noon = T0 + 2 * 3600  # 12:00; apa closes at 12:30
+    run(
+        router,
+        book,
+        CallQueued(call("c1", joined_at=noon), noon),
+        CallbackKept("c1", noon + 10),
+        CallQueued(call("c2", joined_at=noon + 20), noon + 20),
+        CallQueued(call("g1", "accueil_general", joined_at=noon + 30), noon + 30),
+        Tick(noon + 1800),  # g1 left at its maximum wait; then apa closed
+    )
+    apa = book.snapshot("apa")
+    # The kept callback is carried over to the next opening, the waiting caller is not.
+    assert (apa.callbacks_closed, apa.closed_while_waiting) == (1, 1)
+    assert apa.left_wait_total_s == pytest.approx(1780)
+    assert apa.longest_wait_s == pytest.approx(1780)
+    general = book.snapshot("accueil_general")
+    assert general.max_wait_reached == 1 and general.left_wait_total_s == pytest.approx(60)
+    book.record_transfer("apa", "queue")
+    book.record_transfer("apa", "agent")
+    book.record_transfer("accueil_general", "external")
+    with pytest.raises(ValueError):
+        book.record_transfer("apa", "sideways")
+    assert (book.snapshot("apa").transfers_queue, book.snapshot("apa").transfers) == (1, 2)
+    total = book.total()
+    assert total.queue == "all"
+    assert (total.offered, total.transfers, total.max_wait_reached) == (3, 3, 1)
+    assert total.longest_wait_s == pytest.approx(1780)
+    assert total.unresolved == 0
+
+
+def test_agent_kpis_and_occupancy() -> None:
+    router, book = Router(config=apa_config()), KpiBook()
+    run(
+        router,
+        book,
+        AgentLoggedIn("a1", {"apa": 5}, T0),  # available
+        CallQueued(call("c1", joined_at=T0 + 10), T0 + 10),  # reserved
+        OfferAccepted("a1", "c1", T0 + 15),  # on call
+        CallEnded("a1", "c1", T0 + 115),  # wrap-up
+        WrapUpDone("a1", T0 + 125, resolved=False),  # available
+        AgentPauseRequested("a1", "pause", T0 + 200),
+        AgentReady("a1", T0 + 260),
+        CallQueued(call("c2", joined_at=T0 + 300), T0 + 300),  # reserved
+        Tick(T0 + 350),  # rang out at 320: paused "non réponse"
+    )
+    now = book.agent_snapshot("a1", now=T0 + 350)
+    assert now.paused_s == pytest.approx(60 + 30)
+    run(router, book, AgentLoggedOut("a1", T0 + 400))
+    agent = book.agent_snapshot("a1")
+    assert (agent.offers, agent.answered, agent.missed, agent.rejected) == (2, 1, 1, 0)
+    assert (agent.handled, agent.talk_total_s, agent.wrap_up_total_s) == (1, 100.0, 10.0)
+    assert agent.available_s == pytest.approx(10 + 75 + 40)
+    assert agent.busy_s == pytest.approx(115 + 20)
+    assert agent.paused_s == pytest.approx(60 + 80)
+    assert agent.occupancy == pytest.approx(135 / 260)
+    assert book.occupancy() == pytest.approx(135 / 260)
+    assert book.agent_snapshot("a1", now=T0 + 9999) == agent  # offline: nothing accrues
+    assert set(book.agent_snapshots()) == {"a1"}
+    assert book.agent_snapshot("nobody").occupancy is None
+    assert book.snapshot("apa").fcr_rate == 0.0
+
+
+def test_a_slot_callback_entering_under_its_own_id_is_not_a_new_offered_call() -> None:
+    router, book = Router(config=apa_config()), KpiBook()
+    book.record_callback_request("apa")
+    run(
+        router,
+        book,
+        CallQueued(call("cb-7", joined_at=T0, callback=True), T0),
+        AgentLoggedIn("a1", {"apa": 5}, T0 + 5),
+    )
+    kpi = book.snapshot("apa")
+    assert (kpi.offered, kpi.callback_entries, kpi.callbacks_requested) == (0, 1, 1)
+    book.record_callback_outcome("apa", True, call_id="cb-7")
+    assert book.snapshot("apa").callbacks_completed == 1
