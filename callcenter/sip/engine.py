@@ -53,6 +53,18 @@ Rules this file owns (the UA core, RFC 3261 sections 8, 9, 12-15, 18):
   while ours is unanswered gets 491. A 491 to ours is retried after 2.1-4 s when we generated
   the Call-ID, 0-2 s otherwise; 481 ends the call, 408 or a timeout ends it with BYE; any
   other failure leaves the session as it was.
+* Rule 9 (blind transfer, RFC 3515 and RFC 4488): a REFER is accepted only inside a confirmed
+  dialog (out of dialog: 403, section 2.4.2 leaves acceptance to local policy and we never
+  let an unknown party make us place calls). Exactly one Refer-To (400 otherwise, section
+  2.4.2) naming a sip/sips/tel URI; an embedded ``Replaces`` (attended transfer, RFC 3891) or a
+  ``method`` other than INVITE is declined with 403 (see ``_on_refer``). The 202 is followed
+  by the implicit subscription's NOTIFYs (sections 2.4.4-2.4.7): ``message/sipfrag`` bodies,
+  ``Event: refer`` (with ``;id=`` from the second REFER of a dialog), one NOTIFY transaction
+  at a time with the latest state queued (RFC 6665 section 4.2.2), the final one
+  ``terminated;reason=noresource``. A subscription outlives the INVITE usage (RFC 5057: the
+  peer's BYE ends the call, not the subscription); a failed NOTIFY (481 included) or a
+  timeout removes it quietly, and it ends with ``reason=timeout`` at ``refer_expires``.
+  ``Refer-Sub: false`` is honoured and echoed in the 202 (RFC 4488 section 4).
 """
 
 from __future__ import annotations
@@ -100,11 +112,13 @@ from callcenter.sip.events import (
     SipRequestReceived,
     SipResponseSent,
     TerminationCause,
+    TransferRequested,
 )
 from callcenter.sip.headers import (
     CSeq,
     NameAddress,
     Via,
+    name_addresses_from_values,
     parse_contacts,
     parse_int_header,
     parse_vias,
@@ -165,15 +179,20 @@ KNOWN_METHODS = frozenset(
     }
 )
 """Methods this UA understands; others get 501 (RFC 3261 section 21.5.2)."""
-ALLOWED_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"})
+ALLOWED_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "REFER"})
 """Methods accepted; other known methods get 405 (RFC 3261 section 21.4.6)."""
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
-"""Option tags we support (none: no 100rel, no session timers)."""
-_ALLOW_VALUE = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"norefersub"})
+"""Option tags we support: only RFC 4488 ``norefersub`` (no 100rel, no session timers, no
+``replaces``)."""
+_ALLOW_VALUE = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER"
+_SUPPORTED_VALUE = "norefersub"
 _DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
 _MAX_CHALLENGES = 3
 """Challenges answered per request: a proxy's 407, the UAS's 401, one stale nonce."""
+_MAX_REFER_SUBSCRIPTIONS = 4
+"""Live transfer subscriptions per call; a further REFER is declined (bounds our state)."""
+_SIPFRAG_TYPE = "message/sipfrag;version=2.0"
 _MAX_GLARE_RETRIES = 5
 """491 answers to our re-INVITE retried before giving up (section 14.1 sets no bound)."""
 _ENGINE_HEADERS = frozenset(
@@ -269,6 +288,9 @@ class SipEngineConfig:
     """Retry-After (seconds) of the 503 sent while draining."""
     trace: bool = False
     """Keep ``SipEngine.trace``: (now, "in"|"out", first line, peer address) per message."""
+    refer_expires: int = 120
+    """Lifetime (seconds) of the implicit subscription a REFER creates (RFC 3515 section 2.4.4):
+    without a final ``notify_transfer`` by then, the engine ends it with ``reason=timeout``."""
 
 
 class CallState(enum.Enum):
@@ -391,6 +413,32 @@ class _Call:
     bye_cause: TerminationCause = "local_hangup"
     ack_data: bytes | None = None
     ended: bool = False
+    refers: int = 0
+    """REFERs accepted in this dialog (the second and later NOTIFYs carry ``;id=``)."""
+
+
+@dataclass(slots=True, eq=False)
+class _ReferSubscription:
+    """The implicit subscription of one accepted REFER (RFC 3515 sections 2.4.4-2.4.7).
+
+    It keeps its own reference to the dialog: it outlives the call (RFC 5057 section 4).
+    """
+
+    call_id: str
+    refer_id: int
+    event: str
+    """``refer`` or ``refer;id=<CSeq>`` (section 2.4.6)."""
+    dialog: Dialog
+    conn: Connection | None
+    log: _CallLog
+    expires_at: float | None
+    """When the engine ends it with ``reason=timeout``; None once the final NOTIFY is queued."""
+    last_frag: str = "SIP/2.0 100 Trying\r\n"
+    tx: NonInviteClientTransaction | None = None
+    queued: tuple[str, bool, str] | None = None
+    """(sipfrag, final, termination reason) waiting for the NOTIFY in flight (RFC 6665 4.2.2)."""
+    final_queued: bool = False
+    final_sent: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -430,6 +478,7 @@ _Timed = (
     | NonInviteClientTransaction
     | _Call
     | _Registration
+    | _ReferSubscription
 )
 
 
@@ -535,6 +584,7 @@ class SipEngine:
             tuple[str, str], InviteClientTransaction | NonInviteClientTransaction
         ] = {}
         self._calls: dict[str, _Call] = {}
+        self._refer_subs: dict[tuple[str, int], _ReferSubscription] = {}
         self._heap: list[tuple[float, int, _Timed]] = []
         self._scheduled: dict[_Timed, float] = {}
         self._seq = itertools.count()
@@ -555,6 +605,7 @@ class SipEngine:
             "stream_messages_received": 0,
             "stream_framing_errors": 0,
             "stream_send_failed": 0,
+            "transfers_requested": 0,
         }
         self._registration: _Registration | None = None
         if config.registration is not None:
@@ -699,6 +750,8 @@ class SipEngine:
             return min(due) if due else None
         if isinstance(obj, _Registration):
             return obj.next_at
+        if isinstance(obj, _ReferSubscription):
+            return obj.expires_at
         return obj.deadline()
 
     def _touch(self, obj: _Timed) -> None:
@@ -716,6 +769,8 @@ class SipEngine:
             self._call_timer(obj, now)
         elif isinstance(obj, _Registration):
             self._registration_timer(now)
+        elif isinstance(obj, _ReferSubscription):
+            self._refer_expired(obj, now)
         elif isinstance(obj, InviteServerTransaction | NonInviteServerTransaction):
             obj.handle_timer(now)
             if obj.terminated:
@@ -1029,7 +1084,7 @@ class SipEngine:
         if asserted_identity is not None:
             out.add("P-Asserted-Identity", asserted_identity)
         out.add("Allow", _ALLOW_VALUE)
-        out.add("Supported", "")
+        out.add("Supported", _SUPPORTED_VALUE)
         out.add("User-Agent", self.config.user_agent)
         for name, value in headers:
             out.add(name.strip(), value)
@@ -1233,7 +1288,7 @@ class SipEngine:
                 headers.append(("Contact", self._contact(tcp=call.conn is not None)))
         if 200 <= status_code < 300 and request.method == "INVITE":
             headers.append(("Allow", _ALLOW_VALUE))
-            headers.append(("Supported", ""))
+            headers.append(("Supported", _SUPPORTED_VALUE))
         headers.extend(extra)
         return make_response(
             request,
@@ -1514,6 +1569,13 @@ class SipEngine:
                 self._drop("forbidden")
                 return
             self._respond(stx, self._options_response(req), now)
+        elif method == "REFER":
+            # RFC 3515 section 2.4.2: accepting a REFER is local policy. Out of a dialog
+            # nobody we talk to has a reason to send one, and accepting it would let any
+            # source make the service place calls (toll fraud): 403, not 405, since REFER is
+            # in our Allow (RFC 3261 section 21.4.6 requires 405 to list what is allowed).
+            warning = ("Warning", f'399 {self._host} "REFER is accepted inside a call only"')
+            self._respond(stx, make_response(req, 403, to_tag=new_tag(), headers=[warning]), now)
         else:
             # BYE/INFO outside any dialog (section 12.2.2).
             self._respond(stx, make_response(req, 481, to_tag=new_tag()), now)
@@ -1528,7 +1590,7 @@ class SipEngine:
                 ("Allow", _ALLOW_VALUE),
                 ("Accept", "application/sdp"),
                 ("Accept-Language", "fr, en"),
-                ("Supported", ""),
+                ("Supported", _SUPPORTED_VALUE),
             ],
         )
 
@@ -1717,6 +1779,8 @@ class SipEngine:
         elif method == "INVITE":
             assert isinstance(stx, InviteServerTransaction)
             self._on_reinvite(call, req, stx, now)
+        elif method == "REFER":
+            self._on_refer(call, req, stx, cseq, now)
         else:  # pragma: no cover - validation admits only the methods above
             self._respond(stx, make_response(req, 405, headers=[("Allow", _ALLOW_VALUE)]), now)
 
@@ -1787,6 +1851,284 @@ class SipEngine:
         offer = _sdp_of(req)
         call.reinvite_offer = offer is not None
         self._event(ReInviteReceived(call.call_id, offer))
+
+    # -- REFER: blind transfer (Rule 9) ------------------------------------------------------
+
+    def _decline_refer(
+        self,
+        call: _Call,
+        req: SipRequest,
+        stx: InviteServerTransaction | NonInviteServerTransaction,
+        code: int,
+        why: str,
+        now: float,
+    ) -> None:
+        call.log.info("REFER declined with %d: %s", code, why)
+        warning = ("Warning", f"399 {self._host} {_warning_text(why)}")
+        self._respond(stx, self._dialog_response(call, req, code, now, extra=(warning,)), now)
+
+    def _on_refer(
+        self,
+        call: _Call,
+        req: SipRequest,
+        stx: InviteServerTransaction | NonInviteServerTransaction,
+        cseq: int,
+        now: float,
+    ) -> None:
+        assert call.dialog is not None
+        if call.state not in (CallState.CONFIRMED, CallState.ANSWERED):
+            # An early dialog (we have not answered) or one we are hanging up: there is no
+            # call to transfer. RFC 3515 section 2.4.2 allows any 4xx-6xx.
+            self._decline_refer(call, req, stx, 403, "no established call to transfer", now)
+            return
+        try:
+            targets = name_addresses_from_values(req.headers.get_all("Refer-To"), "Refer-To")
+        except SipError:
+            self._decline_refer(call, req, stx, 400, "malformed Refer-To", now)
+            return
+        if len(targets) != 1:
+            # RFC 3515 section 2.4.2: zero or several Refer-To values MUST get 400.
+            self._decline_refer(call, req, stx, 400, "exactly one Refer-To is required", now)
+            return
+        uri = targets[0].uri
+        scheme = uri_scheme(uri)
+        refer_to = uri
+        if scheme in ("sip", "sips"):
+            parsed = SipUri.parse(uri)  # already checked by NameAddress.parse
+            if any(name.lower() == "replaces" for name, _value in parsed.headers):
+                # Attended transfer (RFC 3891 Replaces, RFC 5589 section 7) is not
+                # implemented. 403, not 501: REFER itself is implemented and in our Allow, and
+                # RFC 3261 section 21.5.2 ties 501 to an unrecognised method (phones read a
+                # 501 to REFER as "no transfer at all"); section 21.4.4 403 says the request
+                # was understood and will not be honoured, which is exact, and RFC 3515
+                # section 2.4.2 lets the REFER recipient decline with any 4xx-6xx.
+                self._decline_refer(
+                    call, req, stx, 403, "attended transfer (Replaces) is not supported", now
+                )
+                return
+            method = parsed.param("method")
+            if method is not None and method.upper() != "INVITE":
+                # RFC 3515 section 2.1: the method parameter names the request to send; we
+                # only ever place calls.
+                self._decline_refer(call, req, stx, 403, "only INVITE references", now)
+                return
+            # Other embedded headers (section 19.1.5) are not applied to the new call.
+            refer_to = str(
+                SipUri(
+                    parsed.scheme,
+                    parsed.user,
+                    parsed.password,
+                    parsed.host,
+                    parsed.port,
+                    parsed.params,
+                )
+            )
+        elif scheme != "tel":
+            # RFC 3515 section 2.4.2: a UA that cannot access non-SIP URIs SHOULD NOT accept
+            # a REFER to them.
+            self._decline_refer(call, req, stx, 403, "Refer-To must be a sip, sips or tel URI", now)
+            return
+        live = [key for key in self._refer_subs if key[0] == call.call_id]
+        if len(live) >= _MAX_REFER_SUBSCRIPTIONS:
+            self._decline_refer(call, req, stx, 403, "too many transfers in progress", now)
+            return
+        referred_by: str | None = None
+        by_value = req.headers.get("Referred-By")
+        if by_value is not None:
+            try:
+                referred_by = NameAddress.parse(by_value).uri
+            except SipError:
+                referred_by = None
+        refer_sub = (req.headers.get("Refer-Sub") or "").split(";", 1)[0].strip().lower()
+        subscribe = refer_sub != "false"
+        extra: list[tuple[str, str]] = [("Contact", self._contact(tcp=call.conn is not None))]
+        if not subscribe:
+            # RFC 4488 section 4: accepting without the implicit subscription, say so.
+            extra.append(("Refer-Sub", "false"))
+        self._respond(stx, self._dialog_response(call, req, 202, now, extra=tuple(extra)), now)
+        call.refers += 1
+        self._stats["transfers_requested"] += 1
+        if subscribe:
+            # RFC 3515 section 2.4.6: from the second REFER of a dialog on, the NOTIFYs carry
+            # the REFER's CSeq number in the Event id.
+            event = "refer" if call.refers == 1 else f"refer;id={cseq}"
+            sub = _ReferSubscription(
+                call_id=call.call_id,
+                refer_id=cseq,
+                event=event,
+                dialog=call.dialog,
+                conn=call.conn,
+                log=call.log,
+                expires_at=now + self.config.refer_expires,
+            )
+            self._refer_subs[(call.call_id, cseq)] = sub
+            self._touch(sub)
+            # RFC 3515 sections 2.4.4/2.4.5: the subscription starts with an immediate NOTIFY.
+            self._send_notify(sub, sub.last_frag, final=False, reason="noresource", now=now)
+        call.log.debug("transfer requested (REFER %d, subscription %s)", cseq, subscribe)
+        self._event(
+            TransferRequested(
+                call_id=call.call_id,
+                refer_to=refer_to,
+                target_user=_uri_user(refer_to),
+                referred_by=referred_by,
+                refer_id=cseq,
+                subscription=subscribe,
+                headers=req.headers,
+            )
+        )
+
+    def notify_transfer(
+        self,
+        call_id: str,
+        status_code: int,
+        reason: str | None,
+        now: float,
+        *,
+        final: bool | None = None,
+        refer_id: int | None = None,
+    ) -> bool:
+        """Report the progress of a transfer to the peer that asked for it (a NOTIFY).
+
+        RFC 3515 sections 2.4.4-2.4.7: the body is ``message/sipfrag`` with the status line
+        ``SIP/2.0 <status_code> <reason>``; a final report (``status_code >= 200`` by default:
+        200 when the transfer target answered, its failure code or 503/603 otherwise) carries
+        ``Subscription-State: terminated;reason=noresource`` and ends the subscription, a
+        provisional one ``active;expires=<left>``. Only one NOTIFY is in flight at a time
+        (RFC 6665 section 4.2.2): a report made meanwhile waits, and a newer one replaces it.
+        This works after the call has ended too (the subscription outlives the INVITE
+        usage, RFC 5057); the peer answering 481 just ends the subscription.
+
+        Args:
+            call_id: The call of the ``TransferRequested`` event.
+            status_code: The status of the transfer (100-699).
+            reason: The reason phrase; the standard one when None.
+            now: Monotonic time in seconds.
+            final: Whether this report ends the subscription; by default
+                ``status_code >= 200``.
+            refer_id: ``TransferRequested.refer_id``; by default the latest transfer of the
+                call.
+
+        Returns:
+            False when there is no such subscription any more (``Refer-Sub: false``, already
+            ended, expired, or refused by the peer): nothing is sent.
+
+        Raises:
+            ValueError: ``status_code`` is outside 100-699 or ``reason`` has a line break.
+        """
+        if not 100 <= status_code <= 699:
+            raise ValueError(f"notify_transfer needs a 1xx-6xx status code, not {status_code}")
+        if reason is not None and any(ch in reason for ch in "\r\n"):
+            raise ValueError("reason contains a line break")
+        self._now = now
+        if refer_id is None:
+            ids = [key[1] for key in self._refer_subs if key[0] == call_id]
+            refer_id = max(ids) if ids else None
+        sub = self._refer_subs.get((call_id, refer_id)) if refer_id is not None else None
+        if sub is None or sub.final_queued:
+            logger.debug("[%s] notify_transfer ignored: no live transfer subscription", call_id)
+            return False
+        is_final = status_code >= 200 if final is None else final
+        frag = f"SIP/2.0 {status_code} {reason or reason_phrase(status_code)}\r\n"
+        self._queue_notify(sub, frag, final=is_final, reason="noresource", now=now)
+        return True
+
+    def _queue_notify(
+        self, sub: _ReferSubscription, frag: str, *, final: bool, reason: str, now: float
+    ) -> None:
+        sub.last_frag = frag
+        if final:
+            sub.final_queued = True
+            sub.expires_at = None
+            self._touch(sub)
+        if sub.tx is not None:
+            # RFC 6665 section 4.2.2: no new NOTIFY before the previous one got its final
+            # response; state is what matters, so the latest report replaces a waiting one.
+            sub.queued = (frag, final, reason)
+            return
+        self._send_notify(sub, frag, final=final, reason=reason, now=now)
+
+    def _send_notify(
+        self, sub: _ReferSubscription, frag: str, *, final: bool, reason: str, now: float
+    ) -> None:
+        dialog = sub.dialog
+        if final:
+            state = f"terminated;reason={reason}"
+            sub.final_sent = True
+        else:
+            left = max(0, int((sub.expires_at or now) - now + 0.999))
+            state = f"active;expires={left}"
+        conn = sub.conn
+        stream = self._streams.get(conn.conn_id) if conn is not None else None
+        if stream is None or stream.closing:
+            conn = None
+        branch = new_branch()
+        # RFC 3515 section 2.4.4: the NOTIFY belongs to the REFER's dialog (To, From and
+        # Call-ID as if the REFER were a SUBSCRIBE), with a CSeq of our own sequence.
+        request = dialog.create_request(
+            "NOTIFY",
+            via=self._via(branch, "UDP" if conn is None else "TCP"),
+            headers=(
+                ("Event", sub.event),
+                ("Subscription-State", state),
+                # RFC 6665 section 4.1.3: NOTIFY is a target refresh request.
+                ("Contact", self._contact(tcp=sub.conn is not None)),
+                ("User-Agent", self.config.user_agent),
+                ("Content-Type", _SIPFRAG_TYPE),
+            ),
+            body=frag.encode("utf-8"),
+        )
+        ctx = NonInviteClientTransaction(
+            request=request,
+            branch=branch,
+            destination=conn if conn is not None else dialog.next_hop(),
+            timers=self.timers,
+            send=self._send,
+            on_response=lambda resp, t: self._notify_response(sub, resp, t),
+            on_timeout=lambda t: self._notify_failed(sub, "timeout"),
+            now=now,
+        )
+        sub.tx = ctx
+        self._add_ctx(ctx)
+
+    def _notify_response(self, sub: _ReferSubscription, resp: SipResponse, now: float) -> None:
+        code = resp.status_code
+        if code < 200:
+            return
+        sub.tx = None
+        if code >= 300:
+            self._notify_failed(sub, str(code))
+            return
+        if sub.final_sent:
+            self._forget_refer(sub)
+            return
+        queued = sub.queued
+        if queued is not None:
+            sub.queued = None
+            self._send_notify(sub, queued[0], final=queued[1], reason=queued[2], now=now)
+
+    def _notify_failed(self, sub: _ReferSubscription, why: str) -> None:
+        # RFC 6665 section 4.2.2: a NOTIFY that fails (481: the peer forgot the dialog, often
+        # because it sent BYE; or Timer F) removes the subscription. RFC 5057 section 5: it
+        # does not end the call, and the transfer itself goes on (RFC 3515 section 2.4.4).
+        sub.log.debug("transfer subscription %d ended by the NOTIFY outcome: %s", sub.refer_id, why)
+        sub.tx = None
+        self._forget_refer(sub)
+
+    def _forget_refer(self, sub: _ReferSubscription) -> None:
+        sub.expires_at = None
+        sub.queued = None
+        sub.final_queued = True
+        if self._refer_subs.get((sub.call_id, sub.refer_id)) is sub:
+            del self._refer_subs[(sub.call_id, sub.refer_id)]
+        self._touch(sub)
+
+    def _refer_expired(self, sub: _ReferSubscription, now: float) -> None:
+        if sub.expires_at is None or now < sub.expires_at or sub.final_queued:
+            return
+        # RFC 6665 section 4.1.3: a subscription ending at its expiry says reason=timeout.
+        sub.log.info("transfer subscription %d expired without a final report", sub.refer_id)
+        self._queue_notify(sub, sub.last_frag, final=True, reason="timeout", now=now)
 
     # -- ending calls -----------------------------------------------------------------------
 
@@ -2181,7 +2523,7 @@ class SipEngine:
             headers=(
                 ("Contact", self._contact(tcp=call.conn is not None)),
                 ("Allow", _ALLOW_VALUE),
-                ("Supported", ""),
+                ("Supported", _SUPPORTED_VALUE),
                 ("User-Agent", self.config.user_agent),
             ),
             body=sdp,

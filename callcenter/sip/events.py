@@ -40,6 +40,7 @@ __all__ = [
     "SipRequestReceived",
     "SipResponseSent",
     "TerminationCause",
+    "TransferRequested",
 ]
 
 TerminationCause = Literal[
@@ -144,6 +145,37 @@ class DtmfInfoReceived:
     """One of ``0123456789*#ABCD``."""
     duration_ms: int | None
     """The announced duration, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The peer asked for a blind transfer: a REFER in a confirmed dialog (RFC 3515).
+
+    202 Accepted has been sent and, unless the peer declined it (``Refer-Sub: false``, RFC
+    4488), the implicit subscription is active: a NOTIFY with ``SIP/2.0 100 Trying`` went out.
+    The application places the call to ``refer_to`` (or routes to the queue or agent it names),
+    then reports the outcome with ``SipEngine.notify_transfer(call_id, code, reason, now,
+    refer_id=refer_id)`` (``200`` when the target answered, the failure code otherwise) and
+    usually hangs up this leg with ``SipEngine.hangup``; the peer often sends BYE itself after
+    the final NOTIFY. Attended transfer (``Replaces``) is refused before this event.
+    """
+
+    call_id: str
+    """The call (inbound or outbound) whose peer sent the REFER."""
+    refer_to: str = field(repr=False)
+    """The Refer-To URI (``sip:``, ``sips:`` or ``tel:``) without embedded headers."""
+    target_user: str | None = field(repr=False)
+    """User part of ``refer_to`` unescaped once (an extension, a queue name or a number);
+    ``None`` when the URI has none."""
+    referred_by: str | None = field(repr=False)
+    """The Referred-By URI (RFC 3892), or ``None`` when absent or malformed."""
+    refer_id: int
+    """The REFER's CSeq number: the ``id`` of its subscription (RFC 3515 section 2.4.6)."""
+    subscription: bool
+    """False when the peer asked for no NOTIFY (``Refer-Sub: false``): ``notify_transfer``
+    then does nothing."""
+    headers: Headers = field(repr=False)
+    """Every header of the REFER (read-only by convention)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +311,7 @@ SipEvent = (
     | ReInviteReceived
     | ReInviteConfirmed
     | DtmfInfoReceived
+    | TransferRequested
     | RegistrationSucceeded
     | RegistrationFailed
     | OutboundCallRinging

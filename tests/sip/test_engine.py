@@ -484,7 +484,8 @@ def test_options_out_of_dialog(uas: SipEngine, peer: RawPeer) -> None:
     peer.send(request("OPTIONS", new_dialog(UAC, UAS)), UAS)
     (resp,) = peer.responses()
     assert resp.status_code == 200
-    assert resp.headers.get("Allow") == "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+    assert resp.headers.get("Allow") == "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER"
+    assert resp.headers.get("Supported") == "norefersub"
     assert resp.headers.get("Accept") == "application/sdp"
     assert "Supported" in resp.headers
     assert to_tag_of(resp) is not None
