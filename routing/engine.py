@@ -103,6 +103,13 @@ class UnknownAgentError(RoutingError):
     """The agent never logged in."""
 
 
+class UnknownCallError(RoutingError, KeyError):
+    """The router does not hold this call (also a ``KeyError``, as a mapping lookup)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class AgentStateError(RoutingError):
     """The agent's state does not allow this event (e.g. a pause while logged out)."""
 
@@ -366,9 +373,12 @@ class Router:
             The call as queued.
 
         Raises:
-            KeyError: If the router does not hold it.
+            UnknownCallError: If the router does not hold it.
         """
-        return self._calls[call_id].call
+        record = self._calls.get(call_id)
+        if record is None:
+            raise UnknownCallError(f"unknown call {call_id}")
+        return record.call
 
     def queue_size(self, queue: str) -> int:
         """Return the number of calls of this queue waiting or ringing (for ``max_size``)."""
@@ -532,6 +542,9 @@ class Router:
         priority = self.config.priorities.effective(call)
         self._seq += 1
         record = _Call(call, (-int(priority), call.joined_at, self._seq, call.call_id))
+        # A callback entering the queue (slot, retry, restored after a restart) has nobody on
+        # the line: like a kept place, the maximum wait does not apply to it.
+        record.kept = call.callback
         self._calls[call.call_id] = record
         self._size[call.skill] += 1
         target = self._agents.get(call.target_agent) if call.target_agent else None

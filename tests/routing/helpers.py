@@ -131,6 +131,8 @@ class Checker:
     def handle(self, event: Event) -> list[Decision]:
         if isinstance(event, CallQueued):
             self.calls[event.call.call_id] = event.call
+            if event.call.callback:  # a callback entering the queue: no maximum wait
+                self.kept.add(event.call.call_id)
         if isinstance(event, AgentLoggedIn | AgentSkillsChanged):
             self.skills[event.agent_id] = dict(event.skills)
             if isinstance(event, AgentSkillsChanged) and event.agent_id in self.agents:

@@ -26,6 +26,7 @@ from routing import (
     CallKeptForCallback,
     CallMaxWaitReached,
     CallOverflowed,
+    CallQueued,
     CallRejectedClosed,
     CallRejectedQueueFull,
     CallRemoved,
@@ -532,6 +533,18 @@ def test_kept_callback_keeps_its_place_and_has_no_max_wait(checker: Checker) -> 
     out = checker.handle(AgentLoggedIn("a1", APA_EXPERT, T0 + 2001))
     (offer,) = of_type(out, OfferCall)
     assert (offer.call.call_id, offer.dial_out) == ("c1", True)
+
+
+def test_a_callback_entering_the_queue_has_no_max_wait(checker: Checker) -> None:
+    # A slot, a retry or a callback restored after a restart, joined long ago: nobody is on
+    # the line, so the maximum wait does not remove it, and it keeps its place.
+    checker.handle(CallQueued(call("cb-1", joined_at=T0, callback=True), T0 + 1000))
+    checker.handle(CallQueued(call("c2", joined_at=T0 + 999), T0 + 1000))
+    out = checker.handle(Tick(T0 + 2000))
+    assert [d.call_id for d in of_type(out, CallMaxWaitReached)] == ["c2"]
+    out = checker.handle(AgentLoggedIn("a1", APA_EXPERT, T0 + 2001))
+    (offer,) = of_type(out, OfferCall)
+    assert (offer.call.call_id, offer.dial_out) == ("cb-1", True)
 
 
 def test_cancelled_call_is_removed(checker: Checker) -> None:
