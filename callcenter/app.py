@@ -34,6 +34,7 @@ import routing
 from callcenter import call as call_module
 from callcenter.bot import FaqRegistry, VoiceBot
 from callcenter.call import Call, CallServices
+from callcenter.callbacks import CALLBACK_SERVICE_PROMPTS, CallbackService
 from callcenter.config import Config
 from callcenter.identity import IdentityService
 from callcenter.media.asr import AsrError, AsrService, AsrSettings, load_service
@@ -196,6 +197,8 @@ class Service:
         """Agent login to SIP URI, from the agents store (loaded at start, refreshed on a miss)."""
         self.store_engine: Engine | None = None
         """The store (dossiers, agents, trail database), once started."""
+        self.callbacks: CallbackService | None = None
+        """Callbacks ("rappel"), when routing and ``callbacks.enabled``."""
 
     # -- start-up --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -286,6 +289,22 @@ class Service:
         if cfg.sip.registrar:
             engine.start_registration(self.sip.now())
             self.sip.flush()
+        if self.routing is not None and cfg.callbacks.enabled:
+            # After SIP (it dials) and the migrations (it reads the store).
+            self.callbacks = CallbackService(
+                config=cfg,
+                routing_service=self.routing,
+                engine=store,
+                dialer=self,
+                agent_uri=self.agent_uri,
+                trail=self.trail,
+                metrics=self.metrics,
+                prompts=self.prompts,
+            )
+            try:
+                await self.callbacks.start()
+            except SQLAlchemyError as exc:
+                raise StartupError(f"callbacks: cannot load from the store: {exc}") from None
         self.metrics.gauge_function(
             "callcenter_trail_pending_operations",
             "Call trail operations waiting to be written to the store.",
@@ -333,6 +352,9 @@ class Service:
             specs.append(spec)
         if self.config.routing.enabled:
             specs.extend(call_module.ROUTING_PROMPTS)
+            if self.config.callbacks.enabled:
+                specs.extend(call_module.CALLBACK_PROMPTS)
+                specs.extend(CALLBACK_SERVICE_PROMPTS)
         await self.prompts.prepare(specs)
         # "plus lentement": the same prompts, slower (a recording is played as it is).
         await self.slow_prompts.prepare(specs)
@@ -584,6 +606,7 @@ class Service:
             dialer=self,
             agent_uri=self.agent_uri,
             handle_times=self.handle_times,
+            callbacks=self.callbacks,
         )
         call = Call(incoming=event, services=services)
         self.calls[event.call_id] = call
@@ -657,6 +680,16 @@ class Service:
                 else:
                     if erased:
                         logger.info("retention: erased %d contact summaries", erased)
+            if self.callbacks is not None:
+                try:
+                    erased = await self.callbacks.erase_numbers()
+                except SQLAlchemyError as exc:
+                    logger.warning(
+                        "callback number purge failed (%s); retried later", type(exc).__name__
+                    )
+                else:
+                    if erased:
+                        logger.info("retention: erased %d callback numbers", erased)
             await asyncio.sleep(retention.purge_interval_s)
 
     async def _reload_logged(self) -> None:
@@ -684,6 +717,8 @@ class Service:
 
     async def close(self) -> None:
         """Release every resource (after :meth:`drain`)."""
+        if self.callbacks is not None:
+            await self.callbacks.close()  # hangs up the legs of attempts in progress
         if self.sip is not None:
             if self.config.sip.registrar:
                 self.sip.engine.stop_registration(self.sip.now())

@@ -55,6 +55,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -73,6 +74,7 @@ from callcenter.agent_leg import (
     caller_id_display,
 )
 from callcenter.bot import VoiceBot
+from callcenter.callbacks import CallbackService
 from callcenter.config import Config
 from callcenter.identity import IdentityService, Verification, contact_summary
 from callcenter.media.asr.base import AsrService
@@ -109,6 +111,7 @@ from callcenter.store.dossiers import normalize_phone
 from callcenter.store.trail import CallTrail
 from callcenter.transport.rtp_udp import RtpEndpoint
 from callcenter.transport.sip_udp import SipUdpTransport
+from routing.callbacks import CallbackError, Slot
 from routing.estimate import SPOKEN_BUCKETS, HandleTimes, estimate_for_call
 
 logger = logging.getLogger(__name__)
@@ -178,6 +181,13 @@ class _AgentLost:
     silent_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class _CallbackTimeout:
+    """The caller did not answer a callback question in time."""
+
+    token: int
+
+
 _Input = (
     sip_events.SipEvent
     | Frame
@@ -189,6 +199,7 @@ _Input = (
     | _AgentKey
     | _GoodbyeDone
     | _AgentLost
+    | _CallbackTimeout
     | LegEvent
 )
 
@@ -255,6 +266,47 @@ ROUTING_PROMPTS: tuple[PromptSpec, ...] = (
     ),
 )
 """The waiting experience's prompts: (id, French text, no recording)."""
+CALLBACK_PROMPTS: tuple[PromptSpec, ...] = (
+    (
+        "callback_offer",
+        "Pour être rappelé sans perdre votre place, appuyez sur 0 ou dites rappel.",
+        None,
+    ),
+    (
+        "callback_type",
+        "Tapez sur votre clavier le numéro auquel nous pouvons vous rappeler, puis la touche "
+        "dièse.",
+        None,
+    ),
+    ("callback_bad_number", "Ce numéro n'est pas valide.", None),
+    (
+        "callback_kept",
+        "C'est noté. Nous vous rappellerons dès qu'un conseiller sera disponible, sans que vous "
+        "perdiez votre place. Vous pouvez raccrocher. Au revoir.",
+        None,
+    ),
+    (
+        "callback_booked",
+        "C'est noté. Nous vous rappellerons pendant le créneau choisi. Au revoir.",
+        None,
+    ),
+    ("callback_stay", "Très bien, vous restez en ligne.", None),
+    (
+        "callback_error",
+        "Nous n'avons pas pu enregistrer votre demande de rappel. Nous en sommes désolés.",
+        None,
+    ),
+    ("callback_declined", "Très bien. Merci de rappeler un peu plus tard. Au revoir.", None),
+)
+"""Prompts of the callback request (rendered with the routing prompts when callbacks are on)."""
+_CALLBACK_ANSWER_S = 10.0
+"""Seconds to answer a callback question after it was asked (then asked again, twice)."""
+_CALLBACK_TYPE_S = 20.0
+"""Seconds to type the number (from the question, then from each key)."""
+_CALLBACK_ASKS = 3
+"""A callback question is asked at most this many times without an answer."""
+_CALLBACK_TYPE_TRIES = 3
+"""Invalid numbers typed before the request is given up."""
 _LEAVE_PROMPTS = {
     "closed": "routing_closed",
     "full": "routing_full",
@@ -292,6 +344,30 @@ class CallServices:
     """An agent's SIP URI from their login (the agents store)."""
     handle_times: Mapping[str, HandleTimes] = field(default_factory=dict)
     """Recent handle times per queue, for the wait estimates."""
+    callbacks: CallbackService | None = None
+    """Callbacks ("rappel"); None: not offered."""
+
+
+@dataclass(slots=True)
+class _CallbackDialog:
+    """Where the caller stands in a callback request (see ``Call._callback_input``)."""
+
+    mode: str
+    """``keep_place`` (while waiting) or ``slot`` (closed, full, waited out, unstaffed)."""
+    step: str
+    """``slots_pending`` (after the holding message), ``slots``, ``confirm``, ``type``,
+    ``saving``, ``done`` (confirmation playing, then hang-up), ``leaving``."""
+    phone: str | None = None
+    """The number to confirm, E.164 (never logged or recorded)."""
+    slots: list[Slot] = field(default_factory=list)
+    slot: Slot | None = None
+    typed: str = ""
+    bad_numbers: int = 0
+    asks: int = 0
+    question: str | None = None
+    """Prompt id of the question being asked."""
+    reason: str = ""
+    """Why slots are offered (``closed``, ``full``, ``max_wait``, ``unstaffed``)."""
 
 
 # Words a grammar-capable engine (Vosk) expects for a yes/no question.
@@ -363,6 +439,12 @@ class Call:
         self._caller_held = False  # the caller's last re-INVITE put us on hold
         self._goodbye_cause = "agent_hangup"
         self._agent_watch: asyncio.Task[None] | None = None
+        self._cb: _CallbackDialog | None = None
+        self._cb_token = 0
+        self._cb_timer: asyncio.Task[None] | None = None
+        self._offer_callback = False  # the estimate is long: the next announcement offers it
+        self._queue_priority: str | None = None  # of the QueueCall (a slot callback keeps it)
+        self._queue_intent: str | None = None
 
     # -- inputs from the application (sync, never block) -----------------------------------
     def on_sip_event(self, event: sip_events.SipEvent) -> None:
@@ -458,7 +540,7 @@ class Call:
             if self._cut_prompt is not None:  # a prompt cut short by the hang-up
                 self._record("prompt_played", prompt_id=self._cut_prompt, interrupted=True)
             try:
-                self._leave_routing()
+                await self._leave_routing()
             except Exception:  # the trail and the caller's end must still be recorded
                 self.log.exception("leaving the queue failed")
             if self._queued and outcome == "completed" and not self._agent_answered:
@@ -820,10 +902,20 @@ class Call:
         if action.skill not in router.config.queues:
             self._record("queue_unrouted", skill=action.skill)
             return
+        self._queue_priority = action.priority
+        self._queue_intent = action.intent
         if not _staffed(router, action.skill):
             # Nobody is logged in who could ever take it: waiting would only run into the
             # maximum wait. The flow goes on as without routing (holding message, then next).
             self._record("queue_unstaffed", skill=action.skill)
+            self._queue_name = action.skill
+            if self._callbacks_on() and self.services.callbacks is not None:
+                if self.services.callbacks.slots(action.skill):
+                    # After the holding message: slots, instead of the flow going on.
+                    self._routing_state = "callback"
+                    self._cb = _CallbackDialog(
+                        mode="slot", step="slots_pending", reason="unstaffed"
+                    )
             return
         try:
             priority = routing.Priority.parse(action.priority)
@@ -849,7 +941,7 @@ class Call:
         self._routing_state = "waiting"
         self._queue_name = action.skill
         try:
-            router.handle(routing.CallQueued(queued, router.now()))
+            await router.submit(routing.CallQueued(queued, router.now()))
         except routing.RoutingError as exc:
             self.log.error("queue refused the call: %s", exc)
             self._record("queue_unrouted", skill=action.skill)
@@ -889,6 +981,7 @@ class Call:
             | _AgentKey
             | _GoodbyeDone
             | _AgentLost
+            | _CallbackTimeout
             | PromptFinishedFrame
             | _Dtmf,
         ):
@@ -898,6 +991,10 @@ class Call:
     async def _routing_input(self, item: _Input, pipeline: Pipeline) -> tuple[str, str, str] | None:
         """One input while the call is queued, ringing an agent, bridged or saying goodbye."""
         state = self._routing_state
+        if self._cb is not None and not isinstance(item, _Routing):
+            consumed, ended = await self._callback_input(item, pipeline)
+            if consumed:
+                return ended
         if isinstance(item, _Routing):
             return await self._on_decision(item.decision, pipeline)
         if isinstance(item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf):
@@ -913,6 +1010,8 @@ class Call:
                 self._relay_key(item.digit, "caller")
             elif state in ("waiting", "offered") and item.digit == "*":
                 await self._announce_wait(pipeline)  # "répéter"
+            elif state == "waiting" and item.digit == "0" and self._callbacks_on():
+                await self._start_keep_place(pipeline)
             return None
         if isinstance(item, _WaitTick):
             if state in ("waiting", "offered"):
@@ -924,7 +1023,7 @@ class Call:
             return "completed", self._goodbye_cause, "service"
         if isinstance(item, _AgentLost):
             if item.leg is self._leg and state == "bridged":
-                self._agent_lost(item.leg, item.silent_s)
+                await self._agent_lost(item.leg, item.silent_s)
             return None
         if isinstance(item, PromptFinishedFrame):
             self._record("prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted)
@@ -932,7 +1031,12 @@ class Call:
             if state == "leaving" and base_id in _LEAVE_PROMPTS.values():
                 return await self._resume_flow(pipeline)
             if state in ("waiting", "offered") and not item.interrupted:
-                if base_id in WAIT_PROMPTS:
+                if base_id in WAIT_PROMPTS and self._offer_callback and self._callbacks_on():
+                    self._waiting_prompt = "callback_offer"
+                    await pipeline.queue_frame(
+                        PlayPromptFrame(self._voiced("callback_offer"), True)
+                    )
+                elif base_id in WAIT_PROMPTS or base_id == "callback_offer":
                     await self._play_music(pipeline)
                     self._schedule_announcement()
                 elif item.prompt_id == HOLD_MUSIC_PROMPT:
@@ -992,10 +1096,18 @@ class Call:
             if self._leg is not None:  # cannot be ringing (the router withdrew it), but be safe
                 self._drop_leg()
             await pipeline.queue_frame(StopPromptFrame())
+            self._cb_stop()
+            intro = _LEAVE_PROMPTS[reason] if reason == "closed" else None
+            if await self._offer_slots(pipeline, reason, intro=intro):
+                return None
             leave = self._voiced(_LEAVE_PROMPTS[reason])
             await pipeline.queue_frame(PlayPromptFrame(leave, False))
         elif isinstance(decision, routing.OfferCall):
             if state == "waiting" and not decision.dial_out:
+                if self._cb is not None:  # an agent is free: better than a callback
+                    self._record("callback_abandoned", step=self._cb.step, reason="agent_free")
+                    self._cb_stop()
+                    await pipeline.queue_frame(StopPromptFrame())
                 await self._offer_to(decision)
         elif isinstance(decision, routing.OfferEnded):
             leg = self._leg
@@ -1032,7 +1144,7 @@ class Call:
             return
         if uri is None:
             services.metrics.agent_offer("failed")
-            router.handle(routing.OfferTimedOut(offer.agent_id, self.call_id, router.now()))
+            await router.submit(routing.OfferTimedOut(offer.agent_id, self.call_id, router.now()))
             return
         cfg = self._config
         leg = AgentLeg(
@@ -1057,7 +1169,7 @@ class Call:
             leg.close()
             self._routing_state = "waiting"
             services.metrics.agent_offer("failed")
-            router.handle(routing.OfferTimedOut(offer.agent_id, self.call_id, router.now()))
+            await router.submit(routing.OfferTimedOut(offer.agent_id, self.call_id, router.now()))
 
     async def _on_leg_event(
         self, event: LegEvent, pipeline: Pipeline
@@ -1075,7 +1187,7 @@ class Call:
                 leg.hangup()  # answered after the offer ended (a crossing 200)
                 self._forget_leg(leg)
                 return None
-            decisions = router.handle(
+            decisions = await router.submit(
                 routing.OfferAccepted(leg.agent_id, self.call_id, router.now())
             )
             answered = next(
@@ -1111,16 +1223,16 @@ class Call:
                 self._routing_state = "waiting"
                 now = router.now()
                 if event.kind == "rejected":
-                    router.handle(routing.OfferRejected(leg.agent_id, self.call_id, now))
+                    await router.submit(routing.OfferRejected(leg.agent_id, self.call_id, now))
                 else:
-                    router.handle(routing.OfferTimedOut(leg.agent_id, self.call_id, now))
+                    await router.submit(routing.OfferTimedOut(leg.agent_id, self.call_id, now))
             else:
                 self._forget_leg(leg)
         elif isinstance(event, LegEnded):
             if current and self._routing_state == "bridged":
                 self._record("agent_hangup", agent=leg.agent_id, cause=event.cause)
                 self._end_bridge(leg)
-                router.handle(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
+                await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
                 self._stop_routing(state="goodbye")
                 self._start_goodbye()
             else:
@@ -1162,7 +1274,7 @@ class Call:
                 self._inputs.put_nowait(_AgentLost(leg, silent))
                 return
 
-    def _agent_lost(self, leg: AgentLeg, silent_s: float) -> None:
+    async def _agent_lost(self, leg: AgentLeg, silent_s: float) -> None:
         """The agent's phone went silent: hang it up, tell the caller, end as an agent hang-up."""
         router = self.services.routing
         assert router is not None
@@ -1170,7 +1282,7 @@ class Call:
         self._record("agent_lost", agent=leg.agent_id, silent_s=round(silent_s, 1))
         self._end_bridge(leg)
         leg.hangup()
-        router.handle(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
+        await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
         self._stop_routing(state="goodbye")
         self._goodbye_cause = "agent_lost"
         self._start_goodbye("routing_agent_lost")
@@ -1276,6 +1388,8 @@ class Call:
         playing = self._waiting_prompt
         if router is None or queue is None or playing is None or playing in WAIT_PROMPTS:
             return
+        if playing == "callback_offer" or self._cb is not None:
+            return
         times = self.services.handle_times.get(queue)
         estimate = estimate_for_call(
             router.router, self.call_id, times.samples if times is not None else ()
@@ -1287,6 +1401,9 @@ class Call:
             return
         if playing == HOLD_MUSIC_PROMPT:
             await pipeline.queue_frame(StopPromptFrame())
+        self._offer_callback = (
+            self._callbacks_on() and estimate.expected_s >= self._config.callbacks.offer_after_s
+        )
         index = next(i for i, (_, words) in enumerate(SPOKEN_BUCKETS) if words == estimate.bucket)
         prompt_id = WAIT_PROMPTS[index]
         self._record("wait_announced", bucket=estimate.bucket, position=estimate.position)
@@ -1352,7 +1469,7 @@ class Call:
             self._unlisten = None
         self._routing_state = state
 
-    def _leave_routing(self) -> None:
+    async def _leave_routing(self) -> None:
         """The call is over: tell the router and end the agent leg (from ``run``'s finally)."""
         state = self._routing_state
         router = self.services.routing
@@ -1360,9 +1477,9 @@ class Call:
         if router is not None and state in ("waiting", "offered", "bridged"):
             if state == "bridged" and leg is not None:
                 self._end_bridge(leg)
-                router.handle(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
+                await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
             else:
-                router.handle(routing.CallerHungUp(self.call_id, router.now()))
+                await router.submit(routing.CallerHungUp(self.call_id, router.now()))
                 if state == "offered":
                     self.services.metrics.agent_offer("withdrawn")
                     self._record(
@@ -1379,6 +1496,310 @@ class Call:
             other.close()
         self._leg = None
         self._old_legs.clear()
+
+    # -- callback request ("rappel", issue 5) -----------------------------------------------
+    def _callbacks_on(self) -> bool:
+        return self.services.callbacks is not None and self._config.callbacks.enabled
+
+    async def _start_keep_place(self, pipeline: Pipeline) -> None:
+        """The waiting caller pressed 0: confirm their number, then keep their place."""
+        self._stop_announcer()
+        await pipeline.queue_frame(StopPromptFrame())
+        self._waiting_prompt = "silence"
+        raw = self.incoming.caller_user
+        phone = normalize_phone(raw) if raw else None
+        self._cb = _CallbackDialog(mode="keep_place", step="confirm", phone=phone)
+        self._record("callback_asked", mode="keep_place", caller_id=phone is not None)
+        await self._cb_confirm_or_type(pipeline)
+
+    async def _offer_slots(self, pipeline: Pipeline, reason: str, *, intro: str | None) -> bool:
+        """Offer slots on a closed or waited-out queue; False when there are none to offer."""
+        callbacks = self.services.callbacks
+        queue = self._queue_name
+        if callbacks is None or queue is None or not self._callbacks_on():
+            return False
+        slots = callbacks.slots(queue)
+        if not slots:
+            return False
+        self._routing_state = "callback"
+        self._cb = _CallbackDialog(mode="slot", step="slots", slots=slots, reason=reason)
+        if intro is not None:
+            self._cb.step = "intro"
+            self._cb.question = intro
+            await pipeline.queue_frame(PlayPromptFrame(self._voiced(intro), False))
+            return True
+        await self._cb_ask_slots(pipeline)
+        return True
+
+    async def _cb_ask_slots(self, pipeline: Pipeline) -> None:
+        dialog = self._cb
+        callbacks = self.services.callbacks
+        assert dialog is not None and callbacks is not None
+        dialog.step = "slots"
+        self._record("callback_asked", mode="slot", reason=dialog.reason, slots=len(dialog.slots))
+        tz = callbacks.routing.config.timezone
+        parts = [
+            f"{spoken_slot(slot, tz)} : appuyez sur {i}." for i, slot in enumerate(dialog.slots, 1)
+        ]
+        text = (
+            "Nous pouvons vous rappeler "
+            + " Ou ".join(parts)
+            + " Si vous ne souhaitez pas être rappelé, appuyez sur 0."
+        )
+        await self._cb_ask(pipeline, text)
+
+    async def _cb_confirm_or_type(self, pipeline: Pipeline) -> None:
+        dialog = self._cb
+        assert dialog is not None
+        if dialog.phone is None or self.services.tts is None:
+            dialog.step = "type"
+            dialog.typed = ""
+            await self._cb_ask(pipeline, None, prompt_id="callback_type")
+            return
+        dialog.step = "confirm"
+        text = (
+            f"Nous vous rappellerons au {spoken_number(dialog.phone)}. Appuyez sur 1 pour "
+            "confirmer, sur 2 pour indiquer un autre numéro."
+        )
+        await self._cb_ask(pipeline, text)
+
+    async def _cb_ask(
+        self, pipeline: Pipeline, text: str | None, *, prompt_id: str | None = None
+    ) -> None:
+        """Ask a question (a text made now, slowly, or a prepared prompt); answer timer after it."""
+        dialog = self._cb
+        assert dialog is not None
+        self._cb_stop_timer()
+        dialog.asks = 0
+        if text is not None:
+            prompt_id = await self._say(text, slow=True)
+        if prompt_id is None:
+            # No speech synthesis: nothing can be read back; the number must be typed.
+            prompt_id = "callback_type"
+            dialog.step = "type"
+        dialog.question = prompt_id
+        await pipeline.queue_frame(PlayPromptFrame(self._voiced(prompt_id), True))
+
+    async def _cb_repeat(self, pipeline: Pipeline) -> None:
+        dialog = self._cb
+        assert dialog is not None and dialog.question is not None
+        self._cb_stop_timer()
+        await pipeline.queue_frame(StopPromptFrame())
+        await pipeline.queue_frame(PlayPromptFrame(self._voiced(dialog.question), True))
+
+    def _cb_arm(self, seconds: float) -> None:
+        self._cb_stop_timer()
+        if self._tg is None:
+            return
+        self._cb_token += 1
+        token = self._cb_token
+
+        async def expire() -> None:
+            await asyncio.sleep(seconds)
+            self._inputs.put_nowait(_CallbackTimeout(token))
+
+        self._cb_timer = self._tg.create_task(expire(), name=f"callback-timer-{self.call_id}")
+
+    def _cb_stop_timer(self) -> None:
+        self._cb_token += 1
+        if self._cb_timer is not None:
+            self._cb_timer.cancel()
+            self._cb_timer = None
+
+    def _cb_stop(self) -> None:
+        """Forget the request (an agent is free, or the queue closed meanwhile)."""
+        self._cb_stop_timer()
+        self._cb = None
+
+    async def _callback_input(
+        self, item: _Input, pipeline: Pipeline
+    ) -> tuple[bool, tuple[str, str, str] | None]:
+        """One input during a callback request: (consumed, end of the call)."""
+        dialog = self._cb
+        assert dialog is not None
+        if isinstance(item, PromptFinishedFrame):
+            base_id = item.prompt_id.removesuffix(".slow")
+            if dialog.step == "slots_pending":
+                if not self._is_hold_prompt(item.prompt_id):
+                    return False, None
+                self._record("prompt_played", prompt_id=item.prompt_id, interrupted=False)
+                dialog.slots = (
+                    self.services.callbacks.slots(self._queue_name or "")
+                    if (self.services.callbacks is not None)
+                    else []
+                )
+                if not dialog.slots:
+                    self._cb = None
+                    return True, await self._resume_flow(pipeline)
+                await self._cb_ask_slots(pipeline)
+                return True, None
+            if base_id != dialog.question and base_id not in ("callback_bad_number",):
+                return False, None
+            self._record("prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted)
+            if dialog.step == "intro":
+                await self._cb_ask_slots(pipeline)
+            elif dialog.step == "done":
+                self._cb = None
+                self._sip(lambda now: self.services.sip.engine.hangup(self.call_id, now))
+                self._ended = True
+                return True, ("completed", "callback_requested", "service")
+            elif dialog.step == "leaving":
+                self._cb = None
+                if dialog.mode == "keep_place":
+                    self._routing_state = "waiting"
+                    await self._announce_wait(pipeline)
+                    return True, None
+                return True, await self._resume_flow(pipeline)
+            elif not item.interrupted:
+                self._cb_arm(_CALLBACK_TYPE_S if dialog.step == "type" else _CALLBACK_ANSWER_S)
+            return True, None
+        if isinstance(item, _CallbackTimeout):
+            if item.token != self._cb_token or dialog.step in ("done", "leaving", "saving"):
+                return True, None
+            if dialog.step == "type" and dialog.typed:
+                await self._cb_typed(pipeline)  # no '#': take what was typed
+                return True, None
+            dialog.asks += 1
+            if dialog.asks >= _CALLBACK_ASKS:
+                await self._cb_give_up(pipeline, "timeout")
+            else:
+                await self._cb_repeat(pipeline)
+            return True, None
+        if isinstance(item, _Dtmf):
+            self._record("dtmf", digit=item.digit, method=item.method)
+            self.services.metrics.dtmf_digit(item.method)
+            await self._cb_key(item.digit, pipeline)
+            return True, None
+        if isinstance(item, _WaitTick):
+            return True, None  # no wait announcement during the request
+        return False, None
+
+    async def _cb_key(self, digit: str, pipeline: Pipeline) -> None:
+        dialog = self._cb
+        assert dialog is not None
+        step = dialog.step
+        if step in ("done", "saving", "leaving", "slots_pending", "intro"):
+            return
+        if digit == "*":  # "répéter"
+            if step == "type":
+                dialog.typed = ""
+            await self._cb_repeat(pipeline)
+            return
+        if step == "type":
+            if digit == "#":
+                await self._cb_typed(pipeline)
+                return
+            if digit.isdigit():
+                if not dialog.typed:
+                    await pipeline.queue_frame(StopPromptFrame())
+                dialog.typed = (dialog.typed + digit)[:20]
+                self._cb_arm(_CALLBACK_TYPE_S)
+            return
+        if step == "confirm":
+            if digit == "1":
+                await self._cb_save(pipeline)
+            elif digit == "2":
+                await pipeline.queue_frame(StopPromptFrame())
+                dialog.phone = None
+                await self._cb_confirm_or_type(pipeline)
+            return
+        if step == "slots":
+            if digit == "0":
+                await self._cb_give_up(pipeline, "declined")
+            elif digit.isdigit() and 1 <= int(digit) <= len(dialog.slots):
+                dialog.slot = dialog.slots[int(digit) - 1]
+                await pipeline.queue_frame(StopPromptFrame())
+                raw = self.incoming.caller_user
+                dialog.phone = normalize_phone(raw) if raw else None
+                self._record("callback_slot_chosen", choice=int(digit))
+                await self._cb_confirm_or_type(pipeline)
+
+    async def _cb_typed(self, pipeline: Pipeline) -> None:
+        dialog = self._cb
+        assert dialog is not None
+        phone = normalize_phone(dialog.typed) if dialog.typed else None
+        dialog.typed = ""
+        self._cb_stop_timer()
+        if phone is None:
+            dialog.bad_numbers += 1
+            self._record("callback_number_invalid", tries=dialog.bad_numbers)
+            if dialog.bad_numbers >= _CALLBACK_TYPE_TRIES:
+                await self._cb_give_up(pipeline, "invalid_number")
+                return
+            await pipeline.queue_frame(StopPromptFrame())
+            await pipeline.queue_frame(PlayPromptFrame(self._voiced("callback_bad_number"), False))
+            await pipeline.queue_frame(PlayPromptFrame(self._voiced("callback_type"), True))
+            dialog.question = "callback_type"
+            return
+        self._record("callback_number_typed")
+        dialog.phone = phone
+        await self._cb_confirm_or_type(pipeline)
+
+    async def _cb_save(self, pipeline: Pipeline) -> None:
+        """Persist the request; confirm it and hang up, or say it failed."""
+        dialog = self._cb
+        callbacks = self.services.callbacks
+        assert dialog is not None and callbacks is not None and dialog.phone is not None
+        self._cb_stop_timer()
+        dialog.step = "saving"
+        await pipeline.queue_frame(StopPromptFrame())
+        try:
+            if dialog.mode == "keep_place":
+                if self._routing_state != "waiting":
+                    raise routing.RoutingError("the call no longer waits")
+                stored = await callbacks.keep_place(
+                    self.call_id, dialog.phone, origin_call_id=self.call_id
+                )
+                # The router keeps the entry (same place): this call no longer answers for it.
+                self._stop_routing(state="callback")
+            else:
+                assert dialog.slot is not None and self._queue_name is not None
+                try:
+                    priority = routing.Priority.parse(self._queue_priority or "normal")
+                except ValueError:
+                    priority = routing.Priority.NORMAL
+                usager = self._who.usager_id if self._who is not None else None
+                stored = await callbacks.book(
+                    self._queue_name,
+                    dialog.slot,
+                    dialog.phone,
+                    origin_call_id=self.call_id,
+                    priority=priority,
+                    usager_id=str(usager) if usager is not None else None,
+                    intent=self._queue_intent,
+                )
+        except (routing.RoutingError, CallbackError, ValueError, SQLAlchemyError) as exc:
+            self.log.error("callback not saved: %s", type(exc).__name__)
+            self._record("callback_failed", mode=dialog.mode, error=type(exc).__name__)
+            dialog.step = "leaving"
+            dialog.question = "callback_error"
+            await pipeline.queue_frame(PlayPromptFrame(self._voiced("callback_error"), False))
+            return
+        self._record(
+            "callback_requested",
+            mode=dialog.mode,
+            callback=stored.id,
+            queue=stored.callback.skill,
+            slot_start=(
+                datetime.fromtimestamp(dialog.slot.start, UTC).isoformat() if dialog.slot else None
+            ),
+        )
+        dialog.step = "done"
+        done = "callback_kept" if dialog.mode == "keep_place" else "callback_booked"
+        dialog.question = done
+        await pipeline.queue_frame(PlayPromptFrame(self._voiced(done), False))
+
+    async def _cb_give_up(self, pipeline: Pipeline, reason: str) -> None:
+        """No callback after all: back to waiting, or (slots) a goodbye and the flow goes on."""
+        dialog = self._cb
+        assert dialog is not None
+        self._cb_stop_timer()
+        self._record("callback_abandoned", step=dialog.step, reason=reason)
+        dialog.step = "leaving"
+        prompt = "callback_stay" if dialog.mode == "keep_place" else "callback_declined"
+        dialog.question = prompt
+        await pipeline.queue_frame(StopPromptFrame())
+        await pipeline.queue_frame(PlayPromptFrame(self._voiced(prompt), False))
 
     # -- identification and dossier answers ------------------------------------------------
     async def _identify(
@@ -1432,13 +1853,13 @@ class Call:
             return ivr_flows.DossierAnswerReady(None, handover=True, reason="tts_failed")
         return ivr_flows.DossierAnswerReady(prompt_id, answer.handover, reason)
 
-    async def _say(self, text: str) -> str | None:
+    async def _say(self, text: str, *, slow: bool = False) -> str | None:
         """Render a text made for this call (normal or slow voice) as a prompt of its own."""
         voices = self.services.tts
         if voices is None:
             return None
         try:
-            pcm = await voices[1 if self._slow else 0].render(text)
+            pcm = await voices[1 if self._slow or slow else 0].render(text)
         except TtsError as exc:
             self.log.error("speech synthesis failed: %s", type(exc).__name__)
             return None
@@ -1460,7 +1881,13 @@ class Call:
                 bot_path=tuple(self._bot_path),
                 intents=tuple(self._intents),
                 summary=contact_summary(self._said),
-                outcome="satisfied" if cause == "satisfied" else outcome,
+                outcome=(
+                    "satisfied"
+                    if cause == "satisfied"
+                    else "callback"
+                    if cause == "callback_requested"
+                    else outcome
+                ),
             )
         except Exception as exc:  # the store is down: the trail still has the call
             self.log.error("contact history not written: %s", type(exc).__name__)
@@ -1644,3 +2071,48 @@ def _is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+_MONTHS = (
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+)  # fmt: skip
+
+
+def spoken_number(e164: str) -> str:
+    """A French number read digit pair by digit pair (``06 12 34 56 78``).
+
+    Args:
+        e164: The number, E.164 (``+33612345678``).
+
+    Returns:
+        ``zéro 6, 12, 34, 56, 78`` for a French number (a leading zero is said), the digits in
+        groups of two otherwise.
+    """
+    digits = e164.removeprefix("+33")
+    if digits != e164:
+        digits = "0" + digits
+    else:
+        digits = e164.lstrip("+")
+    pairs = [digits[i : i + 2] for i in range(0, len(digits), 2)]
+    spoken = [f"zéro {p[1:]}" if p.startswith("0") and len(p) == 2 else p for p in pairs]
+    return ", ".join(spoken)
+
+
+def _hour(moment: datetime) -> str:
+    text = "midi" if moment.hour == 12 and moment.minute == 0 else f"{moment.hour} heures"
+    return text if moment.minute == 0 else f"{moment.hour} heures {moment.minute}"
+
+
+def spoken_slot(slot: Slot, tz: ZoneInfo) -> str:
+    """A slot as said to the caller: ``lundi 7 décembre entre 9 heures et 10 heures``.
+
+    Args:
+        slot: The slot (POSIX seconds).
+        tz: The queue's timezone.
+    """
+    start = datetime.fromtimestamp(slot.start, tz)
+    end = datetime.fromtimestamp(slot.end, tz)
+    day = f"{_DAYS[start.weekday()]} {'1er' if start.day == 1 else start.day}"
+    return f"{day} {_MONTHS[start.month - 1]} entre {_hour(start)} et {_hour(end)}"

@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dossiers", help="dossiers: import FILE..., duplicates, merge, demo, list (see --help)"
     )
     sub.add_parser("agents", help="agents: add, list, set-skills, token, disable, enable")
+    sub.add_parser("callbacks", help="callbacks callers asked for: list, cancel (see --help)")
     calls = sub.add_parser("calls", help="the call event trail")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     show = calls_sub.add_parser(
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DELEGATED = ("faq", "models", "dossiers", "agents")
+_DELEGATED = ("faq", "models", "dossiers", "agents", "callbacks")
 """Sub-commands with a command line of their own (their arguments are passed on as they are)."""
 
 
@@ -156,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from callcenter.agents_cli import agents_main
 
             return agents_main(args_list[1:], prog="callcenter agents")
+        if args_list[0] == "callbacks":
+            from callcenter.callbacks_cli import callbacks_main
+
+            return callbacks_main(args_list[1:], prog="callcenter callbacks")
         if args_list[0] == "dossiers":
             from callcenter.dossiers_cli import dossiers_main
 

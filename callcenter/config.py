@@ -231,6 +231,44 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CallbacksConfig:
+    """Callbacks ("rappel"): the caller hangs up and is called back (issue 5)."""
+
+    enabled: bool = True
+    """Offer callbacks (needs routing)."""
+    offer_after_s: float = 120.0
+    """The wait announcement offers a callback when the estimated wait is at least this long
+    (0 or 0 pressed works whatever the estimate; on a closed or unstaffed queue, slots are
+    offered whenever some exist)."""
+    trunk_uri: str = "sip:{number}@127.0.0.1:5070"
+    """SIP URI the outbound call is sent to; ``{number}`` is replaced by the number."""
+    number_format: str = "national"
+    """How ``{number}`` is written: ``national`` (``0612345678``) or ``e164`` (``+33612345678``)."""
+    caller_id_user: str = "3975"
+    """User part of the From of the outbound call (the service's number)."""
+    caller_id_display: str = "Departement Solidarites"
+    """Display name of the From of the outbound call."""
+    ring_timeout_s: float = 30.0
+    """Ring the callee this long, then count the attempt as ``no_answer``."""
+    max_attempts: int = 3
+    """Outbound attempts before giving up."""
+    first_retry_s: float = 900.0
+    """Delay before the second attempt."""
+    backoff_factor: float = 2.0
+    """Each further delay is this much longer."""
+    max_retry_s: float = 14400.0
+    """Longest delay between attempts."""
+    slot_count: int = 3
+    """Slots offered on a closed or unstaffed line."""
+    slot_s: float = 3600.0
+    """Length of an offered slot."""
+    retention_days: int = 30
+    """The number of an ended callback is erased after this many days."""
+    node: str = ""
+    """This node's name in the callbacks it claims (default: the host name)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole service configuration."""
 
@@ -260,6 +298,8 @@ class Config:
     """Dossier store."""
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     """Queues and agents."""
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    """Callbacks."""
 
     @property
     def data_path(self) -> Path:
@@ -284,6 +324,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "retention": RetentionConfig,
     "dossiers": DossiersConfig,
     "routing": RoutingSettings,
+    "callbacks": CallbacksConfig,
 }
 
 
@@ -502,6 +543,7 @@ def _check(config: Config) -> None:
         raise ConfigError(f"routing.from_user: expected a SIP user part, got {routing.from_user!r}")
     if any(ch in routing.from_display for ch in '"\\\r\n'):
         raise ConfigError("routing.from_display: no quotes, backslashes or line breaks")
+    _check_callbacks(config.callbacks)
     if config.flows.now_override:
         try:
             now = datetime.fromisoformat(config.flows.now_override)
@@ -513,3 +555,48 @@ def _check(config: Config) -> None:
             raise ConfigError(
                 "flows.now_override: must include a UTC offset, e.g. 2026-12-07T10:00:00+01:00"
             )
+
+
+def _check_callbacks(cb: CallbacksConfig) -> None:
+    if cb.number_format not in ("national", "e164"):
+        raise ConfigError(
+            f"callbacks.number_format: expected national or e164, got {cb.number_format!r}"
+        )
+    if "{number}" not in cb.trunk_uri or not cb.trunk_uri.startswith(("sip:", "sips:")):
+        raise ConfigError(
+            "callbacks.trunk_uri: expected a SIP URI with {number}, e.g. "
+            f"sip:{{number}}@127.0.0.1:5070, got {cb.trunk_uri!r}"
+        )
+    try:
+        cb.trunk_uri.format(number="0123456789")
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(
+            f"callbacks.trunk_uri: only {{number}} may be substituted, got {cb.trunk_uri!r}"
+        ) from None
+    if not re.fullmatch(r"[A-Za-z0-9._+-]{1,32}", cb.caller_id_user):
+        raise ConfigError(
+            f"callbacks.caller_id_user: expected a SIP user part, got {cb.caller_id_user!r}"
+        )
+    if any(ch in cb.caller_id_display for ch in '"\\\r\n'):
+        raise ConfigError("callbacks.caller_id_display: no quotes, backslashes or line breaks")
+    positive: list[tuple[str, float]] = [
+        ("callbacks.ring_timeout_s", cb.ring_timeout_s),
+        ("callbacks.max_attempts", cb.max_attempts),
+        ("callbacks.slot_count", cb.slot_count),
+        ("callbacks.slot_s", cb.slot_s),
+        ("callbacks.retention_days", cb.retention_days),
+        ("callbacks.max_retry_s", cb.max_retry_s),
+    ]
+    for name, value in positive:
+        if not value > 0:
+            raise ConfigError(f"{name}: must be > 0, got {value}")
+    for name, value in (
+        ("callbacks.offer_after_s", cb.offer_after_s),
+        ("callbacks.first_retry_s", cb.first_retry_s),
+    ):
+        if not value >= 0:
+            raise ConfigError(f"{name}: must be >= 0, got {value}")
+    if not cb.backoff_factor >= 1:
+        raise ConfigError(f"callbacks.backoff_factor: must be >= 1, got {cb.backoff_factor}")
+    if cb.node and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", cb.node):
+        raise ConfigError(f"callbacks.node: expected a short name, got {cb.node!r}")

@@ -83,6 +83,13 @@ QUEUE_REFUSALS: tuple[str, ...] = ("closed", "full", "max_wait")
 AGENT_OFFER_RESULTS: tuple[str, ...] = ("answered", "rejected", "no_answer", "failed", "withdrawn")
 """Values of the ``result`` label of ``callcenter_agent_offers_total``."""
 
+CALLBACK_MODES: tuple[str, ...] = ("keep_place", "slot")
+"""Values of the ``mode`` label of ``callcenter_callbacks_requested_total``."""
+CALLBACK_ATTEMPT_OUTCOMES: tuple[str, ...] = ("connected", "no_answer", "busy", "unreachable")
+"""Values of the ``outcome`` label of ``callcenter_callback_attempts_total``."""
+CALLBACK_RESULTS: tuple[str, ...] = ("completed", "failed", "cancelled")
+"""Values of the ``result`` label of ``callcenter_callbacks_ended_total``."""
+
 QUEUE_WAIT_BUCKETS: tuple[float, ...] = (5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1800)
 HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 300, 420, 600, 900, 1200, 1800, 3600)
 """Buckets of the handle-time histogram (talk + wrap-up), seconds."""
@@ -295,6 +302,24 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.callbacks_requested = Counter(
+            "callcenter_callbacks_requested",
+            "Callbacks callers asked for, by mode (keep_place, slot).",
+            ["mode"],
+            registry=r,
+        )
+        self.callback_attempts = Counter(
+            "callcenter_callback_attempts",
+            "Outbound callback attempts, by outcome (connected, no_answer, busy, unreachable).",
+            ["outcome"],
+            registry=r,
+        )
+        self.callbacks_ended = Counter(
+            "callcenter_callbacks_ended",
+            "Callbacks that ended, by result (completed, failed, cancelled).",
+            ["result"],
+            registry=r,
+        )
         if process_metrics:
             ProcessCollector(registry=r)
         # Known label values start at 0 so that rate() and absent() behave from the start.
@@ -313,6 +338,12 @@ class Metrics:
         self._pause_reasons: frozenset[str] = frozenset()
         for state in AGENT_STATES:
             self.agents.labels(state=state)
+        for mode in CALLBACK_MODES:
+            self.callbacks_requested.labels(mode=mode)
+        for outcome in CALLBACK_ATTEMPT_OUTCOMES:
+            self.callback_attempts.labels(outcome=outcome)
+        for result in CALLBACK_RESULTS:
+            self.callbacks_ended.labels(result=result)
 
     def set_intents(self, intents: Iterable[str]) -> None:
         """Declare the knowledge base's intent ids (label values; others count as ``other``)."""
@@ -429,6 +460,18 @@ class Metrics:
     def agent_offer(self, result: str) -> None:
         """Count the end of one offer to an agent's phone."""
         self.agent_offers.labels(result=_bounded(result, AGENT_OFFER_RESULTS)).inc()
+
+    def callback_requested(self, mode: str) -> None:
+        """Count a callback a caller asked for (``keep_place`` or ``slot``)."""
+        self.callbacks_requested.labels(mode=_bounded(mode, CALLBACK_MODES)).inc()
+
+    def callback_attempt(self, outcome: str) -> None:
+        """Count the end of one outbound callback attempt."""
+        self.callback_attempts.labels(outcome=_bounded(outcome, CALLBACK_ATTEMPT_OUTCOMES)).inc()
+
+    def callback_ended(self, result: str) -> None:
+        """Count a callback that ended (``completed``, ``failed``, ``cancelled``)."""
+        self.callbacks_ended.labels(result=_bounded(result, CALLBACK_RESULTS)).inc()
 
     def call_started(self) -> None:
         """Count a call in progress."""

@@ -451,7 +451,7 @@ async def test_caller_hangs_up_while_waiting(
         service.routing.listen(decisions.append)
         target = f"{HOST}:{service.sip.local_address[1]}"
         async with sipp_caller(
-            target, tmp_path / "caller", caller_audio, zero_ms=1500, key_ms=20000, end=HANG_UP
+            target, tmp_path / "caller", caller_audio, zero_ms=1500, key_ms=24000, end=HANG_UP
         ) as caller:
             assert await caller.finished() == 0, caller.describe()
             call = await trail(service, caller.call_id)
@@ -465,13 +465,15 @@ async def test_caller_hangs_up_while_waiting(
     types = [e["type"] for e in call["events"]]
     assert "queue_joined" in types and "agent_offered" not in types
     # Nobody available staffs the queue: the only honest range is "plus de 10 minutes". The
-    # holding message, the range, 5 s of music cut by the range again.
+    # holding message, the range and (a long wait) the callback offer, 5 s of music cut by the
+    # range again.
     announced = events(call, "wait_announced")
     assert [a["bucket"] for a in announced] == ["plus de 10 minutes"] * 2, announced
     played = [(d["prompt_id"], d["interrupted"]) for d in events(call, "prompt_played")]
     i = played.index(("hold_accueil", False))
     assert played[i + 1 :] == [
         ("routing_wait_gt10", False),
+        ("callback_offer", False),
         ("routing_hold_music", True),
         ("routing_wait_gt10", True),  # cut by the hang-up
     ], played
@@ -481,7 +483,8 @@ async def test_caller_hangs_up_while_waiting(
 
 async def test_nobody_logged_in_the_flow_goes_on(tmp_path: Path, audio: tuple[Path, Path]) -> None:
     caller_audio, _ = audio
-    async with running_service(tmp_path) as service:
+    # Without callbacks (with them, slots are offered: tests/loopback/test_callbacks.py).
+    async with running_service(tmp_path, CALLCENTER_CALLBACKS_ENABLED="false") as service:
         assert service.sip is not None
         target = f"{HOST}:{service.sip.local_address[1]}"
         async with sipp_caller(
@@ -498,7 +501,10 @@ async def test_max_wait_message_then_the_flow_goes_on(
     tmp_path: Path, audio: tuple[Path, Path]
 ) -> None:
     caller_audio, _ = audio
-    async with running_service(tmp_path, max_wait="6s") as service:
+    # Without callbacks (with them, slots are offered: tests/loopback/test_callbacks.py).
+    async with running_service(
+        tmp_path, max_wait="6s", CALLCENTER_CALLBACKS_ENABLED="false"
+    ) as service:
         assert service.sip is not None and service.routing is not None
         service.routing.handle(
             routing.AgentLoggedIn(

@@ -13,10 +13,10 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
-from callcenter.store import agent_models, db, dossier_models, models
+from callcenter.store import agent_models, callback_models, db, dossier_models, models
 
 # The metadata autogenerate compares against (developers only; revisions are written by hand).
-_ = (models, dossier_models, agent_models)
+_ = (models, dossier_models, agent_models, callback_models)
 target_metadata = SQLModel.metadata
 
 

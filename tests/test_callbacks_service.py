@@ -1,0 +1,283 @@
+"""CallbackService with the in-memory RoutingService and a real SQLite store (fake SIP dialer)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine
+
+import routing
+from callcenter.call import spoken_number, spoken_slot
+from callcenter.callbacks import (
+    CallbackService,
+    attempt_outcome,
+    dial_string,
+)
+from callcenter.config import load_config
+from callcenter.media.tts.prompt_cache import PromptCache
+from callcenter.metrics import Metrics
+from callcenter.routing_service import RoutingService
+from callcenter.sip import events as sip_events
+from callcenter.store import callbacks as store
+from callcenter.store import db
+from callcenter.store.trail import CallTrail
+from routing import callbacks as rules
+from routing.callbacks import AttemptOutcome, CallbackStatus, Slot
+
+PHONE = "+33612345678"
+
+
+def routing_config(max_wait_s: float = 600.0) -> routing.RoutingConfig:
+    return routing.RoutingConfig.simple(
+        [routing.QueueConfig("apa", ring_timeout_s=5.0, wrap_up_s=1.0, max_wait_s=max_wait_s)]
+    )
+
+
+class FakeDialer:
+    """Records the INVITEs; nothing ever answers (the unit tests stop at the agent's ring)."""
+
+    def __init__(self) -> None:
+        self.placed: list[tuple[str, str]] = []
+        self.cancelled: list[str] = []
+
+    def place_call(
+        self,
+        target_uri: str,
+        sdp_offer: bytes,
+        *,
+        from_user: str,
+        from_display: str | None,
+        on_event: Callable[[sip_events.SipEvent], None],
+    ) -> str:
+        call_id = f"out-{len(self.placed)}"
+        self.placed.append((target_uri, from_display or ""))
+        return call_id
+
+    def cancel_call(self, call_id: str) -> None:
+        self.cancelled.append(call_id)
+
+    def hangup_call(self, call_id: str) -> None:
+        self.cancelled.append(call_id)
+
+    def reinvite_call(self, call_id: str, sdp_offer: bytes) -> bool:
+        return False
+
+    def answer_reinvite_call(self, call_id: str, sdp_answer: bytes | None) -> None:
+        return None
+
+    def forget_call(self, call_id: str) -> None:
+        return None
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = db.make_engine(f"sqlite:///{tmp_path / 'cb.sqlite3'}")
+    db.create_schema(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+async def trail(tmp_path: Path) -> AsyncIterator[CallTrail]:
+    t = CallTrail.from_url(f"sqlite:///{tmp_path / 'cb.sqlite3'}")
+    await t.start()
+    try:
+        yield t
+    finally:
+        await t.close()
+
+
+def make_service(
+    engine: Engine,
+    trail: CallTrail,
+    rs: RoutingService,
+    tmp_path: Path,
+    dialer: FakeDialer,
+    node: str = "a",
+) -> CallbackService:
+    config = load_config(
+        env={
+            "CALLCENTER_DATA_DIR": str(tmp_path),
+            "CALLCENTER_RTP_PORT_MIN": "31000",
+            "CALLCENTER_RTP_PORT_MAX": "31100",
+            "CALLCENTER_CALLBACKS_NODE": node,
+        }
+    )
+    prompts = PromptCache(tmp_path / "cache", tmp_path / "rec", tts=None)  # type: ignore[arg-type]
+
+    async def agent_uri(agent_id: str) -> str | None:
+        return f"sip:{agent_id}@127.0.0.1:9"
+
+    return CallbackService(
+        config=config,
+        routing_service=rs,
+        engine=engine,
+        dialer=dialer,
+        agent_uri=agent_uri,
+        trail=trail,
+        metrics=Metrics(process_metrics=False),
+        prompts=prompts,
+    )
+
+
+def queued_callback(callback_id: str, joined_at: float, entry: str | None = None) -> rules.Callback:
+    call = routing.QueuedCall(entry or f"cb-{callback_id}", "apa", joined_at=joined_at)
+    return dataclasses.replace(rules.keep_place(call, joined_at + 1), id=callback_id)
+
+
+async def test_start_puts_queued_callbacks_back_and_schedules_waiting_ones(
+    engine: Engine, trail: CallTrail, tmp_path: Path
+) -> None:
+    now = time.time()
+    # Queued long ago (beyond the maximum wait): back in the queue, kept (no maximum wait).
+    store.create(
+        engine, queued_callback("old", now - 3600, "sip-1"), phone=PHONE, queue_call_id="sip-1"
+    )
+    slot = Slot(now + 0.3, now + 1800)
+    booked = rules.book_slot(
+        "slot1",
+        "apa",
+        slot,
+        now,
+        schedule=None,
+        tz=ZoneInfo("UTC"),
+        policy=rules.CallbackPolicy(min_lead_s=0),
+    )
+    store.create(engine, booked, phone=PHONE)
+    rs = RoutingService(config=routing_config())
+    service = make_service(engine, trail, rs, tmp_path, FakeDialer())
+    assert await service.start() == 2
+    try:
+        assert [c.call_id for c in rs.router.waiting("apa")] == ["sip-1"]
+        assert rs.router.waiting_call("sip-1").callback
+        await asyncio.sleep(0.6)  # the slot starts: it enters the queue
+        assert [c.call_id for c in rs.router.waiting("apa")] == ["sip-1", "cb-slot1"]
+        moved = store.get(engine, "slot1")
+        assert moved is not None and moved.status is CallbackStatus.QUEUED
+        assert moved.queue_call_id == "cb-slot1" and moved.node == "a"
+        # Well past the maximum wait: still there (kept).
+        rs.handle(routing.Tick(time.time() + 1200))
+        assert len(rs.router.waiting("apa")) == 2
+    finally:
+        await service.close()
+        rs.close()
+
+
+async def test_an_offer_is_claimed_by_one_node_only(
+    engine: Engine, trail: CallTrail, tmp_path: Path
+) -> None:
+    """Two nodes (two routers, one store) are offered the same callback: one dials the agent."""
+    now = time.time()
+    store.create(engine, queued_callback("c1", now - 10), phone=PHONE, queue_call_id="cb-c1")
+    dialers = [FakeDialer(), FakeDialer()]
+    routers = [RoutingService(config=routing_config()) for _ in dialers]
+    services = [
+        make_service(engine, trail, rs, tmp_path, d, node=f"n{i}")
+        for i, (rs, d) in enumerate(zip(routers, dialers, strict=True))
+    ]
+    try:
+        for service in services:
+            await service.start()
+        for rs in routers:
+            await rs.submit(routing.AgentLoggedIn("ag1", {"apa": 3}, time.time()))
+        async with asyncio.timeout(5):
+            while True:
+                if any(d.placed for d in dialers):
+                    break
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        placed = [p for d in dialers for p in d.placed]
+        assert placed == [("sip:ag1@127.0.0.1:9", "SOLIDARITES rappel apa")]
+        claimed = store.get(engine, "c1")
+        assert claimed is not None and claimed.status is CallbackStatus.DIALING
+        winner = 0 if dialers[0].placed else 1
+        assert claimed.node == f"n{winner}"
+    finally:
+        for service in services:
+            await service.close()
+        for rs in routers:
+            rs.close()
+
+
+async def test_a_cancelled_callback_leaves_the_queue_when_offered(
+    engine: Engine, trail: CallTrail, tmp_path: Path
+) -> None:
+    now = time.time()
+    store.create(engine, queued_callback("c1", now - 10), phone=PHONE, queue_call_id="cb-c1")
+    rs = RoutingService(config=routing_config())
+    dialer = FakeDialer()
+    service = make_service(engine, trail, rs, tmp_path, dialer)
+    await service.start()
+    try:
+        store.cancel(engine, "c1", reason="the caller called again")  # e.g. the CLI
+        seen: list[routing.Decision] = []
+        rs.listen(seen.append)
+        await rs.submit(routing.AgentLoggedIn("ag1", {"apa": 3}, time.time()))
+        async with asyncio.timeout(5):
+            while True:
+                if any(isinstance(d, routing.CallRemoved) for d in seen):
+                    break
+                await asyncio.sleep(0.02)
+        assert dialer.placed == []
+        assert rs.router.queue_size("apa") == 0
+        assert rs.router.agent("ag1").state is routing.AgentState.AVAILABLE
+    finally:
+        await service.close()
+        rs.close()
+
+
+async def test_keep_place_persists_and_keeps_the_entry(
+    engine: Engine, trail: CallTrail, tmp_path: Path
+) -> None:
+    rs = RoutingService(config=routing_config(max_wait_s=60.0))
+    service = make_service(engine, trail, rs, tmp_path, FakeDialer())
+    await service.start()
+    try:
+        joined = time.time() - 30
+        await rs.submit(
+            routing.CallQueued(routing.QueuedCall("sip-9", "apa", joined_at=joined), joined)
+        )
+        stored = await service.keep_place("sip-9", PHONE, origin_call_id="sip-9")
+        assert stored.status is CallbackStatus.QUEUED and stored.queue_call_id == "sip-9"
+        assert stored.callback.joined_at == pytest.approx(joined)
+        rs.handle(routing.Tick(time.time() + 600))  # far beyond the maximum wait: kept
+        assert rs.router.call_phase("sip-9") == "waiting"
+        with pytest.raises(routing.RoutingError):
+            await service.keep_place("nope", PHONE, origin_call_id="nope")
+        text = service.metrics.render()[0].decode()
+        assert 'callcenter_callbacks_requested_total{mode="keep_place"} 1.0' in text
+    finally:
+        await service.close()
+        rs.close()
+
+
+def test_outcomes_numbers_and_spoken_texts() -> None:
+    assert attempt_outcome(486, timed_out=False) is AttemptOutcome.BUSY
+    assert attempt_outcome(600, timed_out=False) is AttemptOutcome.BUSY
+    assert attempt_outcome(487, timed_out=True) is AttemptOutcome.NO_ANSWER
+    assert attempt_outcome(480, timed_out=False) is AttemptOutcome.NO_ANSWER
+    assert attempt_outcome(None, timed_out=False) is AttemptOutcome.NO_ANSWER
+    assert attempt_outcome(404, timed_out=False) is AttemptOutcome.UNREACHABLE
+    assert attempt_outcome(503, timed_out=False) is AttemptOutcome.UNREACHABLE
+    assert dial_string(PHONE, "national") == "0612345678"
+    assert dial_string(PHONE, "e164") == PHONE
+    assert spoken_number(PHONE) == "zéro 6, 12, 34, 56, 78"
+    assert spoken_number("+33142345678") == "zéro 1, 42, 34, 56, 78"
+    paris = ZoneInfo("Europe/Paris")
+    from datetime import datetime
+
+    start = datetime(2026, 12, 7, 9, 0, tzinfo=paris).timestamp()
+    assert spoken_slot(Slot(start, start + 3600), paris) == (
+        "lundi 7 décembre entre 9 heures et 10 heures"
+    )
+    assert spoken_slot(Slot(start + 1800, start + 3 * 3600 + 1800), paris) == (
+        "lundi 7 décembre entre 9 heures 30 et 12 heures 30"
+    )
