@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from callcenter import sdp
@@ -72,6 +72,12 @@ class Dialer(Protocol):
 
     def forget_call(self, call_id: str) -> None:
         """Stop delivering this Call-ID's events."""
+        ...
+
+    def notify_transfer_call(
+        self, call_id: str, status_code: int, reason: str | None, refer_id: int
+    ) -> bool:
+        """Report a transfer's outcome to the phone that asked for it (RFC 3515 NOTIFY)."""
         ...
 
 
@@ -133,7 +139,23 @@ class LegDtmf:
     """The key."""
 
 
-LegEvent = LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf
+@dataclass(frozen=True, slots=True)
+class LegTransferRequested:
+    """The agent's phone asked for a blind transfer (REFER in the leg's dialog, RFC 3515).
+
+    The engine has answered 202 and "100 Trying"; the owner checks the destination, transfers
+    or refuses, and reports the outcome with :meth:`AgentLeg.report_transfer`.
+    """
+
+    leg: AgentLeg
+    """The leg."""
+    target_user: str | None = field(repr=False)
+    """User part of the Refer-To URI (a queue id, ``agent-<login>``, a login, or digits)."""
+    refer_id: int
+    """The REFER's CSeq, for the final report."""
+
+
+LegEvent = LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf | LegTransferRequested
 """What an :class:`AgentLeg` reports to its owner."""
 
 
@@ -251,6 +273,21 @@ class AgentLeg:
         if self.call_id is not None and not self.ended:
             self.dialer.hangup_call(self.call_id)
 
+    def report_transfer(self, status_code: int, reason: str | None, refer_id: int) -> bool:
+        """Tell the phone how the transfer it asked for ended (final NOTIFY, RFC 3515 §2.4.5).
+
+        Args:
+            status_code: 200 when done, else the refusal (403, 404, 480...).
+            reason: Reason phrase; the standard one when None.
+            refer_id: ``LegTransferRequested.refer_id``.
+
+        Returns:
+            False when the phone's subscription is already gone.
+        """
+        if self.call_id is None:
+            return False
+        return self.dialer.notify_transfer_call(self.call_id, status_code, reason, refer_id)
+
     def hold(self) -> bool:
         """Put the agent's phone on hold (re-INVITE ``a=sendonly``)."""
         return self._reinvite(sdp.Direction.SENDONLY)
@@ -329,6 +366,8 @@ class AgentLeg:
             self._apply_answer(event.sdp_answer)
         elif isinstance(event, sip_events.ReInviteReceived):
             self._answer_reinvite(event)
+        elif isinstance(event, sip_events.TransferRequested):
+            self._on_event(LegTransferRequested(self, event.target_user, event.refer_id))
 
     def _answered(self, event: sip_events.OutboundCallAnswered) -> None:
         if self.ended:

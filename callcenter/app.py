@@ -52,6 +52,7 @@ from callcenter.store import agents as agents_store
 from callcenter.store import db
 from callcenter.store import dossiers as repo
 from callcenter.store.trail import CallTrail
+from callcenter.transfer import TransferError, TransferPolicy, TransferTarget
 from callcenter.transport.sip_tcp import SipTcpTransport
 from callcenter.transport.sip_udp import SipUdpTransport
 from callcenter.web.agent_api import add_agent_routes
@@ -219,7 +220,13 @@ class Service:
         )
         if self.routing is not None:
             # Agents' REST + WebSocket API (503 until the store is migrated below).
-            add_agent_routes(app, routing=self.routing, store=store)
+            add_agent_routes(
+                app,
+                routing=self.routing,
+                store=store,
+                transfer=self.transfer_call,
+                transfer_policy=TransferPolicy(allowed_numbers=cfg.transfers.allowed_numbers),
+            )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
@@ -504,6 +511,31 @@ class Service:
         else:
             self.sip.engine.answer_reinvite(call_id, sdp_answer, now)
         self.sip.flush()
+
+    async def transfer_call(self, call_id: str, agent_id: str, target: TransferTarget) -> None:
+        """Blind-transfer a call in conversation with ``agent_id`` (the agent API's transfer).
+
+        Raises:
+            TransferError: 409 when the call is not on this node or not with that agent.
+        """
+        call = self.calls.get(call_id)
+        if call is None:
+            # With several nodes the call may live on another one: its agent can use the
+            # phone's transfer key (REFER reaches the node holding the call).
+            raise TransferError(409, "the call is not handled by this node")
+        await call.transfer(agent_id, target)
+
+    def notify_transfer_call(
+        self, call_id: str, status_code: int, reason: str | None, refer_id: int
+    ) -> bool:
+        """Send the final NOTIFY of a transfer asked by REFER on an outbound call."""
+        if self.sip is None:
+            return False
+        sent = self.sip.engine.notify_transfer(
+            call_id, status_code, reason, self.sip.now(), refer_id=refer_id
+        )
+        self.sip.flush()
+        return sent
 
     def forget_call(self, call_id: str) -> None:
         """Stop delivering an outbound Call-ID's events (its owner is gone)."""

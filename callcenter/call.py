@@ -71,10 +71,11 @@ from callcenter.agent_leg import (
     LegEvent,
     LegFailed,
     LegRinging,
+    LegTransferRequested,
     caller_id_display,
 )
 from callcenter.bot import VoiceBot
-from callcenter.callbacks import CallbackService
+from callcenter.callbacks import CallbackService, dial_string
 from callcenter.config import Config
 from callcenter.identity import IdentityService, Verification, contact_summary
 from callcenter.media.asr.base import AsrService
@@ -109,6 +110,13 @@ from callcenter.sip import events as sip_events
 from callcenter.sip.engine import CallState
 from callcenter.store.dossiers import normalize_phone
 from callcenter.store.trail import CallTrail
+from callcenter.transfer import (
+    TransferError,
+    TransferKind,
+    TransferPolicy,
+    TransferTarget,
+    target_from_refer_user,
+)
 from callcenter.transport.rtp_udp import RtpEndpoint
 from callcenter.transport.sip_udp import SipUdpTransport
 from routing.callbacks import CallbackError, Slot
@@ -188,6 +196,22 @@ class _CallbackTimeout:
     token: int
 
 
+@dataclass(frozen=True, slots=True)
+class _TransferAsked:
+    """An agent asked, through the agent API, to transfer this call (``Call.transfer``)."""
+
+    agent_id: str
+    target: TransferTarget
+    done: asyncio.Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class _TransferRingOut:
+    """The external number of a transfer did not answer in time."""
+
+    leg: AgentLeg
+
+
 _Input = (
     sip_events.SipEvent
     | Frame
@@ -200,8 +224,19 @@ _Input = (
     | _GoodbyeDone
     | _AgentLost
     | _CallbackTimeout
+    | _TransferAsked
+    | _TransferRingOut
     | LegEvent
 )
+
+_TRANSFER_TIMEOUT_S = 5.0
+"""How long the agent API waits for the call to take a transfer request."""
+_TRANSFER_PROMPTS = frozenset(
+    {"routing_transfer", "routing_transfer_number", "routing_transfer_failed"}
+)
+"""Said before waiting again after a transfer (then the estimate, then the music)."""
+_SIP_STATUS_OF_REFUSAL = {400: 400, 403: 403, 404: 404, 409: 480}
+"""A refused transfer's status (callcenter.transfer) as the SIP status of the final NOTIFY."""
 
 # Messages of the waiting experience (French, rendered at start-up with the flows' prompts).
 # The estimates say ranges, never a precise time (routing.estimate picks the bucket).
@@ -262,6 +297,27 @@ ROUTING_PROMPTS: tuple[PromptSpec, ...] = (
         "routing_agent_lost",
         "La communication avec votre conseiller a été coupée. Nous sommes désolés. "
         "Merci de rappeler si besoin, au revoir.",
+        None,
+    ),
+    (
+        "routing_transfer",
+        "Votre conseiller vous transfère vers un autre conseiller. Merci de patienter.",
+        None,
+    ),
+    (
+        "routing_transfer_number",
+        "Votre conseiller vous transfère vers un autre service. Merci de patienter.",
+        None,
+    ),
+    (
+        "routing_transfer_failed",
+        "Ce service ne peut pas vous répondre pour le moment. Nous vous remettons en attente "
+        "d'un conseiller.",
+        None,
+    ),
+    (
+        "routing_transfer_ended",
+        "Votre correspondant a terminé l'appel. Merci de votre appel, et au revoir.",
         None,
     ),
 )
@@ -445,6 +501,8 @@ class Call:
         self._offer_callback = False  # the estimate is long: the next announcement offers it
         self._queue_priority: str | None = None  # of the QueueCall (a slot callback keeps it)
         self._queue_intent: str | None = None
+        self._external = False  # self._leg is a transfer's external number, not an agent
+        self._transfer_timer: asyncio.Task[None] | None = None
 
     # -- inputs from the application (sync, never block) -----------------------------------
     def on_sip_event(self, event: sip_events.SipEvent) -> None:
@@ -776,7 +834,9 @@ class Call:
             ended = self._ending(item)
             if ended is not None:
                 return ended
-            if self._routing_state != "none" and self._routing_handles(item):
+            if (
+                self._routing_state != "none" or isinstance(item, _TransferAsked)
+            ) and self._routing_handles(item):
                 ended = await self._routing_input(item, pipeline)
                 if ended is not None:
                     return ended
@@ -982,15 +1042,22 @@ class Call:
             | _GoodbyeDone
             | _AgentLost
             | _CallbackTimeout
+            | _TransferAsked
+            | _TransferRingOut
             | PromptFinishedFrame
             | _Dtmf,
         ):
             return True
-        return isinstance(item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf)
+        return isinstance(
+            item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf | LegTransferRequested
+        )
 
     async def _routing_input(self, item: _Input, pipeline: Pipeline) -> tuple[str, str, str] | None:
         """One input while the call is queued, ringing an agent, bridged or saying goodbye."""
         state = self._routing_state
+        if isinstance(item, _TransferAsked | _TransferRingOut | LegTransferRequested):
+            await self._transfer_input(item, pipeline)
+            return None
         if self._cb is not None and not isinstance(item, _Routing):
             consumed, ended = await self._callback_input(item, pipeline)
             if consumed:
@@ -998,6 +1065,8 @@ class Call:
         if isinstance(item, _Routing):
             return await self._on_decision(item.decision, pipeline)
         if isinstance(item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf):
+            if self._external and item.leg is self._leg:
+                return await self._on_external_leg(item, pipeline)
             return await self._on_leg_event(item, pipeline)
         if isinstance(item, _AgentKey):
             if item.leg is self._leg and state == "bridged" and self._rtp is not None:
@@ -1030,6 +1099,9 @@ class Call:
             base_id = item.prompt_id.removesuffix(".slow")
             if state == "leaving" and base_id in _LEAVE_PROMPTS.values():
                 return await self._resume_flow(pipeline)
+            if state == "transferring" and not item.interrupted:
+                await self._play_music(pipeline)  # while the external number rings
+                return None
             if state in ("waiting", "offered") and not item.interrupted:
                 if base_id in WAIT_PROMPTS and self._offer_callback and self._callbacks_on():
                     self._waiting_prompt = "callback_offer"
@@ -1041,6 +1113,9 @@ class Call:
                     self._schedule_announcement()
                 elif item.prompt_id == HOLD_MUSIC_PROMPT:
                     await self._play_music(pipeline)  # loop it
+                elif base_id in _TRANSFER_PROMPTS:
+                    self._waiting_prompt = "silence"  # then the estimate, then the music
+                    await self._announce_wait(pipeline)
                 elif self._waiting_prompt is None and self._is_hold_prompt(item.prompt_id):
                     self._waiting_prompt = "silence"  # the flow's holding message ended
                     await self._announce_wait(pipeline)
@@ -1282,7 +1357,8 @@ class Call:
         self._record("agent_lost", agent=leg.agent_id, silent_s=round(silent_s, 1))
         self._end_bridge(leg)
         leg.hangup()
-        await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
+        if not self._external:
+            await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
         self._stop_routing(state="goodbye")
         self._goodbye_cause = "agent_lost"
         self._start_goodbye("routing_agent_lost")
@@ -1477,7 +1553,8 @@ class Call:
         if router is not None and state in ("waiting", "offered", "bridged"):
             if state == "bridged" and leg is not None:
                 self._end_bridge(leg)
-                await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
+                if not self._external:
+                    await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
             else:
                 await router.submit(routing.CallerHungUp(self.call_id, router.now()))
                 if state == "offered":
@@ -1496,6 +1573,227 @@ class Call:
             other.close()
         self._leg = None
         self._old_legs.clear()
+
+    # -- blind transfers (issue 5; callcenter/transfer.py) ----------------------------------
+    async def transfer(self, agent_id: str, target: TransferTarget) -> None:
+        """Transfer the caller away from ``agent_id`` (the agent API; the call does it).
+
+        Raises:
+            TransferError: 409 when the caller is not in conversation with that agent (or the
+                call is ending).
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inputs.put_nowait(_TransferAsked(agent_id, target, done))
+        try:
+            async with asyncio.timeout(_TRANSFER_TIMEOUT_S):
+                await done
+        except TimeoutError:
+            raise TransferError(409, "the call is ending") from None
+
+    async def _transfer_input(
+        self, item: _TransferAsked | _TransferRingOut | LegTransferRequested, pipeline: Pipeline
+    ) -> None:
+        if isinstance(item, _TransferAsked):
+            if item.done.done():  # the agent API gave up waiting
+                return
+            try:
+                await self._transfer(item.agent_id, item.target, pipeline)
+            except TransferError as exc:
+                item.done.set_exception(exc)
+            else:
+                item.done.set_result(None)
+        elif isinstance(item, _TransferRingOut):
+            leg = item.leg
+            if leg is self._leg and self._routing_state == "transferring" and not leg.answered:
+                leg.cancel()  # LegFailed follows: back to the queue
+        else:
+            await self._on_refer(item, pipeline)
+
+    def _transfer_policy(self) -> TransferPolicy:
+        return TransferPolicy(allowed_numbers=self._config.transfers.allowed_numbers)
+
+    async def _on_refer(self, event: LegTransferRequested, pipeline: Pipeline) -> None:
+        """The agent's phone asked for a blind transfer (REFER): check, transfer, report."""
+        leg = event.leg
+        router = self.services.routing
+        if router is None or leg is not self._leg or self._external:
+            leg.report_transfer(403, None, event.refer_id)
+            return
+        agents = router.router.agents
+
+        def logged_in(login: str) -> bool:
+            agent = agents.get(login)
+            return agent is not None and agent.state is not routing.AgentState.OFFLINE
+
+        try:
+            target = target_from_refer_user(
+                event.target_user or "",
+                queues=router.config.queues,
+                agent_exists=logged_in,
+                policy=self._transfer_policy(),
+                from_agent=leg.agent_id,
+            )
+            await self._transfer(leg.agent_id, target, pipeline, refer_id=event.refer_id)
+        except TransferError as exc:
+            self._record("transfer_refused", agent=leg.agent_id, status=exc.status)
+            leg.report_transfer(_SIP_STATUS_OF_REFUSAL.get(exc.status, 403), None, event.refer_id)
+
+    async def _transfer(
+        self,
+        agent_id: str,
+        target: TransferTarget,
+        pipeline: Pipeline,
+        *,
+        refer_id: int | None = None,
+    ) -> None:
+        """End the agent's part of the call and send the caller on (queue, agent or number)."""
+        leg = self._leg
+        router = self.services.routing
+        if (
+            router is None
+            or leg is None
+            or self._external
+            or self._routing_state != "bridged"
+            or leg.agent_id != agent_id
+        ):
+            raise TransferError(409, "the caller is not in conversation with this agent")
+        own_queue = self._queue_name
+        self._end_bridge(leg)
+        if refer_id is None:
+            leg.hangup()
+        else:
+            # Blind: done once we hold the caller. The phone hangs up after this final NOTIFY
+            # (RFC 5589 section 6.1); its leg is hung up with the call if it does not.
+            leg.report_transfer(200, None, refer_id)
+        self._retire_leg()
+        await router.submit(routing.CallEnded(agent_id, self.call_id, router.now()))
+        self.services.metrics.transfer(target.kind.value)
+        self._record(
+            "transferred",
+            agent=agent_id,
+            kind=target.kind.value,
+            via="refer" if refer_id is not None else "api",
+            # An external number is not recorded: only that it was one of the allowed list.
+            to=None if target.kind is TransferKind.NUMBER else target.value,
+        )
+        if target.kind is TransferKind.NUMBER:
+            await self._dial_external(target.value, pipeline)
+            return
+        skill = target.value if target.kind is TransferKind.QUEUE else (own_queue or "")
+        to_agent = target.value if target.kind is TransferKind.AGENT else None
+        await self._queue_again(skill, pipeline, prompt="routing_transfer", to_agent=to_agent)
+
+    async def _queue_again(
+        self, skill: str, pipeline: Pipeline, *, prompt: str, to_agent: str | None = None
+    ) -> None:
+        """Wait again, in ``skill``, priority raised: after a transfer or a failed one."""
+        router = self.services.routing
+        assert router is not None
+        try:
+            base = routing.Priority.parse(self._queue_priority or "normal")
+        except ValueError:
+            base = routing.Priority.NORMAL
+        now = router.now()
+        usager_id = self._who.usager_id if self._who is not None else None
+        queued = routing.QueuedCall(
+            call_id=self.call_id,
+            skill=skill,
+            priority=max(base, routing.Priority.HIGH),
+            joined_at=now,
+            usager_id=str(usager_id) if usager_id is not None else None,
+            intent=self._queue_intent,
+            target_agent=to_agent,
+        )
+        self._routing_state = "waiting"
+        self._queue_name = skill
+        self._waiting_prompt = prompt
+        await pipeline.queue_frame(PlayPromptFrame(self._voiced(prompt), True))
+        if self._unlisten is None:
+            self._unlisten = router.listen_call(
+                self.call_id, lambda decision: self._inputs.put_nowait(_Routing(decision))
+            )
+        try:
+            await router.submit(routing.CallQueued(queued, now))
+        except routing.RoutingError as exc:
+            self.log.error("queue refused the transferred call: %s", exc)
+            self._record("queue_unrouted", skill=skill)
+            self._stop_routing(state="goodbye")
+            self._start_goodbye("routing_max_wait")
+
+    async def _dial_external(self, number: str, pipeline: Pipeline) -> None:
+        """Call an allowed external number through the trunk; bridged once it answers."""
+        cfg = self._config
+        dialer = self.services.dialer
+        assert dialer is not None and self._tg is not None
+        dial = number if number.isdigit() else dial_string(number, cfg.callbacks.number_format)
+        leg = AgentLeg(
+            dialer=dialer,
+            agent_id="external",
+            target_uri=cfg.callbacks.trunk_uri.format(number=dial),
+            local_host=self._local_host(),
+            rtp_host=cfg.rtp.host or cfg.sip.host,
+            port_range=(cfg.rtp.port_min, cfg.rtp.port_max),
+            on_event=self._inputs.put_nowait,
+        )
+        self._leg = leg
+        self._external = True
+        self._routing_state = "transferring"
+        self._waiting_prompt = "routing_transfer_number"
+        await pipeline.queue_frame(PlayPromptFrame(self._voiced("routing_transfer_number"), True))
+        try:
+            await leg.start(
+                from_user=cfg.routing.from_user,
+                from_display=caller_id_display(cfg.routing.from_display, "transfert"),
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.log.warning("external transfer leg not placed: %s", type(exc).__name__)
+            self._leg = None
+            self._external = False
+            leg.close()
+            await self._queue_again(
+                self._queue_name or "", pipeline, prompt="routing_transfer_failed"
+            )
+            return
+        limit = cfg.callbacks.ring_timeout_s
+
+        async def ring_out() -> None:
+            await asyncio.sleep(limit)
+            self._inputs.put_nowait(_TransferRingOut(leg))
+
+        self._transfer_timer = self._tg.create_task(ring_out(), name=f"transfer-{self.call_id}")
+
+    async def _on_external_leg(
+        self, event: LegEvent, pipeline: Pipeline
+    ) -> tuple[str, str, str] | None:
+        """The external number of a transfer rang, answered, failed or hung up."""
+        leg = event.leg
+        state = self._routing_state
+        if isinstance(event, LegAnswered) and state == "transferring":
+            self._stop_transfer_timer()
+            self._record("transfer_answered", codec=event.codec)
+            await self._bridge(leg, pipeline)
+        elif isinstance(event, LegFailed) and state == "transferring":
+            self._stop_transfer_timer()
+            self._record("transfer_failed", status=event.status_code, reason=event.kind)
+            self._retire_leg()
+            self._external = False
+            await self._queue_again(
+                self._queue_name or "", pipeline, prompt="routing_transfer_failed"
+            )
+        elif isinstance(event, LegEnded) and state == "bridged":
+            self._record("transfer_hangup", cause=event.cause)
+            self._end_bridge(leg)
+            self._stop_routing(state="goodbye")
+            self._goodbye_cause = "transfer_ended"
+            self._start_goodbye("routing_transfer_ended")
+        elif isinstance(event, LegDtmf) and state == "bridged":
+            self._relay_key(event.digit, "agent")
+        return None
+
+    def _stop_transfer_timer(self) -> None:
+        if self._transfer_timer is not None:
+            self._transfer_timer.cancel()
+            self._transfer_timer = None
 
     # -- callback request ("rappel", issue 5) -----------------------------------------------
     def _callbacks_on(self) -> bool:

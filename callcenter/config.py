@@ -231,6 +231,16 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TransfersConfig:
+    """Blind transfers by agents (issue 5; see ``callcenter/transfer.py``)."""
+
+    allowed_numbers: tuple[str, ...] = ()
+    """External numbers agents may transfer callers to: E.164 (``+33321000000``), French short
+    numbers (``3977``) or prefixes ending in ``*`` (``+33321*``). Empty: queues and colleagues
+    only. Dialled through ``callbacks.trunk_uri``."""
+
+
+@dataclass(frozen=True, slots=True)
 class CallbacksConfig:
     """Callbacks ("rappel"): the caller hangs up and is called back (issue 5)."""
 
@@ -300,6 +310,8 @@ class Config:
     """Queues and agents."""
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     """Callbacks."""
+    transfers: TransfersConfig = field(default_factory=TransfersConfig)
+    """Blind transfers."""
 
     @property
     def data_path(self) -> Path:
@@ -325,6 +337,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "dossiers": DossiersConfig,
     "routing": RoutingSettings,
     "callbacks": CallbacksConfig,
+    "transfers": TransfersConfig,
 }
 
 
@@ -544,6 +557,7 @@ def _check(config: Config) -> None:
     if any(ch in routing.from_display for ch in '"\\\r\n'):
         raise ConfigError("routing.from_display: no quotes, backslashes or line breaks")
     _check_callbacks(config.callbacks)
+    _check_transfers(config.transfers)
     if config.flows.now_override:
         try:
             now = datetime.fromisoformat(config.flows.now_override)
@@ -554,6 +568,15 @@ def _check(config: Config) -> None:
         if now.tzinfo is None:
             raise ConfigError(
                 "flows.now_override: must include a UTC offset, e.g. 2026-12-07T10:00:00+01:00"
+            )
+
+
+def _check_transfers(transfers: TransfersConfig) -> None:
+    for entry in transfers.allowed_numbers:
+        if not re.fullmatch(r"\+?[0-9]{3,15}\*?", entry):
+            raise ConfigError(
+                "transfers.allowed_numbers: expected E.164 numbers, short numbers or prefixes "
+                f"ending in *, got {entry!r}"
             )
 
 

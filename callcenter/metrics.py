@@ -89,6 +89,8 @@ CALLBACK_ATTEMPT_OUTCOMES: tuple[str, ...] = ("connected", "no_answer", "busy", 
 """Values of the ``outcome`` label of ``callcenter_callback_attempts_total``."""
 CALLBACK_RESULTS: tuple[str, ...] = ("completed", "failed", "cancelled")
 """Values of the ``result`` label of ``callcenter_callbacks_ended_total``."""
+TRANSFER_KINDS: tuple[str, ...] = ("queue", "agent", "number")
+"""Values of the ``kind`` label of ``callcenter_transfers_total``."""
 
 QUEUE_WAIT_BUCKETS: tuple[float, ...] = (5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1800)
 HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 300, 420, 600, 900, 1200, 1800, 3600)
@@ -320,6 +322,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.transfers = Counter(
+            "callcenter_transfers",
+            "Blind transfers made by agents, by kind (queue, agent, number).",
+            ["kind"],
+            registry=r,
+        )
         if process_metrics:
             ProcessCollector(registry=r)
         # Known label values start at 0 so that rate() and absent() behave from the start.
@@ -344,6 +352,8 @@ class Metrics:
             self.callback_attempts.labels(outcome=outcome)
         for result in CALLBACK_RESULTS:
             self.callbacks_ended.labels(result=result)
+        for kind in TRANSFER_KINDS:
+            self.transfers.labels(kind=kind)
 
     def set_intents(self, intents: Iterable[str]) -> None:
         """Declare the knowledge base's intent ids (label values; others count as ``other``)."""
@@ -460,6 +470,10 @@ class Metrics:
     def agent_offer(self, result: str) -> None:
         """Count the end of one offer to an agent's phone."""
         self.agent_offers.labels(result=_bounded(result, AGENT_OFFER_RESULTS)).inc()
+
+    def transfer(self, kind: str) -> None:
+        """Count a blind transfer (``queue``, ``agent`` or ``number``)."""
+        self.transfers.labels(kind=_bounded(kind, TRANSFER_KINDS)).inc()
 
     def callback_requested(self, mode: str) -> None:
         """Count a callback a caller asked for (``keep_place`` or ``slot``)."""

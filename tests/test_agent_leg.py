@@ -71,6 +71,11 @@ class RecordingDialer:
     def forget_call(self, call_id: str) -> None:
         self.commands.append(("forget", call_id))
 
+    def notify_transfer_call(
+        self, call_id: str, status_code: int, reason: str | None, refer_id: int
+    ) -> bool:
+        return False
+
 
 async def _leg() -> tuple[AgentLeg, RecordingDialer, list[LegEvent]]:
     dialer = RecordingDialer()

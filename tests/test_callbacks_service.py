@@ -74,6 +74,11 @@ class FakeDialer:
     def forget_call(self, call_id: str) -> None:
         return None
 
+    def notify_transfer_call(
+        self, call_id: str, status_code: int, reason: str | None, refer_id: int
+    ) -> bool:
+        return False
+
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
