@@ -22,6 +22,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Protocol
 
 import routing
 
@@ -30,32 +31,56 @@ logger = logging.getLogger(__name__)
 Listener = Callable[[routing.Decision], None]
 
 
-class RoutingService:
-    """Drives one :class:`routing.Router` on the event loop.
+class RoutingBackend(Protocol):
+    """What calls and the agent API use, whatever the state backend (memory or Redis)."""
 
-    Args:
-        config: The queues, skills and rules.
-        clock: POSIX time in seconds (``time.time``; tests and the demo pass their own).
-    """
+    config: routing.RoutingConfig
 
-    def __init__(
-        self, *, config: routing.RoutingConfig, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.config = config
-        self.router = routing.Router(config=config)
-        self._clock = clock
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._by_call: dict[str, list[Listener]] = defaultdict(list)
-        self._by_agent: dict[str, list[Listener]] = defaultdict(list)
-        self._global: list[Listener] = []
-        self._closed = False
+    @property
+    def router(self) -> routing.Router:
+        """The router to read (never to feed: use :meth:`submit`)."""
+        ...
 
     def now(self) -> float:
         """The routing clock (POSIX seconds)."""
-        return self._clock()
+        ...
 
-    # -- listeners ---------------------------------------------------------------------------
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Receive decisions (this node's, on Redis); returns a function that stops it."""
+        ...
+
+    def listen_call(self, call_id: str, listener: Listener) -> Callable[[], None]:
+        """Receive the decisions about one call."""
+        ...
+
+    def listen_agent(self, agent_id: str, listener: Listener) -> Callable[[], None]:
+        """Receive the decisions about one agent."""
+        ...
+
+    async def submit(self, event: routing.Event) -> list[routing.Decision]:
+        """Apply one event in the backend's order; return its decisions."""
+        ...
+
+    async def start(self) -> None:
+        """Start (replay the shared state, background tasks)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop."""
+        ...
+
+
+class Listeners:
+    """Who listens to routing decisions: per call, per agent, and globally.
+
+    Shared by the state backends (:class:`RoutingService`, the Redis one).
+    """
+
+    def __init__(self) -> None:
+        self._by_call: dict[str, list[Listener]] = defaultdict(list)
+        self._by_agent: dict[str, list[Listener]] = defaultdict(list)
+        self._global: list[Listener] = []
+
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Receive every decision; returns a function that stops it."""
         self._global.append(listener)
@@ -81,6 +106,82 @@ class RoutingService:
                     del table[key]
 
         return remove
+
+    def dispatch(
+        self,
+        decisions: list[routing.Decision],
+        to_global: Callable[[routing.Decision], bool] | None = None,
+    ) -> None:
+        """Hand each decision to its call's, its agent's and the global listeners.
+
+        Args:
+            decisions: The decisions, in order.
+            to_global: Whether a decision goes to the global listeners (all when None).
+        """
+        for decision in decisions:
+            targets = list(self._global) if to_global is None or to_global(decision) else []
+            call_id = decision_call_id(decision)
+            if call_id is not None:
+                targets.extend(self._by_call.get(call_id, ()))
+            agent_id = getattr(decision, "agent_id", None)
+            if agent_id is not None:
+                targets.extend(self._by_agent.get(agent_id, ()))
+            for listener in targets:
+                try:
+                    listener(decision)
+                except Exception:
+                    logger.exception("routing listener failed on %s", type(decision).__name__)
+
+
+def decision_call_id(decision: routing.Decision) -> str | None:
+    """Return the call a decision is about, if any."""
+    call_id: str | None = getattr(decision, "call_id", None)
+    call = getattr(decision, "call", None)
+    if call_id is None and call is not None:
+        call_id = call.call_id
+    return call_id
+
+
+class RoutingService:
+    """Drives one :class:`routing.Router` on the event loop.
+
+    Args:
+        config: The queues, skills and rules.
+        clock: POSIX time in seconds (``time.time``; tests and the demo pass their own).
+    """
+
+    def __init__(
+        self, *, config: routing.RoutingConfig, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.router = routing.Router(config=config)
+        self._clock = clock
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._listeners = Listeners()
+        self._closed = False
+
+    def now(self) -> float:
+        """The routing clock (POSIX seconds)."""
+        return self._clock()
+
+    # -- listeners ---------------------------------------------------------------------------
+    @property
+    def _global(self) -> list[Listener]:
+        # tests/web/test_agent_api.py counts the global listeners through this name.
+        return self._listeners._global
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Receive every decision; returns a function that stops it."""
+        return self._listeners.listen(listener)
+
+    def listen_call(self, call_id: str, listener: Listener) -> Callable[[], None]:
+        """Receive the decisions about one call; returns a function that stops it."""
+        return self._listeners.listen_call(call_id, listener)
+
+    def listen_agent(self, agent_id: str, listener: Listener) -> Callable[[], None]:
+        """Receive the decisions about one agent; returns a function that stops it."""
+        return self._listeners.listen_agent(agent_id, listener)
 
     # -- events ------------------------------------------------------------------------------
     async def submit(self, event: routing.Event) -> list[routing.Decision]:
@@ -131,22 +232,7 @@ class RoutingService:
             self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
 
     def _dispatch(self, decisions: list[routing.Decision]) -> None:
-        for decision in decisions:
-            targets = list(self._global)
-            call_id = getattr(decision, "call_id", None)
-            call = getattr(decision, "call", None)
-            if call_id is None and call is not None:
-                call_id = call.call_id
-            if call_id is not None:
-                targets.extend(self._by_call.get(call_id, ()))
-            agent_id = getattr(decision, "agent_id", None)
-            if agent_id is not None:
-                targets.extend(self._by_agent.get(agent_id, ()))
-            for listener in targets:
-                try:
-                    listener(decision)
-                except Exception:
-                    logger.exception("routing listener failed on %s", type(decision).__name__)
+        self._listeners.dispatch(decisions)
 
     def close(self) -> None:
         """Stop the timer; later events are still applied but nothing fires by itself."""
@@ -155,3 +241,10 @@ class RoutingService:
             self._timer.cancel()
             self._timer = None
             self._timer_at = None
+
+    async def start(self) -> None:
+        """Nothing to start in memory (the Redis backend replays its stream here)."""
+
+    async def aclose(self) -> None:
+        """Same as :meth:`close` (the Redis backend also stops its tasks and connections)."""
+        self.close()
