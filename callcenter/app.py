@@ -42,7 +42,8 @@ from callcenter.media.audio import AudioFormatError, load_wav_8k
 from callcenter.media.tts.espeak import EspeakConfig, EspeakTts, TtsUnavailableError
 from callcenter.media.tts.prompt_cache import PromptCache, PromptCacheError, PromptSpec
 from callcenter.metrics import Metrics
-from callcenter.routing_service import RoutingService
+from callcenter.routing_redis import RedisRoutingConfig, RedisRoutingService
+from callcenter.routing_service import RoutingBackend, RoutingService
 from callcenter.sip import events as sip_events
 from callcenter.sip.access import AccessPolicy, is_trusted_source
 from callcenter.sip.auth import DigestServer
@@ -190,7 +191,7 @@ class Service:
         self._stop = asyncio.Event()
         self.outbound: dict[str, Callable[[sip_events.SipEvent], None]] = {}
         """Owners of outbound Call-IDs (agent legs): their SIP events go there."""
-        self.routing: RoutingService | None = None
+        self.routing: RoutingBackend | None = None
         """The router of queued calls; None when ``routing.file = "none"``."""
         self.handle_times: dict[str, HandleTimes] = {}
         """Recent handle times per queue (wait estimates)."""
@@ -209,6 +210,9 @@ class Service:
         store = db.make_engine(cfg.db_url)  # connects on first use (after the migrations)
         if cfg.routing.enabled:
             self._start_routing()  # before HTTP: the agent API's routes need the router
+            assert self.routing is not None
+            # Redis backend: replays the shared state (a Redis down: local mode, reconciled).
+            await self.routing.start()
         # HTTP first, so /health answers 503 "starting" while prompts render.
         app = make_app(
             trail=self.trail,
@@ -392,12 +396,26 @@ class Service:
         if fixed is not None:
             # Demo and tests: the routing clock starts at the pinned instant and then runs, so
             # opening hours match the flow's and ring timeouts still fire.
-            offset = fixed.timestamp() - time.time()
+            anchor = cfg.flows.now_override_anchor or time.time()
+            offset = fixed.timestamp() - anchor
 
             def clock() -> float:
                 return time.time() + offset
 
-        self.routing = RoutingService(config=config, clock=clock)
+        settings = cfg.routing
+        if settings.backend == "redis":
+            self.routing = RedisRoutingService(
+                config=config,
+                redis_config=RedisRoutingConfig(
+                    url=settings.redis_url,
+                    prefix=settings.redis_prefix,
+                    node_id=settings.node_id,
+                    node_ttl_s=settings.node_ttl_s,
+                ),
+                clock=clock,
+            )
+        else:
+            self.routing = RoutingService(config=config, clock=clock)
         self.metrics.set_queues(config.queues)
         self.metrics.set_pause_reasons(config.pause_reasons)
         self.handle_times = {queue: HandleTimes() for queue in config.queues}
@@ -762,7 +780,7 @@ class Service:
                 self.sip_tcp.close()
             self.sip.close()
         if self.routing is not None:
-            self.routing.close()
+            await self.routing.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.asr is not None:

@@ -103,7 +103,7 @@ from callcenter.media.relay import AudioRelay
 from callcenter.media.tts.espeak import EspeakTts, TtsError
 from callcenter.media.tts.prompt_cache import PromptCache, PromptSpec
 from callcenter.metrics import Metrics
-from callcenter.routing_service import RoutingService
+from callcenter.routing_service import RoutingBackend
 from callcenter.rtp.codecs.base import get_codec
 from callcenter.rtp.session import AudioReceived, RtpEvent, RtpSession
 from callcenter.sip import events as sip_events
@@ -392,7 +392,7 @@ class CallServices:
     """Caller identification and dossier answers; None: the flow's checks always fail."""
     tts: tuple[EspeakTts, EspeakTts] | None = None
     """Normal and slow voices, for texts made during the call (dossier answers)."""
-    routing: RoutingService | None = None
+    routing: RoutingBackend | None = None
     """The router of queued calls; None: a queue node only plays its holding message."""
     dialer: Dialer | None = None
     """Places the agent legs (the service)."""
@@ -2348,7 +2348,7 @@ class Call:
         self._record("caller_hold" if held else "caller_resume", agent=leg.agent_id, sent=sent)
 
 
-def _staffed(service: RoutingService, queue: str) -> bool:
+def _staffed(service: RoutingBackend, queue: str) -> bool:
     """Whether an agent is logged in (even paused or busy) with a skill that may serve ``queue``."""
     queues = {name for name, _ in routing.overflow_chain(service.config, queue)}
     return any(

@@ -7,8 +7,8 @@ the store is :mod:`callcenter.store.callbacks`. This module is the IO side:
   the caller's router entry (``CallbackKept``: same id, same place, no maximum wait); a
   ``slot`` callback waits for its slot start.
 - **Start-up**: every callback that has not ended is loaded; queued ones are put back in the
-  router (``CallQueued`` with the stored id, the original ``joined_at`` and ``callback=True``,
-  then ``CallbackKept``; another node that already holds it answers with a ``RoutingError``,
+  router (``CallQueued`` with the stored id, the original ``joined_at`` and ``callback=True``:
+  no maximum wait; another node that already holds it answers with a ``RoutingError``,
   which is ignored), waiting ones are scheduled. One asyncio timer fires at the earliest
   ``due_at``; each due callback is moved ``waiting`` → ``queued`` by a compare-and-set in the
   store before it enters the router, so only one node enqueues it.
@@ -37,7 +37,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import Engine
@@ -59,6 +59,7 @@ from callcenter.config import Config
 from callcenter.media.relay import AudioRelay
 from callcenter.media.tts.prompt_cache import PromptCache, PromptSpec
 from callcenter.metrics import Metrics
+from callcenter.routing_service import RoutingBackend
 from callcenter.rtp.session import AudioReceived, RtpEvent
 from callcenter.store import callbacks as store
 from callcenter.store import dossiers as repo
@@ -113,31 +114,6 @@ def dial_string(e164: str, number_format: str) -> str:
     number = phonenumbers.parse(e164, None)
     national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
     return "".join(ch for ch in national if ch.isdigit() or ch == "+")
-
-
-class RoutingBackend(Protocol):
-    """What callbacks use of the routing service (memory or Redis backend)."""
-
-    config: routing.RoutingConfig
-    router: routing.Router
-
-    def now(self) -> float:
-        """The routing clock."""
-        ...
-
-    async def submit(self, event: routing.Event) -> list[routing.Decision]:
-        """Apply one event; return its decisions."""
-        ...
-
-    def listen(self, listener: Callable[[routing.Decision], None]) -> Callable[[], None]:
-        """Receive every decision."""
-        ...
-
-    def listen_call(
-        self, call_id: str, listener: Callable[[routing.Decision], None]
-    ) -> Callable[[], None]:
-        """Receive the decisions about one call."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,11 +330,7 @@ class CallbackService:
         entry = stored.queue_call_id or f"cb-{cb.id}"
         now = self.routing.now()
         joined = min(cb.joined_at, now)  # never in the future (a clock behind the store's)
-        max_wait = self.routing.config.queues[cb.skill].max_wait_s
-        if max_wait is not None:
-            # A callback entry waits without a maximum once kept, but CallQueued checks the
-            # maximum wait first: keep as much of the place as that allows.
-            joined = max(joined, now - max_wait + 1.0)
+        # ``callback=True``: the router applies no maximum wait, so the place is kept whole.
         call = routing.QueuedCall(
             call_id=entry,
             skill=cb.skill,
@@ -373,9 +345,6 @@ class CallbackService:
             await self.routing.submit(routing.CallQueued(call, now))
         except routing.RoutingError as exc:
             logger.info("callback %s already in the router: %s", cb.id, type(exc).__name__)
-            return
-        if self.routing.router.call_phase(entry) is not None:
-            await self.routing.submit(routing.CallbackKept(entry, self.routing.now()))
 
     def _arm(self) -> None:
         if self._timer is not None:
@@ -467,11 +436,14 @@ class CallbackService:
         callback_id = self._entries.get(entry)
         if callback_id is None and entry.startswith("cb-"):
             callback_id = entry[3:]
-        stored = (
-            await asyncio.to_thread(store.get, self.engine, callback_id)
-            if callback_id is not None
-            else None
-        )
+        if callback_id is not None:
+            stored = await asyncio.to_thread(store.get, self.engine, callback_id)
+        else:
+            # A kept place asked on another node (adopted when that node died): its entry is
+            # the original Call-ID, recorded with the callback.
+            stored = await asyncio.to_thread(store.by_queue_call_id, self.engine, entry)
+            if stored is not None:
+                callback_id = stored.id
         if stored is None or stored.status in rules.TERMINAL_STATUSES:
             # Cancelled meanwhile (CLI), or not ours to know: take it out of the queue.
             if stored is not None or callback_id is not None:

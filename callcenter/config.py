@@ -103,6 +103,10 @@ class FlowsConfig:
     """Dialled number → flow id."""
     now_override: str = ""
     """ISO datetime used instead of the clock for opening hours (tests and demos only)."""
+    now_override_anchor: float = 0.0
+    """POSIX time at which the routing clock reads ``now_override`` (it runs on from there);
+    0: this process's start. Nodes sharing a routing state in a test or demo need one anchor,
+    as real nodes need synchronised clocks (NTP)."""
     watch_interval: float = 2.0
     """Seconds between checks of the flow files for changes (0 disables; SIGHUP always reloads)."""
 
@@ -223,6 +227,18 @@ class RoutingSettings:
     """Display name of the From of agent legs (the queue's name is appended)."""
     from_user: str = "3975"
     """User part of the From of agent legs (the service's number, never the caller's)."""
+    backend: str = "memory"
+    """Where the routing state lives: ``memory`` (one node) or ``redis`` (several nodes sharing
+    queues and agents through ``redis_url``; see ``callcenter/routing_redis.py``)."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis of the ``redis`` backend."""
+    redis_prefix: str = "callcenter:routing"
+    """Prefix of the backend's Redis keys: one per service (all its nodes share it)."""
+    node_id: str = ""
+    """This node's id among the nodes sharing the prefix; empty: a random one at each start
+    (a fixed id lets a restarted node free its previous incarnation's agents at once)."""
+    node_ttl_s: float = 15.0
+    """A node silent this long is dead: its agents are logged out, its callbacks adopted."""
 
     @property
     def enabled(self) -> bool:
@@ -558,6 +574,7 @@ def _check(config: Config) -> None:
         raise ConfigError("routing.from_display: no quotes, backslashes or line breaks")
     _check_callbacks(config.callbacks)
     _check_transfers(config.transfers)
+    _check_routing(config.routing)
     if config.flows.now_override:
         try:
             now = datetime.fromisoformat(config.flows.now_override)
@@ -569,6 +586,23 @@ def _check(config: Config) -> None:
             raise ConfigError(
                 "flows.now_override: must include a UTC offset, e.g. 2026-12-07T10:00:00+01:00"
             )
+
+
+def _check_routing(settings: RoutingSettings) -> None:
+    if settings.backend not in ("memory", "redis"):
+        raise ConfigError(f"routing.backend: expected memory or redis, got {settings.backend!r}")
+    if settings.backend == "redis" and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            f"routing.redis_url: expected redis://host:port/db, got {settings.redis_url!r}"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9:._-]{1,64}", settings.redis_prefix):
+        raise ConfigError(f"routing.redis_prefix: invalid key prefix {settings.redis_prefix!r}")
+    if settings.node_id and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", settings.node_id):
+        raise ConfigError(f"routing.node_id: invalid node id {settings.node_id!r}")
+    if settings.node_ttl_s < 1.0:
+        raise ConfigError(f"routing.node_ttl_s: must be at least 1 s, got {settings.node_ttl_s}")
 
 
 def _check_transfers(transfers: TransfersConfig) -> None:

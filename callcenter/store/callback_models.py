@@ -29,7 +29,10 @@ class CallbackRow(SQLModel, table=True):
     """One callback request and its progress."""
 
     __tablename__ = "callback"
-    __table_args__ = (Index("ix_callback_status_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_callback_status_due", "status", "due_at"),
+        Index("ix_callback_queue_call_id", "queue_call_id"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
     """Opaque id (hex), shown by ``callcenter callbacks list``."""

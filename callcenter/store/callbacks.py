@@ -241,6 +241,20 @@ def get(bind: Engine | Connection, callback_id: str) -> StoredCallback | None:
     return None if found is None else _from_row(found)
 
 
+def by_queue_call_id(bind: Engine | Connection, queue_call_id: str) -> StoredCallback | None:
+    """The open callback whose router entry is ``queue_call_id`` (e.g. a kept place), or None."""
+    query = (
+        select(CALLBACK)
+        .where(CALLBACK.c.queue_call_id == queue_call_id)
+        .where(CALLBACK.c.status.in_([s.value for s in OPEN_STATUSES]))
+        .order_by(CALLBACK.c.created_at.desc())
+        .limit(1)
+    )
+    with transaction(bind) as conn:
+        found = conn.execute(query).mappings().first()
+    return None if found is None else _from_row(found)
+
+
 def list_callbacks(
     bind: Engine | Connection,
     *,

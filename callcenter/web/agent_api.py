@@ -114,7 +114,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 import routing as rt
-from callcenter.routing_service import RoutingService
+from callcenter.routing_service import RoutingBackend
 from callcenter.store import agents
 from callcenter.store.agents import AgentInfo
 from callcenter.transfer import TransferError, TransferPolicy, TransferTarget, check_target
@@ -172,7 +172,7 @@ class _AuthError(Exception):
 class AgentApi:
     """State of the agent API in one application (see :func:`add_agent_routes`)."""
 
-    service: RoutingService
+    service: RoutingBackend
     """The router the actions go to and the events come from."""
     store: Engine
     """The store holding agents and their hashed tokens."""
@@ -302,7 +302,7 @@ AGENT_API_KEY = web.AppKey("agent_api", AgentApi)
 def add_agent_routes(
     app: web.Application,
     *,
-    routing: RoutingService,
+    routing: RoutingBackend,
     store: Engine,
     clock: Callable[[], float] = time.monotonic,
     config: AgentApiConfig | None = None,

@@ -2,7 +2,7 @@
 
 The service runs in-process (the real :class:`callcenter.app.Service`: SIP over UDP, RTP, the
 flows, the SQLite store, the router), so a test can log agents in through
-``service.routing.handle(AgentLoggedIn(...))`` (the agent API is built elsewhere) and read the
+``await service.routing.submit(AgentLoggedIn(...))`` (the agent API is built elsewhere) and read the
 router's state. Agents are created in the agents store with their SIP URI (a sipp UAS on
 127.0.0.1). The routing file is the shipped one with a 3 s ring timeout; the routing clock
 follows ``flows.now_override`` (a Monday 10:00), so the queues are open.
@@ -264,7 +264,7 @@ async def log_in(service: Service, *logins: str) -> None:
     await service.refresh_agents()
     assert service.routing is not None
     for login in logins:
-        service.routing.handle(
+        await service.routing.submit(
             routing.AgentLoggedIn(login, {"accueil_general": 3}, at=service.routing.now())
         )
         await asyncio.sleep(0.05)
@@ -442,7 +442,7 @@ async def test_caller_hangs_up_while_waiting(
     async with running_service(tmp_path, hold_music=music) as service:
         assert service.sip is not None and service.routing is not None
         # One agent staffs the queue but is on a break: the caller waits.
-        service.routing.handle(
+        await service.routing.submit(
             routing.AgentLoggedIn(
                 "ag1", {"accueil_general": 3}, at=service.routing.now(), pause_reason="pause"
             )
@@ -506,7 +506,7 @@ async def test_max_wait_message_then_the_flow_goes_on(
         tmp_path, max_wait="6s", CALLCENTER_CALLBACKS_ENABLED="false"
     ) as service:
         assert service.sip is not None and service.routing is not None
-        service.routing.handle(
+        await service.routing.submit(
             routing.AgentLoggedIn(
                 "ag1", {"accueil_general": 3}, at=service.routing.now(), pause_reason="pause"
             )

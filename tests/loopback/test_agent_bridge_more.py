@@ -147,7 +147,7 @@ async def number_caller(
 async def log_in(service: Service, login: str, *, paused: bool = False) -> None:
     await service.refresh_agents()
     assert service.routing is not None
-    service.routing.handle(
+    await service.routing.submit(
         routing.AgentLoggedIn(
             login,
             {QUEUE: 3},
@@ -225,7 +225,7 @@ async def test_repeat_caller_is_served_before_an_earlier_first_time_caller(
             ) as repeat:
                 await waiting_count(service, 2)
                 order = [c.call_id for c in router.router.waiting(QUEUE)]
-                router.handle(routing.AgentReady("ag1", at=router.now()))
+                await router.submit(routing.AgentReady("ag1", at=router.now()))
                 assert await agent.finished(within=30) == 0, agent.describe()
                 assert await repeat.finished() == 0, repeat.describe()
                 repeat_call = await trail(service, repeat.call_id)

@@ -48,8 +48,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_callback_status_due", "callback", ["status", "due_at"])
+    # A node that adopted a dead node's kept-place callback finds it by its router entry.
+    op.create_index("ix_callback_queue_call_id", "callback", ["queue_call_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_callback_queue_call_id", table_name="callback")
     op.drop_index("ix_callback_status_due", table_name="callback")
     op.drop_table("callback")
