@@ -404,7 +404,7 @@ class Service:
 
         settings = cfg.routing
         if settings.backend == "redis":
-            self.routing = RedisRoutingService(
+            redis_routing = RedisRoutingService(
                 config=config,
                 redis_config=RedisRoutingConfig(
                     url=settings.redis_url,
@@ -414,6 +414,10 @@ class Service:
                 ),
                 clock=clock,
             )
+            self.metrics.watch_routing_mode(
+                lambda: redis_routing.mode == "local", lambda: redis_routing.mode_changes
+            )
+            self.routing = redis_routing
         else:
             self.routing = RoutingService(config=config, clock=clock)
         self.metrics.set_queues(config.queues)

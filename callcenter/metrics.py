@@ -322,6 +322,17 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.routing_local_mode = Gauge(
+            "callcenter_routing_local_mode",
+            "1 while the Redis routing backend is unreachable and this node routes its own calls "
+            "to its own agents (reconciled when Redis is back); 0 otherwise.",
+            registry=r,
+        )
+        self.routing_mode_changes = Gauge(
+            "callcenter_routing_mode_changes",
+            "Switches between shared (Redis) and local routing since the node started.",
+            registry=r,
+        )
         self.transfers = Counter(
             "callcenter_transfers",
             "Blind transfers made by agents, by kind (queue, agent, number).",
@@ -470,6 +481,11 @@ class Metrics:
     def agent_offer(self, result: str) -> None:
         """Count the end of one offer to an agent's phone."""
         self.agent_offers.labels(result=_bounded(result, AGENT_OFFER_RESULTS)).inc()
+
+    def watch_routing_mode(self, local: Callable[[], bool], changes: Callable[[], int]) -> None:
+        """Read the routing backend's mode at each scrape (the Redis backend)."""
+        self.routing_local_mode.set_function(lambda: 1.0 if local() else 0.0)
+        self.routing_mode_changes.set_function(lambda: float(changes()))
 
     def transfer(self, kind: str) -> None:
         """Count a blind transfer (``queue``, ``agent`` or ``number``)."""

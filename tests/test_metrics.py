@@ -162,3 +162,19 @@ def test_queue_kpis_agents_by_state_and_pause_reason() -> None:
     assert value(m, "callcenter_agents", state="paused") == 0
     assert value(m, "callcenter_agents_paused", reason="non réponse") == 0
     assert value(m, "callcenter_agents_paused", reason="other") == 0
+
+
+def test_routing_mode_is_read_at_each_scrape_and_transfers_are_counted() -> None:
+    metrics = Metrics(process_metrics=False)
+    state = {"local": False, "changes": 0}
+    metrics.watch_routing_mode(lambda: bool(state["local"]), lambda: int(state["changes"]))
+    metrics.transfer("queue")
+    metrics.transfer("0612345678")  # an unexpected kind never becomes a label
+    text = metrics.render()[0].decode()
+    assert "callcenter_routing_local_mode 0.0" in text
+    assert 'callcenter_transfers_total{kind="queue"} 1.0' in text
+    assert "0612345678" not in text
+    state.update(local=True, changes=1)
+    text = metrics.render()[0].decode()
+    assert "callcenter_routing_local_mode 1.0" in text
+    assert "callcenter_routing_mode_changes 1.0" in text
