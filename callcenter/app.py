@@ -192,6 +192,8 @@ class Service:
         self.outbound: dict[str, Callable[[sip_events.SipEvent], None]] = {}
         """Owners of outbound Call-IDs (agent legs): their SIP events go there."""
         self.routing: RoutingBackend | None = None
+        self._dial_out: set[str] = set()
+        """Callback entries being offered (their answer is not a queue answer time)."""
         """The router of queued calls; None when ``routing.file = "none"``."""
         self.handle_times: dict[str, HandleTimes] = {}
         """Recent handle times per queue (wait estimates)."""
@@ -436,8 +438,17 @@ class Service:
             metrics.wrap_up_ended(decision.queue, decision.handle_s, decision.resolved)
         elif isinstance(decision, routing.CallEnqueued):
             metrics.queue_event("joined", decision.queue)
+        elif isinstance(decision, routing.OfferCall):
+            if decision.dial_out:
+                self._dial_out.add(decision.call.call_id)
         elif isinstance(decision, routing.CallAnswered):
-            metrics.queue_event("answered", decision.queue, decision.wait_s)
+            if decision.call_id in self._dial_out:
+                # An agent took a callback: nobody waited on the line (not an answer time).
+                self._dial_out.discard(decision.call_id)
+            else:
+                metrics.queue_event("answered", decision.queue, decision.wait_s)
+        elif isinstance(decision, routing.OfferEnded):
+            self._dial_out.discard(decision.call_id)
         elif isinstance(decision, routing.CallAbandoned):
             metrics.queue_event("abandoned", decision.queue, decision.wait_s)
         elif isinstance(decision, routing.CallRejectedClosed):

@@ -1285,6 +1285,9 @@ class Call:
                 agent=leg.agent_id,
                 queue=answered.queue,
                 wait_s=round(answered.wait_s, 1),
+                # The call's service level (routing.kpi: answered within 20 s, within 60 s).
+                within_20s=answered.wait_s <= 20.0,
+                within_60s=answered.wait_s <= 60.0,
                 codec=event.codec,
             )
             await self._bridge(leg, pipeline)

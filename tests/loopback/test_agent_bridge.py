@@ -330,7 +330,8 @@ async def test_agent_answers_audio_both_ways_then_hangs_up(
     for kind in ("queue_joined", "agent_offered", "agent_answered", "bridged", "agent_hangup"):
         assert kind in types, types
     assert types.index("agent_offered") < types.index("agent_answered") < types.index("bridged")
-    assert events(call, "agent_answered")[0]["agent"] == "ag1"
+    (answered,) = events(call, "agent_answered")
+    assert answered["agent"] == "ag1" and answered["within_20s"] and answered["within_60s"]
     (relayed,) = [d for d in events(call, "dtmf_relayed") if d["source"] == "caller"]
     assert relayed == {"digit": "5", "source": "caller", "sent": True}
     (bridge,) = events(call, "bridge_ended")

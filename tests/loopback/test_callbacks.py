@@ -259,6 +259,8 @@ async def test_callback_kept_then_agent_and_caller_connected(
     assert 'callcenter_callbacks_requested_total{mode="keep_place"} 1.0' in metrics
     assert 'callcenter_callback_attempts_total{outcome="connected"} 1.0' in metrics
     assert 'callcenter_callbacks_ended_total{result="completed"} 1.0' in metrics
+    # The agent taking the callback is not a queue answer (nobody waited on the line).
+    assert 'callcenter_queue_answered_total{queue="accueil_general"} 0.0' in metrics
 
 
 async def test_busy_line_schedules_a_retry(tmp_path: Path, audio: tuple[Path, Path]) -> None:
