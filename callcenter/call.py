@@ -51,6 +51,7 @@ import ipaddress
 import logging
 import re
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,7 @@ from callcenter.media.frames import (
     ListenFrame,
     PlayPromptFrame,
     PromptFinishedFrame,
+    SpeechStartedFrame,
     SpeechTimeoutFrame,
     StopListeningFrame,
     StopPromptFrame,
@@ -433,6 +435,21 @@ YES_NO_WORDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+# Words a grammar-capable engine (Vosk) expects while the caller waits for an agent.
+WAIT_WORDS: tuple[str, ...] = (
+    "rappel", "rappeler", "rappelez", "moi", "répéter", "répétez", "s'il", "vous", "plaît",
+    "[unk]",
+)  # fmt: skip
+_WAIT_LISTEN_S = 600.0
+"""One wait listen lasts this long without speech (then another starts)."""
+
+
+def _folded(text: str) -> str:
+    """Lower case without accents: "Répétez" → "repetez"."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 class Call:
     """One inbound call, from the INVITE to the end of the dialog."""
 
@@ -502,6 +519,8 @@ class Call:
         self._queue_priority: str | None = None  # of the QueueCall (a slot callback keeps it)
         self._queue_intent: str | None = None
         self._external = False  # self._leg is a transfer's external number, not an agent
+        self._wait_listening = False  # a ListenFrame for "rappel" / "répéter" is open
+        self._wait_barged = False  # the caller's speech cut a waiting prompt or the music
         self._transfer_timer: asyncio.Task[None] | None = None
 
     # -- inputs from the application (sync, never block) -----------------------------------
@@ -1045,6 +1064,9 @@ class Call:
             | _TransferAsked
             | _TransferRingOut
             | PromptFinishedFrame
+            | TranscriptFrame
+            | SpeechTimeoutFrame
+            | SpeechStartedFrame
             | _Dtmf,
         ):
             return True
@@ -1054,6 +1076,16 @@ class Call:
 
     async def _routing_input(self, item: _Input, pipeline: Pipeline) -> tuple[str, str, str] | None:
         """One input while the call is queued, ringing an agent, bridged or saying goodbye."""
+        if isinstance(item, TranscriptFrame | SpeechTimeoutFrame | SpeechStartedFrame):
+            await self._wait_speech(item, pipeline)
+            ended = None
+        else:
+            ended = await self._routing_step(item, pipeline)
+        if ended is None and self._routing_state == "waiting" and self._cb is None:
+            await self._wait_listen(pipeline)  # (again) after the offer, the dialog, a result
+        return ended
+
+    async def _routing_step(self, item: _Input, pipeline: Pipeline) -> tuple[str, str, str] | None:
         state = self._routing_state
         if isinstance(item, _TransferAsked | _TransferRingOut | LegTransferRequested):
             await self._transfer_input(item, pipeline)
@@ -1168,6 +1200,7 @@ class Call:
             self._record("queue_left", queue=decision.queue, reason=reason, wait_s=round(wait, 1))
             self._routing_state = "leaving"
             self._stop_announcer()
+            await self._wait_unlisten(pipeline)
             if self._leg is not None:  # cannot be ringing (the router withdrew it), but be safe
                 self._drop_leg()
             await pipeline.queue_frame(StopPromptFrame())
@@ -1324,6 +1357,7 @@ class Call:
         """Connect the caller and the agent: audio both ways, keys both ways."""
         assert self._rtp is not None and self._tg is not None
         self._stop_announcer()
+        await self._wait_unlisten(pipeline)
         await pipeline.queue_frame(StopPromptFrame())
         self._to_agent = AudioRelay()
         self._to_caller = AudioRelay()
@@ -1577,6 +1611,63 @@ class Call:
         self._leg = None
         self._old_legs.clear()
 
+    # -- speech while waiting ("rappel", "répéter") -----------------------------------------
+    async def _wait_listen(self, pipeline: Pipeline) -> None:
+        """Listen for "rappel" and "répéter" while the caller waits (speech cuts the music)."""
+        if self._recognizer is None or self._wait_listening:
+            return
+        self._wait_listening = True
+        await pipeline.queue_frame(
+            ListenFrame(
+                no_input_s=_WAIT_LISTEN_S, max_utterance_s=6.0, grammar=WAIT_WORDS, barge_in=True
+            )
+        )
+
+    async def _wait_unlisten(self, pipeline: Pipeline) -> None:
+        if self._wait_listening:
+            self._wait_listening = False
+            await pipeline.queue_frame(StopListeningFrame())
+
+    async def _wait_speech(
+        self, item: TranscriptFrame | SpeechTimeoutFrame | SpeechStartedFrame, pipeline: Pipeline
+    ) -> None:
+        """What the waiting caller said: a callback, a repeat, or nothing for us."""
+        if isinstance(item, SpeechStartedFrame):
+            if item.barge_in and self._wait_listening:
+                self._wait_barged = True
+            return
+        if not self._wait_listening:
+            return  # the late result of a listen we stopped
+        self._wait_listening = False
+        barged, self._wait_barged = self._wait_barged, False
+        heard = ""
+        if isinstance(item, TranscriptFrame):
+            transcript = item.transcript
+            self._record(
+                "transcript",
+                text=transcript.text,
+                engine=transcript.engine,
+                confidence=round(transcript.confidence, 3),
+                during="wait",
+            )
+            self.services.metrics.asr_result(transcript.engine, item.latency_s, transcript.decode_s)
+            heard = _folded(transcript.text)
+        if self._routing_state != "waiting" or self._cb is not None:
+            return
+        if "rappel" in heard and self._callbacks_on():
+            self._record("wait_request", request="callback")
+            await self._start_keep_place(pipeline)
+            return
+        if "repet" in heard:
+            self._record("wait_request", request="repeat")
+            self._waiting_prompt = "silence"
+            await self._announce_wait(pipeline)
+        elif barged:
+            # The caller spoke over the music or an announcement (to someone else, say):
+            # the music goes on, the next announcement at its time.
+            await self._play_music(pipeline)
+            self._schedule_announcement()
+
     # -- blind transfers (issue 5; callcenter/transfer.py) ----------------------------------
     async def transfer(self, agent_id: str, target: TransferTarget) -> None:
         """Transfer the caller away from ``agent_id`` (the agent API; the call does it).
@@ -1805,6 +1896,7 @@ class Call:
     async def _start_keep_place(self, pipeline: Pipeline) -> None:
         """The waiting caller pressed 0: confirm their number, then keep their place."""
         self._stop_announcer()
+        await self._wait_unlisten(pipeline)
         await pipeline.queue_frame(StopPromptFrame())
         self._waiting_prompt = "silence"
         raw = self.incoming.caller_user

@@ -243,6 +243,10 @@ def run_service(
         "CALLCENTER_RTP_PORT_MAX": str(rtp_max),
         "CALLCENTER_TTS_CACHE_DIR": str(SHARED_CACHE / "prompts"),
         "CALLCENTER_ASR_CACHE_DIR": str(SHARED_CACHE / "models"),
+        # These tests hand calls to an unstaffed queue to see the flow go on after the holding
+        # message; with callbacks on, the caller would be offered slots instead (tested in
+        # test_callbacks.py and test_multinode.py, which turn them on).
+        "CALLCENTER_CALLBACKS_ENABLED": "false",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

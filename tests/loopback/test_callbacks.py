@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from callcenter.app import Service
 from callcenter.store import callbacks as cb_store
 from callcenter.store.dossiers import CONTACT
 from routing.callbacks import CallbackStatus
-from tests.loopback.service import free_port, free_port_pair, render_scenario
+from tests.loopback.audio import espeak_wav
+from tests.loopback.service import SHARED_CACHE, free_port, free_port_pair, render_scenario
 from tests.loopback.test_agent_bridge import (
     HOST,
     WAIT_FOR_BYE,
@@ -336,3 +338,44 @@ async def test_unstaffed_queue_offers_slots(tmp_path: Path, audio: tuple[Path, P
     assert stored.phone == E164
     assert rs.router.queue_size("accueil_general") == 0  # it enters at the slot start
     assert 'callcenter_callbacks_requested_total{mode="slot"} 1.0' in metrics
+
+
+@pytest.fixture(scope="module")
+def said_rappel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s of silence, "Pouvez-vous me rappeler ?" (espeak-ng), then 40 s of silence.
+
+    espeak-ng through G.711 is hard for Whisper base: of the phrasings tried, this voice and
+    speed are read back with "rappeler" in them (a human caller is read much better).
+    """
+    folder = tmp_path_factory.mktemp("rappel")
+    raw = espeak_wav(folder / "raw.wav", "Pouvez-vous me rappeler ?", voice="fr", speed=120)
+    out = folder / "rappel.wav"
+    subprocess.run(
+        ["sox", str(raw), "-r", "8000", "-c", "1", "-e", "u-law", str(out), "pad", "4", "40"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return out
+
+
+async def test_saying_rappel_while_waiting_asks_for_a_callback(
+    tmp_path: Path, said_rappel: Path
+) -> None:
+    """Real Whisper on the line: the caller presses 0, waits, *says* "rappelez-moi", confirms."""
+    async with running_service(
+        tmp_path,
+        CALLCENTER_ASR_ENGINE="whisper",
+        CALLCENTER_ASR_CACHE_DIR=str(SHARED_CACHE / "models"),
+        CALLCENTER_CALLBACKS_TRUNK_URI="sip:{number}@127.0.0.1:9",
+    ) as service:
+        await _paused_agent(service, "sip:agent@127.0.0.1:9")
+        keys = [(1500, "0"), (11000, "1")]  # 0: a person; 1: the number read back is right
+        async with callback_caller(service, tmp_path / "caller", said_rappel, keys) as caller:
+            assert await caller.finished(within=40) == 0, caller.describe()
+            call = await trail(service, caller.call_id)
+    transcripts = [e for e in events(call, "transcript") if e.get("during") == "wait"]
+    assert any("rappel" in e["text"].lower() for e in transcripts), transcripts
+    assert events(call, "wait_request") == [{"request": "callback"}]
+    (requested,) = events(call, "callback_requested")
+    assert requested["mode"] == "keep_place"

@@ -116,6 +116,7 @@ def two_nodes(
             "CALLCENTER_CALLBACKS_TRUNK_URI": f"sip:{{number}}@127.0.0.1:{trunk_port}",
             "CALLCENTER_CALLBACKS_RING_TIMEOUT_S": "8",
             "CALLCENTER_CALLBACKS_NODE": node,
+            "CALLCENTER_CALLBACKS_ENABLED": "true",
         }
 
     # One after the other: the first one migrates the shared database.
