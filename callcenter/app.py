@@ -365,6 +365,7 @@ class Service:
             specs.append(spec)
         if self.config.routing.enabled:
             specs.extend(call_module.ROUTING_PROMPTS)
+            specs.extend(call_module.POSITION_PROMPTS)
             if self.config.callbacks.enabled:
                 specs.extend(call_module.CALLBACK_PROMPTS)
                 specs.extend(CALLBACK_SERVICE_PROMPTS)

@@ -324,6 +324,26 @@ ROUTING_PROMPTS: tuple[PromptSpec, ...] = (
     ),
 )
 """The waiting experience's prompts: (id, French text, no recording)."""
+_AHEAD_WORDS = ("deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf")
+POSITION_PROMPTS: tuple[PromptSpec, ...] = (
+    ("routing_ahead_0", "Vous êtes le premier en attente.", None),
+    ("routing_ahead_1", "Une personne attend avant vous.", None),
+    *(
+        (f"routing_ahead_{n}", f"{word.capitalize()} personnes attendent avant vous.", None)
+        for n, word in enumerate(_AHEAD_WORDS, start=2)
+    ),
+    ("routing_ahead_many", "Plus de neuf personnes attendent avant vous.", None),
+)
+"""How many callers wait ahead, said before the wait range (a fact of the moment: a caller of
+higher priority may still come first, so it is never said as a promise)."""
+
+
+def position_prompt(position: int) -> str:
+    """The prompt id saying how many callers wait ahead of ``position`` (1-based)."""
+    ahead = max(0, position - 1)
+    return f"routing_ahead_{ahead}" if ahead <= len(_AHEAD_WORDS) + 1 else "routing_ahead_many"
+
+
 CALLBACK_PROMPTS: tuple[PromptSpec, ...] = (
     (
         "callback_offer",
@@ -1521,6 +1541,9 @@ class Call:
         prompt_id = WAIT_PROMPTS[index]
         self._record("wait_announced", bucket=estimate.bucket, position=estimate.position)
         self._waiting_prompt = prompt_id
+        ahead = position_prompt(estimate.position)
+        if ahead in self.services.prompts:
+            await pipeline.queue_frame(PlayPromptFrame(self._voiced(ahead), True))
         await pipeline.queue_frame(PlayPromptFrame(self._voiced(prompt_id), True))
 
     async def _play_music(self, pipeline: Pipeline) -> None:

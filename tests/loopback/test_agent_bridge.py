@@ -466,18 +466,20 @@ async def test_caller_hangs_up_while_waiting(
     types = [e["type"] for e in call["events"]]
     assert "queue_joined" in types and "agent_offered" not in types
     # Nobody available staffs the queue: the only honest range is "plus de 10 minutes". The
-    # holding message, the range and (a long wait) the callback offer, 5 s of music cut by the
-    # range again.
+    # holding message, nobody ahead, the range and (a long wait) the callback offer, 5 s of music
+    # cut by the position and the range again (themselves cut by the hang-up).
     announced = events(call, "wait_announced")
     assert [a["bucket"] for a in announced] == ["plus de 10 minutes"] * 2, announced
+    assert [a["position"] for a in announced] == [1, 1], announced
     played = [(d["prompt_id"], d["interrupted"]) for d in events(call, "prompt_played")]
     i = played.index(("hold_accueil", False))
-    assert played[i + 1 :] == [
+    assert played[i + 1 : i + 5] == [
+        ("routing_ahead_0", False),
         ("routing_wait_gt10", False),
         ("callback_offer", False),
         ("routing_hold_music", True),
-        ("routing_wait_gt10", True),  # cut by the hang-up
     ], played
+    assert played[i + 5][0] == "routing_ahead_0", played  # the announcement again
     assert events(call, "hangup")[-1]["side"] == "caller"
     assert 'callcenter_queue_abandoned_total{queue="accueil_general"} 1.0' in metrics
 
