@@ -549,6 +549,14 @@ class Call:
         if isinstance(event, sip_events.DtmfInfoReceived):
             if event.digit in DTMF_DIGITS:  # anything else in an INFO body is ignored
                 self._inputs.put_nowait(_Dtmf(event.digit, "info"))
+        elif isinstance(event, sip_events.TransferRequested):
+            # A caller's phone asking us to transfer it elsewhere: the engine has answered 202
+            # (RFC 3515 section 2.4.2); the final NOTIFY says no at once (603), rather than let
+            # the subscription time out. Only agents transfer callers.
+            self._record("transfer_refused", side="caller", status=603)
+            sip = self.services.sip
+            sip.engine.notify_transfer(self.call_id, 603, None, sip.now(), refer_id=event.refer_id)
+            sip.flush()
         else:
             self._inputs.put_nowait(event)
 
@@ -773,10 +781,13 @@ class Call:
                 for leg in (self._leg, *self._old_legs):
                     if leg is not None and leg.rtp is not None:
                         leg.rtp.close()  # ends its media task, if any
-                if self._announcer is not None:
-                    self._announcer.cancel()
+                # Every timer of this call: the task group would otherwise wait for them before
+                # the router hears that the caller left.
+                self._stop_announcer()
                 if self._agent_watch is not None:
                     self._agent_watch.cancel()
+                self._cb_stop_timer()
+                self._stop_transfer_timer()
 
     def _negotiate(self, offer: sdp.SessionDescription) -> sdp.NegotiatedMedia:
         assert self._rtp is not None
@@ -1666,22 +1677,18 @@ class Call:
         heard = ""
         if isinstance(item, TranscriptFrame):
             transcript = item.transcript
-            self._record(
-                "transcript",
-                text=transcript.text,
-                engine=transcript.engine,
-                confidence=round(transcript.confidence, 3),
-                during="wait",
-            )
             self.services.metrics.asr_result(transcript.engine, item.latency_s, transcript.decode_s)
             heard = _folded(transcript.text)
-        if self._routing_state != "waiting" or self._cb is not None:
+            # What a waiting caller says is mostly not for us (someone in the room, a number):
+            # only what we act on is recorded, never the words.
+        state = self._routing_state
+        if state not in ("waiting", "offered") or self._cb is not None:
             return
-        if "rappel" in heard and self._callbacks_on():
+        if state == "waiting" and "rappel" in heard and self._callbacks_on():
             self._record("wait_request", request="callback")
             await self._start_keep_place(pipeline)
             return
-        if "repet" in heard:
+        if state == "waiting" and "repet" in heard:
             self._record("wait_request", request="repeat")
             self._waiting_prompt = "silence"
             await self._announce_wait(pipeline)
@@ -1716,9 +1723,11 @@ class Call:
             try:
                 await self._transfer(item.agent_id, item.target, pipeline)
             except TransferError as exc:
-                item.done.set_exception(exc)
+                if not item.done.done():
+                    item.done.set_exception(exc)
             else:
-                item.done.set_result(None)
+                if not item.done.done():  # the agent API may have stopped waiting meanwhile
+                    item.done.set_result(None)
         elif isinstance(item, _TransferRingOut):
             leg = item.leg
             if leg is self._leg and self._routing_state == "transferring" and not leg.answered:

@@ -607,10 +607,12 @@ def _check_routing(settings: RoutingSettings) -> None:
 
 def _check_transfers(transfers: TransfersConfig) -> None:
     for entry in transfers.allowed_numbers:
-        if not re.fullmatch(r"\+?[0-9]{3,15}\*?", entry):
+        # Destinations are compared in E.164 (+33...) or as short numbers (3977): a national
+        # form (0321...) would never match, so it is refused here rather than silently.
+        if not re.fullmatch(r"\+[0-9]{3,15}\*?|\+[0-9]{1,14}\*|[13][0-9]{2,5}", entry):
             raise ConfigError(
-                "transfers.allowed_numbers: expected E.164 numbers, short numbers or prefixes "
-                f"ending in *, got {entry!r}"
+                "transfers.allowed_numbers: expected E.164 numbers (+33321000000), prefixes "
+                f"ending in * (+33321*) or French short numbers (3977), got {entry!r}"
             )
 
 

@@ -145,3 +145,30 @@ def test_routing_errors_name_the_field(tmp_path: Path, text: str, message: str) 
     with pytest.raises(ConfigError) as info:
         load_config(file, env={})
     assert message in str(info.value)
+
+
+def test_transfer_numbers_must_be_comparable() -> None:
+    from callcenter.config import ConfigError, load_config
+
+    ok = load_config(env={"CALLCENTER_TRANSFERS_ALLOWED_NUMBERS": "3977,+33321*,+33321000000"})
+    assert ok.transfers.allowed_numbers == ("3977", "+33321*", "+33321000000")
+    for bad in ("0321000000", "33321*", "+33 3 21"):
+        with pytest.raises(ConfigError, match="transfers.allowed_numbers"):
+            load_config(env={"CALLCENTER_TRANSFERS_ALLOWED_NUMBERS": bad})
+
+
+def test_routing_backend_settings_are_checked() -> None:
+    from callcenter.config import ConfigError, load_config
+
+    redis = load_config(
+        env={"CALLCENTER_ROUTING_BACKEND": "redis", "CALLCENTER_ROUTING_NODE_ID": "a"}
+    )
+    assert redis.routing.backend == "redis" and redis.routing.node_id == "a"
+    for key, value in (
+        ("BACKEND", "etcd"),
+        ("REDIS_PREFIX", "a b"),
+        ("NODE_ID", "n/1"),
+        ("NODE_TTL_S", "0.1"),
+    ):
+        with pytest.raises(ConfigError, match="routing."):
+            load_config(env={f"CALLCENTER_ROUTING_{key}": value})

@@ -191,6 +191,7 @@ class AgentApi:
     _cache: dict[str, tuple[AgentInfo, float]] = field(default_factory=dict)
     _failures: dict[str, deque[float]] = field(default_factory=dict)
     _stop_tracking: Callable[[], None] | None = None
+    _tracked: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     # -- authentication ----------------------------------------------------------------------
     def check_rate(self, remote: str) -> None:
@@ -257,9 +258,19 @@ class AgentApi:
         if info is None:
             self.record_failure(remote)
             raise _AuthError(401, "a valid agent token is required")
+        self.ensure_tracked(info.login)
         return info
 
     # -- tracking the current offers ---------------------------------------------------------
+    def ensure_tracked(self, login: str) -> None:
+        """Follow this agent's decisions on this node.
+
+        With several nodes, the offer of a call held by another node reaches the global
+        listeners of that node only; the agent's own listener gets it on every node.
+        """
+        if login not in self._tracked:
+            self._tracked[login] = self.service.listen_agent(login, self.track)
+
     def track(self, decision: rt.Decision) -> None:
         """Global routing listener: remember which offer rings which agent."""
         if isinstance(decision, rt.OfferCall):
@@ -374,6 +385,9 @@ async def _stop_tracking(app: web.Application) -> None:
     if api._stop_tracking is not None:
         api._stop_tracking()
         api._stop_tracking = None
+    for stop in api._tracked.values():
+        stop()
+    api._tracked.clear()
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:

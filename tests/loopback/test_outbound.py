@@ -155,9 +155,12 @@ def _scenario(template: str, workdir: Path, values: dict[str, str]) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def sipp_uas(template: str, workdir: Path, **values: str) -> AsyncIterator[SippUas]:
+async def sipp_uas(
+    template: str, workdir: Path, *, port: int | None = None, **values: str
+) -> AsyncIterator[SippUas]:
+    """A sipp UAS for one call on ``port`` (a free one by default: a trunk URI may name it)."""
     scenario = _scenario(template, workdir, values)
-    port = free_port()
+    port = port or free_port()
     cmd = [
         "sipp",
         "-sf",
@@ -174,7 +177,7 @@ async def sipp_uas(template: str, workdir: Path, **values: str) -> AsyncIterator
         "1",
         "-nostdin",
         "-timeout",
-        "30s",
+        "40s",
         "-timeout_error",
         "-trace_msg",
         "-message_file",
@@ -265,7 +268,15 @@ async def test_agent_challenge_is_answered(tmp_path: Path, password_ok: bool) ->
         "user": "agent12",
         "password": password,
     }
-    async with outbound_stack() as stack, sipp_uas("uas_auth.xml.tmpl", tmp_path, **values) as uas:
+    uas_context = sipp_uas(
+        "uas_auth.xml.tmpl",
+        tmp_path,
+        realm=values["realm"],
+        nonce=values["nonce"],
+        user=values["user"],
+        password=values["password"],
+    )
+    async with outbound_stack() as stack, uas_context as uas:
         credentials = DigestCredentials("agent12", password if password_ok else "wrong-one")
         call_id = stack.command(
             lambda now: stack.engine.invite(

@@ -27,6 +27,7 @@ import pytest
 import routing
 from callcenter.app import Service
 from callcenter.store import agents as agents_store
+from tests.loopback.service import SIPP_DIR
 from tests.loopback.test_agent_bridge import (
     DISPLAY,
     HOST,
@@ -34,6 +35,7 @@ from tests.loopback.test_agent_bridge import (
     add_agents,
     events,
     log_in,
+    run_caller,
     running_service,
     sipp_caller,
     trail,
@@ -227,3 +229,16 @@ async def test_api_transfer_to_an_allowed_external_number(
     last_bridge = events(call, "bridge_ended")[-1]
     assert last_bridge["agent"] == "external" and last_bridge["to_caller_voiced"] > 10
     assert "3977" not in str(call["events"])  # the number itself is not in the trail
+
+
+async def test_a_caller_asking_for_a_transfer_is_refused_at_once(tmp_path: Path) -> None:
+    """The caller's own phone sends REFER: 202 (the engine), then a final NOTIFY 603 at once."""
+    async with running_service(tmp_path) as service:
+        workdir = tmp_path / "caller"
+        workdir.mkdir()
+        async with run_caller(
+            target_of(service), workdir, SIPP_DIR / "uac_refer_refused.xml", timeout_s=20
+        ) as caller:
+            assert await caller.finished(within=20) == 0, caller.describe()
+            call = await trail(service, caller.call_id)
+    assert events(call, "transfer_refused") == [{"side": "caller", "status": 603}]

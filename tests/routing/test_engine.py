@@ -670,3 +670,19 @@ def test_logout_during_wrap_up_cancels_its_timer(checker: Checker) -> None:
     checker.handle(AgentLoggedOut("a1", T0 + 12))
     assert checker.router.get_timer() is None
     assert checker.handle(Tick(T0 + 100)) == []
+
+
+def test_callback_kept_while_an_agent_rings_frees_the_agent_and_keeps_the_place(
+    checker: Checker,
+) -> None:
+    login(checker, "a1", APA_EXPERT)
+    checker.handle(queued("c1", at_=T0 + 1))  # a1 rings for the live call
+    out = checker.handle(CallbackKept("c1", T0 + 5))
+    assert of_type(out, OfferEnded) == [
+        OfferEnded("a1", "c1", OfferEndReason.CALL_CANCELLED, T0 + 5)
+    ]
+    assert of_type(out, CallKeptForCallback)
+    # Offered again at once, this time to dial the caller out; a1 was not paused.
+    (offer,) = of_type(out, OfferCall)
+    assert (offer.agent_id, offer.call.call_id, offer.dial_out) == ("a1", "c1", True)
+    assert checker.router.agent("a1").state is AgentState.RESERVED
