@@ -110,6 +110,7 @@ from callcenter.rtp.codecs.base import get_codec
 from callcenter.rtp.session import AudioReceived, RtpEvent, RtpSession
 from callcenter.sip import events as sip_events
 from callcenter.sip.engine import CallState
+from callcenter.store.callbacks import callback_number_allowed
 from callcenter.store.dossiers import normalize_phone
 from callcenter.store.trail import CallTrail
 from callcenter.transfer import (
@@ -462,6 +463,16 @@ WAIT_WORDS: tuple[str, ...] = (
 )  # fmt: skip
 _WAIT_LISTEN_S = 600.0
 """One wait listen lasts this long without speech (then another starts)."""
+
+
+def _callback_number(raw: str | None) -> str | None:
+    """A number we may call back, in E.164, or None.
+
+    French fixed or mobile numbers only: never premium rate, international or satellite ones
+    (a caller must not be able to make the service dial them).
+    """
+    phone = normalize_phone(raw) if raw else None
+    return phone if phone is not None and callback_number_allowed(phone) else None
 
 
 def _folded(text: str) -> str:
@@ -1931,8 +1942,7 @@ class Call:
         await self._wait_unlisten(pipeline)
         await pipeline.queue_frame(StopPromptFrame())
         self._waiting_prompt = "silence"
-        raw = self.incoming.caller_user
-        phone = normalize_phone(raw) if raw else None
+        phone = _callback_number(self.incoming.caller_user)
         self._cb = _CallbackDialog(mode="keep_place", step="confirm", phone=phone)
         self._record("callback_asked", mode="keep_place", caller_id=phone is not None)
         await self._cb_confirm_or_type(pipeline)
@@ -2135,14 +2145,14 @@ class Call:
                 dialog.slot = dialog.slots[int(digit) - 1]
                 await pipeline.queue_frame(StopPromptFrame())
                 raw = self.incoming.caller_user
-                dialog.phone = normalize_phone(raw) if raw else None
+                dialog.phone = _callback_number(raw)
                 self._record("callback_slot_chosen", choice=int(digit))
                 await self._cb_confirm_or_type(pipeline)
 
     async def _cb_typed(self, pipeline: Pipeline) -> None:
         dialog = self._cb
         assert dialog is not None
-        phone = normalize_phone(dialog.typed) if dialog.typed else None
+        phone = _callback_number(dialog.typed)
         dialog.typed = ""
         self._cb_stop_timer()
         if phone is None:

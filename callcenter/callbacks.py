@@ -13,10 +13,14 @@ the store is :mod:`callcenter.store.callbacks`. This module is the IO side:
   ``due_at``; each due callback is moved ``waiting`` → ``queued`` by a compare-and-set in the
   store before it enters the router, so only one node enqueues it.
 - **Offer** (``OfferCall`` with ``dial_out``): the callback is claimed (``queued`` →
-  ``dialing``, compare-and-set: two nodes never dial the same callback), the agent's phone rings
-  first (an :class:`~callcenter.agent_leg.AgentLeg`); when the agent answers, the caller is
-  dialled through the trunk (``callbacks.trunk_uri``), hears a short French greeting, then both
-  legs are bridged (two :class:`~callcenter.media.relay.AudioRelay`, keys re-sent as RFC 4733).
+  ``dialing``, compare-and-set: two nodes never dial the same callback; an offer this node does
+  not dial — claim lost, not queued, store error — is released with ``OfferRejected`` so the
+  agent stays available), the agent's phone rings first (an
+  :class:`~callcenter.agent_leg.AgentLeg`); an agent not taking it puts the row back to
+  ``queued`` *before* the router hears it (it re-offers at once); when the agent answers, the
+  caller is dialled through the trunk (``callbacks.trunk_uri``), hears a short French greeting,
+  then both legs are bridged (two :class:`~callcenter.media.relay.AudioRelay`, keys re-sent as
+  RFC 4733).
   Either side hanging up ends the other and sends ``CallEnded`` (the agent's wrap-up).
 - **Outcome** of each attempt: ``connected``, ``no_answer`` (ring timeout, 408/480/487),
   ``busy`` (486/600/603) or ``unreachable`` (anything else); a failed attempt is retried after
@@ -183,6 +187,8 @@ class CallbackService:
         """Router entry id → callback id, for the entries this node put in the router."""
         self._attempts: dict[str, asyncio.Task[None]] = {}
         """Running attempts by callback id."""
+        self._offers: dict[str, tuple[int, int]] = {}
+        """Callback id → (attempt number, offers of it so far): trail ids stay unique."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._unlisten: Callable[[], None] | None = None
@@ -257,8 +263,10 @@ class CallbackService:
             origin_call_id: SIP Call-ID of the call (its trail).
 
         Raises:
-            routing.RoutingError: The call is no longer waiting.
-            store.CallbackStoreError: The number is not E.164.
+            routing.RoutingError: The call is no longer waiting, or the router did not keep it
+                (the stored callback is then cancelled).
+            store.CallbackStoreError: The number is not E.164 or may not be called back
+                (:func:`~callcenter.store.callbacks.callback_number_allowed`).
             SQLAlchemyError: The store failed (nothing was kept).
         """
         now = self.routing.now()
@@ -279,10 +287,30 @@ class CallbackService:
             queue_call_id=call_id,
             node=self.node,
         )
+        # The router must keep the entry: the call may have stopped waiting since it was read
+        # (answered, hung up, closed out); then no entry would ever offer the row.
+        why = "the router did not keep the call"
+        try:
+            decisions = await self.routing.submit(routing.CallbackKept(call_id, self.routing.now()))
+        except (routing.RoutingError, ConnectionError) as exc:
+            decisions, why = [], f"the router failed ({type(exc).__name__})"
+        if not any(
+            isinstance(d, routing.CallKeptForCallback) and d.call_id == call_id for d in decisions
+        ):
+            await self._cancel_unkept(stored.id, why)
+            raise routing.RoutingError(f"call {call_id} no longer waits: callback not kept")
         self._entries[call_id] = stored.id
-        await self.routing.submit(routing.CallbackKept(call_id, self.routing.now()))
         self.metrics.callback_requested("keep_place")
         return stored
+
+    async def _cancel_unkept(self, callback_id: str, reason: str) -> None:
+        """Cancel a kept-place callback the router did not keep (no entry would offer it)."""
+        try:
+            await asyncio.to_thread(store.cancel, self.engine, callback_id, reason=reason)
+        except (SQLAlchemyError, store.CallbackStoreError) as exc:
+            logger.error(
+                "callback %s: not kept and not cancelled (%s)", callback_id, type(exc).__name__
+            )
 
     async def book(
         self,
@@ -299,7 +327,7 @@ class CallbackService:
 
         Raises:
             routing.callbacks.CallbackError: The slot cannot be booked.
-            store.CallbackStoreError: The number is not E.164.
+            store.CallbackStoreError: The number is not E.164 or may not be called back.
             SQLAlchemyError: The store failed.
         """
         queue = self.routing.config.queues[skill]
@@ -402,13 +430,27 @@ class CallbackService:
             entry = decision.call.call_id
             self._spawn(self._attempt(decision), f"callback-offer-{entry}")
         elif isinstance(decision, routing.CallRejectedClosed):
-            callback_id = self._entries.pop(decision.call_id, None)
+            entry = decision.call_id
+            callback_id = self._entries.pop(entry, None)
             if callback_id is not None:
                 self._spawn(self._closed_out(callback_id), f"callback-closed-{callback_id}")
+            elif decision.kept_callback:
+                # A callback this node adopted from a dead node: its entry is unknown here,
+                # the store knows it by its router entry (a kept place's original Call-ID).
+                self._spawn(self._closed_out(None, entry=entry), f"callback-closed-{entry}")
 
-    async def _closed_out(self, callback_id: str) -> None:
-        """The queue closed with the callback in it: carry it over to the next opening."""
-        stored = await asyncio.to_thread(store.get, self.engine, callback_id)
+    async def _closed_out(self, callback_id: str | None, *, entry: str | None = None) -> None:
+        """The queue closed with the callback in it: carry it over to the next opening.
+
+        Args:
+            callback_id: The callback, or None to find it by its router ``entry``.
+            entry: The router entry of a callback this node did not enqueue.
+        """
+        if callback_id is not None:
+            stored = await asyncio.to_thread(store.get, self.engine, callback_id)
+        else:
+            assert entry is not None
+            stored = await asyncio.to_thread(store.by_queue_call_id, self.engine, entry)
         if stored is None or stored.status is not CallbackStatus.QUEUED:
             return
         queue = self.routing.config.queues[stored.callback.skill]
@@ -433,30 +475,44 @@ class CallbackService:
     # -- one attempt -------------------------------------------------------------------------
     async def _attempt(self, offer: routing.OfferCall) -> None:
         entry = offer.call.call_id
-        callback_id = self._entries.get(entry)
-        if callback_id is None and entry.startswith("cb-"):
-            callback_id = entry[3:]
-        if callback_id is not None:
-            stored = await asyncio.to_thread(store.get, self.engine, callback_id)
-        else:
-            # A kept place asked on another node (adopted when that node died): its entry is
-            # the original Call-ID, recorded with the callback.
-            stored = await asyncio.to_thread(store.by_queue_call_id, self.engine, entry)
-            if stored is not None:
-                callback_id = stored.id
+        try:
+            stored = await self._read_offered(entry)
+            if stored is not None and stored.status is CallbackStatus.DIALING:
+                # Re-offered while this node's attempt for it is still ending (the router's
+                # ring timeout re-offers at once): that attempt puts it back to ``queued``.
+                previous = self._attempts.get(stored.id)
+                if previous is not None and previous is not asyncio.current_task():
+                    await asyncio.wait({previous})
+                    stored = await asyncio.to_thread(store.get, self.engine, stored.id)
+        except SQLAlchemyError as exc:
+            logger.warning("callback offer %s: store failed (%s)", entry, type(exc).__name__)
+            await self._release(offer, "store_error")
+            return
         if stored is None or stored.status in rules.TERMINAL_STATUSES:
             # Cancelled meanwhile (CLI), or not ours to know: take it out of the queue.
-            if stored is not None or callback_id is not None:
+            if stored is not None or self._known(entry):
                 await self.routing.submit(routing.CallCancelled(entry, self.routing.now()))
+            else:
+                await self._release(offer, "unknown")
             return
         if stored.status is not CallbackStatus.QUEUED:
-            return  # another node is dialling it
+            await self._release(offer, "not_queued")  # another node is dialling it
+            return
         dialing = rules.dialing(stored.callback, self.routing.now())
-        claimed = await asyncio.to_thread(
-            store.transition, self.engine, dialing, expected=CallbackStatus.QUEUED, node=self.node
-        )
+        try:
+            claimed = await asyncio.to_thread(
+                store.transition,
+                self.engine,
+                dialing,
+                expected=CallbackStatus.QUEUED,
+                node=self.node,
+            )
+        except SQLAlchemyError as exc:
+            logger.warning("callback %s: not claimed (%s)", stored.id, type(exc).__name__)
+            claimed = None
         if claimed is None:
-            return  # another node won the claim
+            await self._release(offer, "claim_lost")  # another node won the claim
+            return
         self._entries[entry] = claimed.id
         task = asyncio.current_task()
         assert task is not None
@@ -464,7 +520,50 @@ class CallbackService:
         try:
             await _Attempt(self, claimed, offer).run()
         finally:
-            self._attempts.pop(claimed.id, None)
+            if self._attempts.get(claimed.id) is task:
+                del self._attempts[claimed.id]
+
+    def _known(self, entry: str) -> bool:
+        return entry in self._entries or entry.startswith("cb-")
+
+    async def _read_offered(self, entry: str) -> StoredCallback | None:
+        """The callback behind an offered router entry, or None."""
+        callback_id = self._entries.get(entry)
+        if callback_id is None and entry.startswith("cb-"):
+            callback_id = entry[3:]
+        if callback_id is not None:
+            return await asyncio.to_thread(store.get, self.engine, callback_id)
+        # A kept place asked on another node (adopted when that node died): its entry is the
+        # original Call-ID, recorded with the callback.
+        return await asyncio.to_thread(store.by_queue_call_id, self.engine, entry)
+
+    async def _release(self, offer: routing.OfferCall, why: str) -> None:
+        """Free the agent offered a callback this node does not dial.
+
+        ``OfferRejected`` leaves the agent available (no "non réponse" pause, unlike
+        ``OfferTimedOut``) and the router does not offer them this entry again; the entry goes
+        back to its place for the other agents.
+        """
+        entry = offer.call.call_id
+        logger.info("callback offer %s released (%s)", entry, why)
+        try:
+            await self.routing.submit(
+                routing.OfferRejected(offer.agent_id, entry, self.routing.now())
+            )
+        except (routing.RoutingError, ConnectionError) as exc:
+            logger.warning("callback offer %s not released (%s)", entry, type(exc).__name__)
+
+    def trail_id(self, stored: StoredCallback) -> str:
+        """The trail id of a new try: ``cb-<id>-<attempt>``, ``.<k>`` for the k-th re-offer.
+
+        An agent declining is no attempt: the next agent's try has the same attempt number.
+        """
+        number = len(stored.callback.attempts) + 1
+        last, offers = self._offers.get(stored.id, (number, 0))
+        offers = offers + 1 if last == number else 1
+        self._offers[stored.id] = (number, offers)
+        suffix = f".{offers - 1}" if offers > 1 else ""
+        return f"cb-{stored.id}-{number}{suffix}"
 
     async def finish(
         self,
@@ -501,6 +600,7 @@ class CallbackService:
         elif saved.status is CallbackStatus.QUEUED and entry_gone:
             await self._enqueue(saved)
         elif saved.status in (CallbackStatus.COMPLETED, CallbackStatus.FAILED):
+            self._offers.pop(saved.id, None)
             result = "completed" if saved.status is CallbackStatus.COMPLETED else "failed"
             self.metrics.callback_ended(result)
             await self._record_contact(saved, agent_id, started, sip_call_id, result)
@@ -554,7 +654,7 @@ class _Attempt:
         self.offer = offer
         self.entry = offer.call.call_id
         self.agent_id = offer.agent_id
-        self.trail_id = f"cb-{stored.id}-{len(stored.callback.attempts) + 1}"
+        self.trail_id = service.trail_id(stored)
         self.inputs: asyncio.Queue[_AttemptInput] = asyncio.Queue()
         self.agent: AgentLeg | None = None
         self.callee: AgentLeg | None = None
@@ -566,6 +666,9 @@ class _Attempt:
         """Frames relayed each way while bridged (the trail's ``bridge_ended``)."""
         self.started = datetime.now(UTC)
         self.log = logging.LoggerAdapter(logger, {"callback": stored.id})
+        self.finished = False
+        """The store has the attempt's end (:meth:`_finish` ran)."""
+        self.saved: StoredCallback | None = None
 
     def record(self, type_: str, **data: Any) -> None:
         self.service.trail.record(self.trail_id, type_, data, datetime.now(UTC))
@@ -635,7 +738,15 @@ class _Attempt:
                 side="service",
                 at=datetime.now(UTC),
             )
-        saved = await service.finish(
+        if not self.finished:
+            await self._finish(outcome, entry_gone=entry_gone)
+        if self.saved is not None:
+            self.log.info("callback attempt: %s → %s", outcome.value, self.saved.status.value)
+
+    async def _finish(self, outcome: AttemptOutcome, *, entry_gone: bool) -> None:
+        """Record the attempt's end in the store (once)."""
+        self.finished = True
+        self.saved = await self.service.finish(
             self.stored,
             outcome,
             entry_gone=entry_gone,
@@ -643,8 +754,19 @@ class _Attempt:
             started=self.started,
             sip_call_id=self.callee.call_id if self.callee is not None else None,
         )
-        if saved is not None:
-            self.log.info("callback attempt: %s → %s", outcome.value, saved.status.value)
+
+    async def _give_back(self, event: routing.OfferRejected | routing.OfferTimedOut) -> None:
+        """The agent did not take the callback: back to ``queued`` in the store, then the router.
+
+        In this order: the router may re-offer the entry to another agent while handling
+        ``event``, and that agent's attempt must find the callback ``queued`` to claim it.
+        """
+        try:
+            await self._finish(AttemptOutcome.AGENT_UNAVAILABLE, entry_gone=False)
+        except SQLAlchemyError as exc:
+            # Left ``dialing``: a restart puts it back; the agent must be freed all the same.
+            self.log.error("callback not given back (%s)", type(exc).__name__)
+        await self.service.routing.submit(event)
 
     async def _ring_agent(self) -> bool:
         """Ring the agent; True once they answered and the router connected them."""
@@ -654,7 +776,7 @@ class _Attempt:
         uri = await service.agent_uri(self.agent_id)
         if uri is None:
             service.metrics.agent_offer("failed")
-            await rs.submit(routing.OfferTimedOut(self.agent_id, self.entry, rs.now()))
+            await self._give_back(routing.OfferTimedOut(self.agent_id, self.entry, rs.now()))
             return False
         leg = self._leg(self.agent_id, uri)
         self.agent = leg
@@ -668,7 +790,7 @@ class _Attempt:
         except (OSError, ValueError, RuntimeError) as exc:
             self.log.warning("agent leg not placed: %s", type(exc).__name__)
             service.metrics.agent_offer("failed")
-            await rs.submit(routing.OfferTimedOut(self.agent_id, self.entry, rs.now()))
+            await self._give_back(routing.OfferTimedOut(self.agent_id, self.entry, rs.now()))
             return False
         while True:
             item = await self.inputs.get()
@@ -692,12 +814,12 @@ class _Attempt:
                 self.record(
                     "agent_missed", agent=self.agent_id, status=item.status_code, reason=item.kind
                 )
-                event: routing.Event = (
+                event = (
                     routing.OfferRejected(self.agent_id, self.entry, rs.now())
                     if item.kind == "rejected"
                     else routing.OfferTimedOut(self.agent_id, self.entry, rs.now())
                 )
-                await rs.submit(event)
+                await self._give_back(event)
                 return False
             elif isinstance(item, routing.OfferEnded) and item.agent_id == self.agent_id:
                 service.metrics.agent_offer(

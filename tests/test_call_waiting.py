@@ -19,3 +19,12 @@ def test_the_wait_words_fold_to_what_the_call_looks_for() -> None:
     assert "[unk]" in WAIT_WORDS  # Vosk grammar mode needs it
     assert "rappel" in _folded("Pouvez-vous me RAPPELER ?")
     assert "repet" in _folded("Répétez, s'il vous plaît")
+
+
+def test_only_french_fixed_and_mobile_numbers_are_called_back() -> None:
+    from callcenter.call import _callback_number
+
+    assert _callback_number("0612345678") == "+33612345678"
+    assert _callback_number("0321000000") == "+33321000000"
+    for refused in ("0899123456", "00882123456789", "+442071234567", "3977", "", None):
+        assert _callback_number(refused) is None, refused

@@ -7,6 +7,8 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,17 +28,41 @@ from callcenter.routing_service import RoutingService
 from callcenter.sip import events as sip_events
 from callcenter.store import callbacks as store
 from callcenter.store import db
+from callcenter.store.callbacks import callback_number_allowed
 from callcenter.store.trail import CallTrail
+from ivr_flows.hours import Schedule, TimeRange
 from routing import callbacks as rules
 from routing.callbacks import AttemptOutcome, CallbackStatus, Slot
 
 PHONE = "+33612345678"
 
 
-def routing_config(max_wait_s: float = 600.0) -> routing.RoutingConfig:
+def routing_config(max_wait_s: float = 600.0, ring_timeout_s: float = 5.0) -> routing.RoutingConfig:
     return routing.RoutingConfig.simple(
-        [routing.QueueConfig("apa", ring_timeout_s=5.0, wrap_up_s=1.0, max_wait_s=max_wait_s)]
+        [
+            routing.QueueConfig(
+                "apa", ring_timeout_s=ring_timeout_s, wrap_up_s=1.0, max_wait_s=max_wait_s
+            )
+        ]
     )
+
+
+def office_hours() -> Schedule:
+    """Weekdays 9:00-12:30 and 13:30-17:00."""
+    ranges = (TimeRange(9 * 60, 12 * 60 + 30), TimeRange(13 * 60 + 30, 17 * 60))
+    return Schedule(
+        name="bureau",
+        weekly=MappingProxyType(dict.fromkeys(range(5), ranges)),
+        closures=frozenset(),
+    )
+
+
+async def until(check: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.02)
 
 
 class FakeDialer:
@@ -45,6 +71,8 @@ class FakeDialer:
     def __init__(self) -> None:
         self.placed: list[tuple[str, str]] = []
         self.cancelled: list[str] = []
+        self.handlers: dict[str, Callable[[sip_events.SipEvent], None]] = {}
+        """SIP event handler of each placed call (a test answers or fails it)."""
 
     def place_call(
         self,
@@ -57,6 +85,7 @@ class FakeDialer:
     ) -> str:
         call_id = f"out-{len(self.placed)}"
         self.placed.append((target_uri, from_display or ""))
+        self.handlers[call_id] = on_event
         return call_id
 
     def cancel_call(self, call_id: str) -> None:
@@ -205,6 +234,11 @@ async def test_an_offer_is_claimed_by_one_node_only(
         assert claimed is not None and claimed.status is CallbackStatus.DIALING
         winner = 0 if dialers[0].placed else 1
         assert claimed.node == f"n{winner}"
+        # The loser released its offer at once: its agent is not left reserved (then paused
+        # "non réponse" at the ring timeout) for a phone that never rang.
+        loser = routers[1 - winner].router
+        assert loser.agent("ag1").state is routing.AgentState.AVAILABLE
+        assert loser.call_phase("cb-c1") == "waiting"
     finally:
         for service in services:
             await service.close()
@@ -286,3 +320,186 @@ def test_outcomes_numbers_and_spoken_texts() -> None:
     assert spoken_slot(Slot(start + 1800, start + 3 * 3600 + 1800), paris) == (
         "lundi 7 décembre entre 9 heures 30 et 12 heures 30"
     )
+
+
+def failed(dialer: FakeDialer, index: int, status: int, reason: str) -> None:
+    """The phone of the ``index``-th placed call answers ``status`` (a final failure)."""
+    call_id = f"out-{index}"
+    dialer.handlers[call_id](sip_events.OutboundCallFailed(call_id, status, reason))
+
+
+def slow_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store takes 0.3 s to move a callback out of ``dialing`` (a loaded database)."""
+    transition = store.transition
+
+    def slow(*args: Any, **kwargs: Any) -> store.StoredCallback | None:
+        if kwargs.get("expected") is CallbackStatus.DIALING:
+            time.sleep(0.3)
+        return transition(*args, **kwargs)
+
+    monkeypatch.setattr(store, "transition", slow)
+
+
+async def test_a_rejected_callback_rings_the_next_agent(
+    engine: Engine,
+    trail: CallTrail,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first agent declines (603): the callback is re-offered and the second one rung."""
+    slow_release(monkeypatch)
+    now = time.time()
+    store.create(engine, queued_callback("c1", now - 10), phone=PHONE, queue_call_id="cb-c1")
+    rs = RoutingService(config=routing_config())
+    dialer = FakeDialer()
+    service = make_service(engine, trail, rs, tmp_path, dialer)
+    await service.start()
+    try:
+        await rs.submit(routing.AgentLoggedIn("ag1", {"apa": 3}, time.time()))
+        await until(lambda: len(dialer.placed) == 1)
+        await rs.submit(routing.AgentLoggedIn("ag2", {"apa": 3}, time.time()))
+        failed(dialer, 0, 603, "Decline")
+        await until(lambda: len(dialer.placed) == 2)
+        assert [uri for uri, _ in dialer.placed] == [
+            "sip:ag1@127.0.0.1:9",
+            "sip:ag2@127.0.0.1:9",
+        ]
+        await asyncio.sleep(0.2)
+        router = rs.router
+        assert router.agent("ag1").state is routing.AgentState.AVAILABLE  # declined: no pause
+        assert router.agent("ag2").state is routing.AgentState.RESERVED  # their phone rings
+        assert router.agent("ag2").call_id == "cb-c1"
+        claimed = store.get(engine, "c1")
+        assert claimed is not None and claimed.status is CallbackStatus.DIALING
+        assert claimed.callback.attempts == ()  # the agent declining is no attempt
+        await trail.flush()
+        # Each try has its own trail call (same attempt number: a second id, not a clash).
+        assert "call trail dropped" not in caplog.text
+    finally:
+        await service.close()
+        rs.close()
+
+
+async def test_a_callback_whose_agent_did_not_answer_rings_the_next_agent(
+    engine: Engine, trail: CallTrail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router's ring timeout re-offers at once, while the first attempt is still ending."""
+    slow_release(monkeypatch)
+    now = time.time()
+    store.create(engine, queued_callback("c1", now - 10), phone=PHONE, queue_call_id="cb-c1")
+    rs = RoutingService(config=routing_config(ring_timeout_s=0.3))
+    dialer = FakeDialer()
+    service = make_service(engine, trail, rs, tmp_path, dialer)
+    await service.start()
+    try:
+        await rs.submit(routing.AgentLoggedIn("ag1", {"apa": 3}, time.time()))
+        await until(lambda: len(dialer.placed) == 1)
+        await rs.submit(routing.AgentLoggedIn("ag2", {"apa": 3}, time.time()))
+        await until(lambda: len(dialer.placed) == 2)  # ag1 rang out: ag2's phone rings
+        assert dialer.placed[1][0] == "sip:ag2@127.0.0.1:9"
+        assert "out-0" in dialer.cancelled
+        assert rs.router.agent("ag1").state is routing.AgentState.PAUSED  # did not answer
+    finally:
+        await service.close()
+        rs.close()
+
+
+async def test_an_adopted_kept_callback_is_carried_over_at_closing(
+    engine: Engine, trail: CallTrail, tmp_path: Path
+) -> None:
+    """A kept place asked on a node that died is unknown here: found by its entry at closing."""
+    paris = ZoneInfo("Europe/Paris")
+    from datetime import datetime
+
+    def at(hour: int, minute: int) -> float:
+        return datetime(2025, 6, 2, hour, minute, tzinfo=paris).timestamp()  # a Monday
+
+    hours = office_hours()
+    config = routing.RoutingConfig.simple([routing.QueueConfig("apa", hours=hours)])
+    clock = [at(12, 20)]
+    rs = RoutingService(config=config, clock=lambda: clock[0])
+    service = make_service(engine, trail, rs, tmp_path, FakeDialer())
+    await service.start()
+    try:
+        # The dead node's caller kept their place: its row and its router entry.
+        store.create(
+            engine,
+            queued_callback("k1", at(12, 10), "sip-dead"),
+            phone=PHONE,
+            queue_call_id="sip-dead",
+            node="dead",
+        )
+        call = routing.QueuedCall("sip-dead", "apa", joined_at=at(12, 10))
+        rs.handle(routing.CallQueued(call, at(12, 10)))
+        rs.handle(routing.CallbackKept("sip-dead", at(12, 11)))
+        clock[0] = at(12, 30)  # the lunch break
+        out = rs.handle(routing.Tick(clock[0]))
+        assert [d.kept_callback for d in out if isinstance(d, routing.CallRejectedClosed)] == [True]
+
+        def carried() -> bool:
+            row = store.get(engine, "k1")
+            return row is not None and row.status is CallbackStatus.WAITING
+
+        await until(carried)
+        row = store.get(engine, "k1")
+        assert row is not None and row.callback.due_at == pytest.approx(at(13, 30))
+        assert row.callback.attempts == ()
+    finally:
+        await service.close()
+        rs.close()
+
+
+class KeptTooLate(RoutingService):
+    """The waiting call is answered (here: hangs up) while its callback is being stored."""
+
+    async def submit(self, event: routing.Event) -> list[routing.Decision]:
+        if isinstance(event, routing.CallbackKept):
+            self.handle(routing.CallCancelled(event.call_id, event.at))
+        return await super().submit(event)
+
+
+async def test_keep_place_refused_when_the_router_did_not_keep_the_call(
+    engine: Engine, trail: CallTrail, tmp_path: Path
+) -> None:
+    rs = KeptTooLate(config=routing_config())
+    service = make_service(engine, trail, rs, tmp_path, FakeDialer())
+    await service.start()
+    try:
+        joined = time.time() - 30
+        await rs.submit(
+            routing.CallQueued(routing.QueuedCall("sip-9", "apa", joined_at=joined), joined)
+        )
+        with pytest.raises(routing.RoutingError):
+            await service.keep_place("sip-9", PHONE, origin_call_id="sip-9")
+        (row,) = store.list_callbacks(engine)
+        assert row.status is CallbackStatus.CANCELLED and row.cancel_reason
+        assert store.open_callbacks(engine) == []
+        text = service.metrics.render()[0].decode()
+        assert 'callcenter_callbacks_requested_total{mode="keep_place"} 1.0' not in text
+    finally:
+        await service.close()
+        rs.close()
+
+
+@pytest.mark.parametrize(
+    ("number", "allowed"),
+    [
+        ("+33612345678", True),  # 06 12 34 56 78
+        ("+33321000000", True),  # 03 21 00 00 00
+        ("+262262261234", True),  # 0262 26 12 34, La Réunion
+        ("+262692123456", True),  # a Réunion mobile
+        ("+590590123456", True),  # Guadeloupe
+        ("+33912345678", True),  # 09 (internet box, charged as a landline)
+        ("+33899123456", False),  # 0899 12 34 56, premium rate
+        ("+33800123456", False),  # free phone
+        ("+882123456789", False),  # international networks (revenue share)
+        ("+881234567890", False),  # satellite
+        ("+442079460000", False),  # London
+        ("3977", False),  # short number
+        ("0612345678", False),  # not E.164
+        ("", False),
+    ],
+)
+def test_callback_number_allowed(number: str, allowed: bool) -> None:
+    assert callback_number_allowed(number) is allowed

@@ -92,11 +92,54 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
+CALLBACK_REGIONS: frozenset[str] = frozenset(
+    {"FR", "GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF", "WF", "PF", "NC"}
+)
+"""Regions a callback may call: metropolitan France and the French overseas regions."""
+_CALLBACK_TYPES = frozenset(
+    {
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    }
+)
+
+
+def callback_number_allowed(e164: str) -> bool:
+    """Whether the service may call ``e164`` back through the trunk (toll-fraud guard).
+
+    Only ordinary French numbers are called: a fixed line or a mobile (``libphonenumber``'s
+    number type) of metropolitan France or a French overseas region (:data:`CALLBACK_REGIONS`),
+    plus the metropolitan ``09`` numbers (internet boxes: typed VoIP by ``libphonenumber``, but
+    charged as a landline). Premium rate (``08 9x``), shared cost and free phone numbers, short
+    numbers (``3977``), international revenue-share (``+882``, satellite) and every other
+    country are refused: a caller could otherwise make the service dial them at its cost.
+
+    Args:
+        e164: The number, E.164 (``+33612345678``); anything else is refused.
+
+    Returns:
+        True when it may be dialled.
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    if not phonenumbers.is_valid_number(number):
+        return False
+    region = phonenumbers.region_code_for_number(number)
+    if region not in CALLBACK_REGIONS:
+        return False
+    kind = phonenumbers.number_type(number)
+    return kind in _CALLBACK_TYPES or (region == "FR" and kind == phonenumbers.PhoneNumberType.VOIP)
+
+
 def check_phone(phone: str) -> str:
-    """Return ``phone`` if it is a valid E.164 number.
+    """Return ``phone`` if it is a valid E.164 number the service may call back.
 
     Raises:
-        CallbackStoreError: It is not (the number itself is not quoted in the message).
+        CallbackStoreError: It is not E.164, or not allowed (:func:`callback_number_allowed`);
+            the number itself is not quoted in the message.
     """
     try:
         number = phonenumbers.parse(phone, None)
@@ -106,6 +149,10 @@ def check_phone(phone: str) -> str:
         phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != phone
     ):
         raise CallbackStoreError("phone: not a valid E.164 number")
+    if not callback_number_allowed(phone):
+        raise CallbackStoreError(
+            "phone: not a French fixed line or mobile number (not called back)"
+        )
     return phone
 
 

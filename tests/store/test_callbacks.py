@@ -63,11 +63,36 @@ def test_create_and_read_back(engine: Engine) -> None:
     assert {s.id for s in callbacks.open_callbacks(engine)} == {"c1", "c2"}
 
 
-@pytest.mark.parametrize("bad", ["0612345678", "+3361234", "+33 6 12 34 56 78", "abc"])
+@pytest.mark.parametrize("bad", ["0612345678", "+3361234", "+33 6 12 34 56 78", "abc", "3977"])
 def test_only_e164_numbers_are_stored(engine: Engine, bad: str) -> None:
     with pytest.raises(CallbackStoreError, match="phone") as info:
         callbacks.create(engine, _kept(), phone=bad)
     assert bad not in str(info.value)  # never the number in a message
+
+
+@pytest.mark.parametrize(
+    "ok",
+    ["+33612345678", "+33321000000", "+262262261234"],  # 06..., 03 21..., 0262 (La Réunion)
+)
+def test_french_fixed_and_mobile_numbers_are_stored(engine: Engine, ok: str) -> None:
+    assert callbacks.create(engine, _kept(), phone=ok).phone == ok
+
+
+@pytest.mark.parametrize(
+    "toll",
+    [
+        "+33899123456",  # 0899 12 34 56: premium rate
+        "+882123456789",  # international networks (revenue share)
+        "+442079460000",  # London
+        "+33800123456",  # free phone
+    ],
+)
+def test_numbers_that_cost_the_service_are_refused(engine: Engine, toll: str) -> None:
+    """Toll fraud: a caller must not make the trunk dial a premium or foreign number."""
+    with pytest.raises(CallbackStoreError, match="phone") as info:
+        callbacks.create(engine, _kept(), phone=toll)
+    assert toll not in str(info.value)
+    assert callbacks.get(engine, "c1") is None
 
 
 def test_transition_is_a_compare_and_set(engine: Engine) -> None:
