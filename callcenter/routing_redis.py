@@ -16,7 +16,10 @@ totally ordered log:
 - each node runs one reader task (``XREAD BLOCK`` from its last id) that applies the entries in
   stream order to its local replica router, and hands the decisions to its local listeners;
 - :meth:`RedisRoutingService.submit` appends and returns the decisions of *its* entry once the
-  reader has applied it (a :class:`routing.RoutingError` of the replica is raised to it).
+  reader has applied it (a :class:`routing.RoutingError` of the replica is raised to it). The
+  wait is bounded: a reader that stops (a bug, a cancellation) or an entry not applied within
+  ``4 × op_timeout_s`` (checked by a watchdog task) counts as Redis unavailable (local mode,
+  below), which applies the waiting submissions locally.
 
 Atomic assignment follows: an offer is a decision, and decisions are a function of the log
 prefix. Two nodes cannot give one agent two calls, because there is only one sequence of
@@ -34,7 +37,10 @@ Ownership: the node that appended a ``CallQueued`` owns the call, the node that 
 ``AgentLoggedIn`` owns the agent; an explicit ``own`` entry moves items to its node (adoption
 of a dead node's callbacks, reconciliation). Global listeners (metrics, trail, KPIs) only get
 the decisions owned locally (about a call: its owner; else about an agent: its owner; else the
-node that appended the entry), so a counter is not multiplied by the number of nodes.
+node that appended the entry), so a counter is not multiplied by the number of nodes. A call's
+owner is forgotten after its last decision (``WrapUpEnded``, ``CallAbandoned``...) only if the
+router no longer holds the call: a blind transfer queues the same call id again while its first
+agent is still in wrap-up.
 
 Node liveness: each node refreshes ``{prefix}:node:{id}`` (TTL ``node_ttl_s``) every third of
 the TTL. A node that sees the key of an item owner gone, and wins ``SET NX`` on
@@ -63,8 +69,15 @@ back-off; on success it *reconciles*: it replays the shared stream into a fresh 
 what brings the shared state in line with its local truth for its own items (agent log-outs and
 log-ins, ``CallQueued`` for its local waiting calls the shared state lacks, ``CallCancelled``
 or ``CallerHungUp`` for shared calls of this node that ended locally, an ``own`` entry for the
-rest), then follows the stream again. A node only reaps others after a full TTL of continuous
-connection, so nodes coming back from the same Redis outage do not reap each other.
+rest), then follows the stream again. Other nodes may have offered this node's waiting calls
+meanwhile (its calls never rang those agents, who would be paused "non réponse" at the ring
+timeout): each such offer, unless it was already there at the switch, is withdrawn
+(``CallCancelled``: the agent is freed without penalty) and the call queued again with its
+original ``QueuedCall`` (same ``joined_at``, so the same place), in entries marked ``r=1`` whose
+``CallRemoved``/``CallEnqueued``/``CallKeptForCallback`` are not handed to listeners (it neither
+left nor joined); the new offer is read by this node, so its call rings it. A node only reaps
+others after a full TTL of continuous connection, so nodes coming back from the same Redis
+outage do not reap each other.
 """
 
 from __future__ import annotations
@@ -123,8 +136,20 @@ _CALLBACK_GONE = (
 )
 """Decisions after which a callback entry is no longer in the queue."""
 
+_REOFFER_QUIET = (routing.CallRemoved, routing.CallEnqueued, routing.CallKeptForCallback)
+"""Decisions of a re-offer entry (see ``_reconcile``) not handed to listeners: the call neither
+left nor joined the queue, it was only offered again."""
+
+_REOFFER_FIELD = "r"
+"""Stream entry field marking a re-offer entry (value ``"1"``); older readers ignore it."""
+
 _MAX_CALL_OWNERS = 200_000
 """Call owners remembered (oldest forgotten first): a bound for calls whose end was missed."""
+
+
+def _as_kept(call: routing.QueuedCall) -> routing.QueuedCall:
+    """A kept place queued again: as a callback entry, so that no maximum wait drops it."""
+    return call if call.callback else dataclasses.replace(call, callback=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +187,8 @@ class _Mode:
 class _Pending:
     event: routing.Event
     future: asyncio.Future[list[routing.Decision]]
+    since: float = 0.0
+    """``time.monotonic()`` when submitted (the watchdog's bound, see ``_watch_loop``)."""
 
 
 class _Replica:
@@ -211,8 +238,13 @@ class _Replica:
         return entry_node
 
     def forget(self, decisions: list[routing.Decision]) -> None:
+        """Forget the owner of calls that ended, unless the router holds the call again.
+
+        A blind transfer queues the same call id again while its first agent is in wrap-up:
+        the end of that wrap-up (``WrapUpEnded``) must not forget the waiting call's owner.
+        """
         for decision in decisions:
-            if isinstance(decision, _TERMINAL):
+            if isinstance(decision, _TERMINAL) and self.router.call_phase(decision.call_id) is None:
                 self.call_owner.pop(decision.call_id, None)
 
     def is_callback(self, call_id: str) -> bool:
@@ -264,6 +296,9 @@ class RedisRoutingService:
         self._callbacks_key = f"{prefix}:callbacks"
         timeout = redis_config.op_timeout_s
         self._block_ms = max(10, int(timeout * 500))
+        # How long a submission may wait for its entry to be sent and applied by the reader;
+        # beyond it the stream is taken as unusable (as if Redis were down): local mode.
+        self._apply_limit_s = 4 * timeout
         # A bounded pool where a command waits for a free connection (up to the op timeout):
         # many concurrent submits must queue, not fail as if Redis were down.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -283,6 +318,7 @@ class RedisRoutingService:
         self._token_prefix = uuid.uuid4().hex[:8]
         self._token_seq = 0
         self._deferred_login: dict[str, routing.AgentLoggedIn] = {}
+        self._offers_at_switch: dict[str, tuple[str, float]] = {}
         self._local_calls: set[str] = set()
         self._local_kept: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -298,9 +334,10 @@ class RedisRoutingService:
         self._writer: asyncio.Task[None] | None = None
         self._switched = asyncio.Event()
         self._switched.set()
-        self._outbox: list[tuple[dict[Any, Any], asyncio.Future[None]]] = []
+        self._outbox: list[dict[Any, Any]] = []
         self._outbox_ready = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
         self._generation = 0
         self._stopping = asyncio.Event()
@@ -342,6 +379,7 @@ class RedisRoutingService:
         """
         self._writer = self._spawn(self._write_loop(), "routing-redis-writer")
         self._sender = self._spawn(self._send_loop(), "routing-redis-sender")
+        self._watchdog = self._spawn(self._watch_loop(), "routing-redis-watchdog")
         try:
             await self._op(self._redis.set(self._node_key, "1", px=self._ttl_ms()))
             self._replica = await self._replay()
@@ -381,9 +419,6 @@ class RedisRoutingService:
             if not pending.future.done():
                 pending.future.set_exception(ConnectionError("routing service closed"))
         self._pending.clear()
-        for _fields, sent in self._outbox:
-            if not sent.done():
-                sent.set_exception(ConnectionError("routing service closed"))
         self._outbox = []
 
     async def aclose(self) -> None:
@@ -407,25 +442,27 @@ class RedisRoutingService:
     # -- shared mode ------------------------------------------------------------------------
 
     async def _submit_shared(self, event: routing.Event) -> list[routing.Decision]:
+        """Append one event; return its decisions once the reader applied it.
+
+        The wait is bounded: a send error switches to local mode (the sender does), which
+        applies the pending events locally; an entry not applied within ``4 × op_timeout_s``
+        (a reader or sender that died of a bug, an entry that never comes back) does too
+        (the reader's end and the watchdog).
+        """
         self._token_seq += 1
         token = f"{self._token_prefix}:{self._token_seq}"
         future: asyncio.Future[list[routing.Decision]] = asyncio.get_running_loop().create_future()
-        self._pending[token] = _Pending(event, future)
-        fields = {"n": self.node_id, "k": "e", "t": token, "p": encode_event(event)}
-        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outbox.append((fields, sent))
+        self._pending[token] = _Pending(event, future, time.monotonic())
+        self._outbox.append({"n": self.node_id, "k": "e", "t": token, "p": encode_event(event)})
         self._outbox_ready.set()
-        try:
-            await sent
-        except _REDIS_DOWN as exc:
-            self._enter_local(exc)  # applies the pending event locally and resolves the future
         return await future
 
     async def _send_loop(self) -> None:
         """Send the queued submissions: one XADD each, all waiting ones in one pipeline.
 
         Concurrent submits share a round trip instead of each waiting for a connection; a
-        node's own submissions keep their order in the stream.
+        node's own submissions keep their order in the stream. A failure switches to local
+        mode, unless the mode changed meanwhile (the batch is then already applied locally).
         """
         while not self._closed:
             await self._outbox_ready.wait()
@@ -433,23 +470,28 @@ class RedisRoutingService:
             batch, self._outbox = self._outbox, []
             if not batch:
                 continue
+            changes = self.mode_changes
             pipe = self._redis.pipeline(transaction=False)
-            for fields, _sent in batch:
+            for fields in batch:
                 _ = pipe.xadd(
                     self._stream, fields, maxlen=self.redis_config.max_events, approximate=True
                 )
-            error: BaseException | None = None
             try:
                 await self._op(pipe.execute())
             except _REDIS_DOWN as exc:
-                error = exc
-            for _fields, sent in batch:
-                if sent.done():
-                    continue
-                if error is None:
-                    sent.set_result(None)
-                else:
-                    sent.set_exception(error)
+                if self.mode_changes == changes:
+                    self._enter_local(exc)
+
+    async def _watch_loop(self) -> None:
+        """Switch to local mode when the oldest pending submission waited too long."""
+        period = self.redis_config.op_timeout_s
+        while not self._closed:
+            await asyncio.sleep(period)
+            if self._mode != _Mode.SHARED or not self._pending:
+                continue
+            oldest = next(iter(self._pending.values()))
+            if time.monotonic() - oldest.since > self._apply_limit_s:
+                self._enter_local(TimeoutError("routing: stream entry not applied in time"))
 
     def _xadd(self, fields: dict[Any, Any]) -> Awaitable[Any]:
         return self._redis.xadd(
@@ -458,12 +500,33 @@ class RedisRoutingService:
 
     def _follow(self) -> None:
         self._generation += 1
+        generation = self._generation
         self._stopping = asyncio.Event()
-        self._reader = self._spawn(self._read_loop(self._generation), "routing-redis-reader")
+        if self._sender is None or self._sender.done():
+            self._sender = self._spawn(self._send_loop(), "routing-redis-sender")
+        if self._writer is None or self._writer.done():
+            self._writer = self._spawn(self._write_loop(), "routing-redis-writer")
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = self._spawn(self._watch_loop(), "routing-redis-watchdog")
+        self._reader = self._spawn(self._read_loop(generation), "routing-redis-reader")
+        self._reader.add_done_callback(lambda task: self._reader_ended(task, generation))
         self._heartbeat = self._spawn(
             self._heartbeat_loop(self._generation), "routing-redis-heartbeat"
         )
         self._arm()
+
+    def _reader_ended(self, task: asyncio.Task[None], generation: int) -> None:
+        """A reader that stops while still current (it failed, or was cancelled): local mode.
+
+        Without a reader no submission would ever get its entry applied.
+        """
+        if self._closed or generation != self._generation:
+            return  # stopped on purpose (mode change, close)
+        if task.cancelled():
+            self._enter_local(ConnectionError("routing reader cancelled"))
+            return
+        exc = task.exception()
+        self._enter_local(exc if exc is not None else ConnectionError("routing reader stopped"))
 
     async def _read_loop(self, generation: int) -> None:
         # Not cancelled from outside: it stops by itself within one XREAD BLOCK when the mode
@@ -490,7 +553,8 @@ class RedisRoutingService:
         replica = self._replica
         replica.last_id = entry_id
         node = fields.get("n", "")
-        pending = self._pending.pop(fields.get("t", ""), None) if node == self.node_id else None
+        token = fields.get("t", "")
+        pending = self._pending.pop(token, None) if node == self.node_id else None
         try:
             decisions, _event = replica.apply(node, fields.get("k", "e"), fields.get("p", ""))
         except (routing.RoutingError, CodecError, ValueError) as exc:
@@ -500,16 +564,27 @@ class RedisRoutingService:
             elif not isinstance(exc, routing.RoutingError):
                 logger.warning("routing: skipped a bad stream entry %s: %s", entry_id, exc)
             return
+        except BaseException:
+            # The reader dies with this (see _reader_ended): the submission stays pending, so
+            # the switch to local mode applies it locally instead of leaving it unanswered.
+            if pending is not None:
+                self._pending[token] = pending
+            raise
         mine = self.node_id
 
         def owned(decision: routing.Decision) -> bool:
             return replica.owner(decision, node) == mine
 
-        self._listeners.dispatch(decisions, owned)
-        self._persist_callbacks(decisions, owned)
-        replica.forget(decisions)
-        if pending is not None and not pending.future.done():
-            pending.future.set_result(decisions)
+        visible = decisions
+        if fields.get(_REOFFER_FIELD) == "1":
+            visible = [d for d in decisions if not isinstance(d, _REOFFER_QUIET)]
+        try:
+            self._listeners.dispatch(visible, owned)
+            self._persist_callbacks(decisions, owned)
+            replica.forget(decisions)
+        finally:
+            if pending is not None and not pending.future.done():
+                pending.future.set_result(decisions)  # applied: its decisions stand
 
     def _persist_callbacks(
         self, decisions: list[routing.Decision], owned: Callable[[routing.Decision], bool]
@@ -558,6 +633,10 @@ class RedisRoutingService:
                     )
                 except (routing.RoutingError, CodecError, ValueError):
                     continue
+                except Exception as exc:
+                    # Every node skips the same entry the same way: replicas stay identical.
+                    logger.warning("routing: replay skipped entry %s: %r", entry_id, exc)
+                    continue
                 replica.forget(decisions)
             start = "(" + page[-1][0]
         return replica
@@ -578,7 +657,7 @@ class RedisRoutingService:
                 call = decode_queued_call(text)
             except CodecError:
                 continue
-            await self._append(routing.CallQueued(call, now))
+            await self._append(routing.CallQueued(_as_kept(call), now))
             await self._append(routing.CallbackKept(call_id, now))
 
     async def _append(self, event: routing.Event) -> None:
@@ -748,11 +827,20 @@ class RedisRoutingService:
                 self._deferred_login[agent_id] = login
         self._local_calls = set()
         self._local_kept = set()
+        # The offers of this node's calls known now (its calls ring them): reconciling keeps
+        # these, and makes again those the other nodes made meanwhile (see _reconcile).
+        self._offers_at_switch = {}
+        for call_id in calls:
+            offer = _offer_of(shared.router, call_id)
+            if offer is not None:
+                self._offers_at_switch[call_id] = offer
         rebuilt: list[routing.Decision] = []
         for call_id in calls:
             if shared.router.call_phase(call_id) == "connected":
                 continue
             call = shared.router.waiting_call(call_id)
+            if call_id in shared.kept:
+                call = _as_kept(call)
             rebuilt.extend(local.handle(routing.CallQueued(call, now)))
             self._local_calls.add(call_id)
             if call_id in shared.kept:
@@ -767,6 +855,7 @@ class RedisRoutingService:
                 if not isinstance(d, routing.CallEnqueued | routing.AgentStateChanged)
             ]
         )
+        self._outbox = []  # applied locally below: these must never reach the stream
         for token, pending in list(self._pending.items()):
             del self._pending[token]
             if pending.future.done():
@@ -818,6 +907,11 @@ class RedisRoutingService:
                 return
             except _REDIS_DOWN as exc:
                 logger.info("routing: Redis still unavailable (%s)", type(exc).__name__)
+                self._switched.set()
+                delay = min(delay * 2, self.redis_config.max_backoff_s)
+            except Exception:
+                # A bug must not leave submissions waiting for a switch that never comes.
+                logger.exception("routing: reconciliation failed; retrying")
                 self._switched.set()
                 delay = min(delay * 2, self.redis_config.max_backoff_s)
 
@@ -878,7 +972,10 @@ class RedisRoutingService:
             theirs_phase = shared.router.call_phase(call_id)
             if phase in ("waiting", "offered"):
                 if theirs_phase is None:
-                    events.append(routing.CallQueued(local.waiting_call(call_id), now))
+                    call = local.waiting_call(call_id)
+                    if call_id in self._local_kept:
+                        call = _as_kept(call)
+                    events.append(routing.CallQueued(call, now))
                     if call_id in self._local_kept:
                         events.append(routing.CallbackKept(call_id, now))
                 else:
@@ -893,13 +990,37 @@ class RedisRoutingService:
                 events.append(routing.CallerHungUp(call_id, now))
             else:
                 events.append(routing.CallCancelled(call_id, now))
+        # Offers of this node's calls made by other nodes while it was local: its calls never
+        # rang them, and the agent would be paused "non réponse" at the ring timeout. Withdraw
+        # each (CallCancelled frees the agent without penalty) and queue the call again in its
+        # place (its original QueuedCall, hence joined_at): the offer is made anew, read by
+        # this node's reader, hence rung. The entries are marked so that listeners do not see
+        # a removal and a new join. An agent logged out above releases its offer by itself.
+        logged_out = {e.agent_id for e in events if isinstance(e, routing.AgentLoggedOut)}
+        reoffers: list[routing.Event] = []
+        for call_id in claim_calls:
+            offer = _offer_of(shared.router, call_id)
+            if offer is None or offer[0] in logged_out:
+                continue
+            if self._offers_at_switch.get(call_id) == offer:
+                continue  # made before the switch: this node's call rings it
+            reoffers.append(routing.CallCancelled(call_id, now))
+            again = shared.router.waiting_call(call_id)
+            if call_id in shared.kept or call_id in self._local_kept:
+                again = _as_kept(again)
+            reoffers.append(routing.CallQueued(again, now))
+            if call_id in shared.kept or call_id in self._local_kept:
+                reoffers.append(routing.CallbackKept(call_id, now))
         await self._append_own(claim_calls, claim_agents)
-        if events:
+        if events or reoffers:
             pipe = self._redis.pipeline(transaction=False)
-            for event in events:
+            for event, quiet in [(e, False) for e in events] + [(e, True) for e in reoffers]:
+                fields: dict[Any, Any] = {"n": self.node_id, "k": "e", "p": encode_event(event)}
+                if quiet:
+                    fields[_REOFFER_FIELD] = "1"
                 _ = pipe.xadd(
                     self._stream,
-                    {"n": self.node_id, "k": "e", "p": encode_event(event)},
+                    fields,
                     maxlen=self.redis_config.max_events,
                     approximate=True,
                 )
@@ -909,10 +1030,15 @@ class RedisRoutingService:
         self._local = None
         self._local_calls = set()
         self._local_kept = set()
+        self._offers_at_switch = {}
         self._mode = _Mode.SHARED
         self.mode_changes += 1
         self._connected_since = time.monotonic()
-        logger.warning("routing: Redis back; reconciled with %d event(s)", len(events))
+        logger.warning(
+            "routing: Redis back; reconciled with %d event(s), %d offer(s) made again",
+            len(events),
+            sum(isinstance(e, routing.CallCancelled) for e in reoffers),
+        )
         self._cancel_timer()
         self._follow()
         self._switched.set()
@@ -932,3 +1058,13 @@ class RedisRoutingService:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("routing: task %s failed", task.get_name(), exc_info=task.exception())
+
+
+def _offer_of(router: routing.Router, call_id: str) -> tuple[str, float] | None:
+    """Return the agent ringing for a call and since when, None if the call is not offered."""
+    if router.call_phase(call_id) != "offered":
+        return None
+    for agent in router.agents.values():
+        if agent.state is routing.AgentState.RESERVED and agent.call_id == call_id:
+            return agent.id, agent.since
+    return None

@@ -240,3 +240,149 @@ async def test_timers_fire_through_ticks_appended_by_one_node(
     finally:
         for service in services:
             await service.aclose()
+
+
+async def test_transferred_call_stays_owned_after_the_first_agents_wrap_up(
+    nodes: Factory,
+) -> None:
+    # A blind transfer queues the same call id again while its first agent is in wrap-up: the
+    # end of that wrap-up must not forget who owns the call (it still waits on node A).
+    a = nodes("A", node_ttl_s=0.6)
+    b = nodes("B", node_ttl_s=0.6)
+    await a.start()
+    await b.start()
+    await a.submit(routing.AgentLoggedIn("a.agent", {"urgence_sociale": 3}, time.time()))
+    await a.submit(queued("x", "urgence_sociale"))
+    await a.submit(routing.OfferAccepted("a.agent", "x", time.time()))
+    await a.submit(routing.CallEnded("a.agent", "x", time.time()))
+    assert a.router.agent("a.agent").state is routing.AgentState.WRAP_UP
+    await a.submit(queued("x", "accueil_general"))  # the transfer: nobody has that skill
+    out = await a.submit(routing.AgentReady("a.agent", time.time()))
+    assert [d.call_id for d in out if isinstance(d, routing.WrapUpEnded)] == ["x"]
+    assert a._replica.owned("A")[0] == ["x"]  # noqa: SLF001
+    await until(lambda: b._replica.last_id == a._replica.last_id)  # noqa: SLF001
+    assert b._replica.call_owner.get("x") == "A"  # noqa: SLF001
+    ended: list[routing.Decision] = []
+    b.listen(ended.append)
+    await a.aclose()  # node A dies: its waiting call is hung up by node B
+    await until(lambda: b.router.call_phase("x") is None)
+    assert any(isinstance(d, routing.CallAbandoned) and d.call_id == "x" for d in ended)
+
+
+async def test_offer_made_while_the_owner_was_local_is_made_again(
+    nodes: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Node A is in local mode while node B offers A's waiting call to B's agent: A's call
+    # never rang that agent. Reconciling releases that offer (no penalty for the agent) and
+    # queues the call again in its place, so the offer is made anew and reaches A's call.
+    a, b = nodes("A"), nodes("B")
+    await a.start()
+    await b.start()
+    on_call: list[routing.Decision] = []
+    counted: list[routing.Decision] = []
+    a.listen_call("x", on_call.append)
+    a.listen(counted.append)
+    b.listen(counted.append)
+    joined = time.time() - 5
+    await a.submit(routing.CallQueued(routing.QueuedCall("x", "apa", joined_at=joined), joined))
+    await until(lambda: b.router.call_phase("x") == "waiting")
+    reachable = asyncio.Event()
+    real_ping = a._redis.ping  # noqa: SLF001
+
+    async def ping() -> Any:
+        if not reachable.is_set():
+            raise redis.ConnectionError("forced down by the test")
+        return await real_ping()
+
+    monkeypatch.setattr(a._redis, "ping", ping)  # noqa: SLF001
+    a._enter_local(redis.ConnectionError("forced down by the test"))  # noqa: SLF001
+    assert a.mode == "local"
+    await asyncio.sleep(0.6)  # A's reader has stopped (one XREAD BLOCK)
+    await b.submit(routing.AgentLoggedIn("b.agent", {"apa": 3}, time.time()))
+    assert b.router.agent("b.agent").call_id == "x"  # offered while A does not listen
+    assert not [d for d in on_call if isinstance(d, routing.OfferCall)]
+    counted.clear()
+    reachable.set()
+    await until(lambda: a.mode == "shared")
+    await until(lambda: any(isinstance(d, routing.OfferCall) for d in on_call))
+    [offer] = [d for d in on_call if isinstance(d, routing.OfferCall)]
+    assert offer.agent_id == "b.agent" and offer.call.joined_at == joined
+    await until(lambda: b._replica.last_id == a._replica.last_id)  # noqa: SLF001
+    for node in (a, b):
+        agent = node.router.agent("b.agent")
+        assert agent.state is routing.AgentState.RESERVED and agent.call_id == "x"
+    # Not a new join nor a removal for the metrics and KPIs.
+    assert not [d for d in counted if isinstance(d, routing.CallEnqueued | routing.CallRemoved)]
+    await b.submit(routing.OfferAccepted("b.agent", "x", time.time()))
+    await until(lambda: a.router.call_phase("x") == "connected")
+
+
+async def test_offer_rung_before_local_mode_is_kept_by_reconciliation(nodes: Factory) -> None:
+    # The offer was made (and rung by node A's call) before A went local: it stays as is.
+    a, b = nodes("A"), nodes("B")
+    await a.start()
+    await b.start()
+    on_call: list[routing.Decision] = []
+    a.listen_call("x", on_call.append)
+    await b.submit(routing.AgentLoggedIn("b.agent", {"apa": 3}, time.time()))
+    await a.submit(queued("x"))
+    await until(lambda: b.router.call_phase("x") == "offered")
+    before = b.router.agent("b.agent")
+    a._enter_local(redis.ConnectionError("forced down by the test"))  # noqa: SLF001
+    await until(lambda: a.mode == "shared")
+    await b.submit(routing.Tick(time.time()))  # B has read everything A appended before it
+    await until(lambda: a._replica.last_id == b._replica.last_id)  # noqa: SLF001
+    assert a.mode_changes == 2
+    assert b.router.agent("b.agent") == before and a.router.agent("b.agent") == before
+    assert [type(d) for d in on_call] == [routing.CallEnqueued, routing.OfferCall]
+
+
+async def test_a_dead_reader_does_not_hang_submissions(
+    nodes: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import callcenter.routing_redis as routing_redis
+    from callcenter.routing_codec import decode_event as real_decode
+
+    a = nodes("A")
+    await a.start()
+    failed: list[str] = []
+
+    def decode_once_broken(payload: str) -> routing.Event:
+        if not failed:
+            failed.append(payload)
+            raise RuntimeError("a bug, not Redis")
+        return real_decode(payload)
+
+    monkeypatch.setattr(routing_redis, "decode_event", decode_once_broken)
+    out = await asyncio.wait_for(a.submit(queued("x")), 10)
+    assert failed and [type(d) for d in out] == [routing.CallEnqueued]
+    assert a.mode_changes >= 1  # treated as Redis down: applied locally
+    await until(lambda: a.mode == "shared")
+    assert a.router.call_phase("x") == "waiting"
+    out = await asyncio.wait_for(a.submit(routing.CallCancelled("x", time.time())), 10)
+    assert [type(d) for d in out] == [routing.CallRemoved]
+
+
+async def test_an_entry_never_applied_does_not_hang_its_submission(
+    nodes: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = nodes("A", op_timeout_s=0.3)
+    await a.start()
+    real_apply = a._apply_entry  # noqa: SLF001
+    dropped: list[str] = []
+
+    def lose_first(entry_id: str, fields: dict[str, str]) -> None:
+        if not dropped:
+            dropped.append(entry_id)  # the reader lives on but never applies it
+            a._replica.last_id = entry_id  # noqa: SLF001
+            return
+        real_apply(entry_id, fields)
+
+    monkeypatch.setattr(a, "_apply_entry", lose_first)
+    started = time.monotonic()
+    out = await asyncio.wait_for(a.submit(queued("x")), 10)
+    assert dropped and [type(d) for d in out] == [routing.CallEnqueued]
+    assert time.monotonic() - started < 5
+    assert a.mode_changes >= 1
+    await until(lambda: a.mode == "shared")
+    assert a.router.call_phase("x") == "waiting"
