@@ -1695,12 +1695,17 @@ class Call:
         state = self._routing_state
         if state not in ("waiting", "offered") or self._cb is not None:
             return
+        request: str | None = None
         if state == "waiting" and "rappel" in heard and self._callbacks_on():
-            self._record("wait_request", request="callback")
+            request = "callback"
+        elif state == "waiting" and "repet" in heard:
+            request = "repeat"
+        if isinstance(item, TranscriptFrame):
+            self._record("wait_heard", request=request, words=bool(heard))
+        if request == "callback":
             await self._start_keep_place(pipeline)
             return
-        if state == "waiting" and "repet" in heard:
-            self._record("wait_request", request="repeat")
+        if request == "repeat":
             self._waiting_prompt = "silence"
             await self._announce_wait(pipeline)
         elif barged:
