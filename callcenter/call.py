@@ -465,6 +465,14 @@ _WAIT_LISTEN_S = 600.0
 """One wait listen lasts this long without speech (then another starts)."""
 
 
+def _priority(name: str | None) -> routing.Priority:
+    """The queue priority a flow's ``queue`` node names; an unknown or missing one is normal."""
+    try:
+        return routing.Priority.parse(name or "normal")
+    except ValueError:
+        return routing.Priority.NORMAL
+
+
 def _callback_number(raw: str | None) -> str | None:
     """A number we may call back, in E.164, or None.
 
@@ -1038,10 +1046,7 @@ class Call:
                         mode="slot", step="slots_pending", reason="unstaffed"
                     )
             return
-        try:
-            priority = routing.Priority.parse(action.priority)
-        except ValueError:
-            priority = routing.Priority.NORMAL
+        priority = _priority(action.priority)
         usager_id = self._who.usager_id if self._who is not None else None
         window = router.config.priorities.repeat_caller_window_s
         ago = await self._previous_call_ago(window)
@@ -1761,17 +1766,11 @@ class Call:
         if router is None or leg is not self._leg or self._external:
             leg.report_transfer(403, None, event.refer_id)
             return
-        agents = router.router.agents
-
-        def logged_in(login: str) -> bool:
-            agent = agents.get(login)
-            return agent is not None and agent.state is not routing.AgentState.OFFLINE
-
         try:
             target = target_from_refer_user(
                 event.target_user or "",
                 queues=router.config.queues,
-                agent_exists=logged_in,
+                agent_exists=router.router.is_logged_in,
                 policy=self._transfer_policy(),
                 from_agent=leg.agent_id,
             )
@@ -1831,10 +1830,7 @@ class Call:
         """Wait again, in ``skill``, priority raised: after a transfer or a failed one."""
         router = self.services.routing
         assert router is not None
-        try:
-            base = routing.Priority.parse(self._queue_priority or "normal")
-        except ValueError:
-            base = routing.Priority.NORMAL
+        base = _priority(self._queue_priority)
         now = router.now()
         usager_id = self._who.usager_id if self._who is not None else None
         queued = routing.QueuedCall(
@@ -2194,10 +2190,7 @@ class Call:
                 self._stop_routing(state="callback")
             else:
                 assert dialog.slot is not None and self._queue_name is not None
-                try:
-                    priority = routing.Priority.parse(self._queue_priority or "normal")
-                except ValueError:
-                    priority = routing.Priority.NORMAL
+                priority = _priority(self._queue_priority)
                 usager = self._who.usager_id if self._who is not None else None
                 stored = await callbacks.book(
                     self._queue_name,

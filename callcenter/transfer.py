@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-import phonenumbers
+from callcenter.store.dossiers import normalize_phone
 
 _SHORT_NUMBER = re.compile(r"^[13]\d{2,5}$")
 """French short numbers (3977, 3114, 115, 119...: 1 or 3 then digits), with no E.164 form."""
@@ -82,13 +82,7 @@ def normalize_number(raw: str, region: str = "FR") -> str | None:
     compact = re.sub(r"[ .()-]", "", text)
     if _SHORT_NUMBER.match(compact):
         return compact
-    try:
-        parsed = phonenumbers.parse(compact, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return normalize_phone(compact, region)
 
 
 def number_allowed(number: str, policy: TransferPolicy) -> bool:

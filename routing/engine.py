@@ -315,6 +315,11 @@ class Router:
         """Every agent seen since start, by id (read-only view)."""
         return MappingProxyType(self._agents)
 
+    def is_logged_in(self, agent_id: str) -> bool:
+        """Tell whether this agent is logged in now (any state but offline)."""
+        agent = self._agents.get(agent_id)
+        return agent is not None and agent.state is not AgentState.OFFLINE
+
     def agent(self, agent_id: str) -> Agent:
         """Return an agent.
 

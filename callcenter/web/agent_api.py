@@ -607,18 +607,12 @@ async def _transfer(request: web.Request, api: AgentApi, info: AgentInfo) -> web
         return _conflict(api, info, f"agent {info.login!r} is not logged in")
     if agent.state is not rt.AgentState.ON_CALL or agent.call_id is None:
         return _conflict(api, info, f"agent {info.login!r} is not in a conversation")
-    router = api.service.router
-
-    def logged_in(login: str) -> bool:
-        other = router.agents.get(login)
-        return other is not None and other.state is not rt.AgentState.OFFLINE
-
     try:
         target = check_target(
             kind,
             body[kind],
             queues=api.service.config.queues,
-            agent_exists=logged_in,
+            agent_exists=api.service.router.is_logged_in,
             policy=api.transfer_policy,
             from_agent=info.login,
         )
