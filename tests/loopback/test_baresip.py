@@ -40,10 +40,25 @@ pytestmark = [
 CALL_SECONDS = 12
 
 
-def baresip_config(folder: Path, *, sip_port: int, cons_port: int, source: Path) -> Path:
+def baresip_config(
+    folder: Path,
+    *,
+    sip_port: int,
+    source: Path,
+    cons_port: int | None = None,
+    user: str = "caller",
+    answermode: str = "manual",
+    rtp_ports: str = "30000-30100",
+) -> Path:
+    """Write a baresip config (aufile source, decoded dumps); return the dumps folder.
+
+    ``answermode=auto`` makes it answer every call by itself (an agent's softphone);
+    ``cons_port`` opens its console for ``/dial`` commands.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     dumps = folder / "dumps"
     dumps.mkdir(exist_ok=True)
+    console = [] if cons_port is None else ["module cons.so", f"cons_listen 127.0.0.1:{cons_port}"]
     (folder / "config").write_text(
         "\n".join(
             [
@@ -58,18 +73,17 @@ def baresip_config(folder: Path, *, sip_port: int, cons_port: int, source: Path)
                 "module aufile.so",
                 "module alsa.so",
                 "module sndfile.so",
-                "module cons.so",
                 "module menu.so",
                 "module account.so",
-                f"cons_listen 127.0.0.1:{cons_port}",
+                *console,
                 f"snd_path {dumps}",
-                "rtp_ports 30000-30100",
+                f"rtp_ports {rtp_ports}",
                 "",
             ]
         )
     )
     (folder / "accounts").write_text(
-        "<sip:caller@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA;answermode=manual\n"
+        f"<sip:{user}@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA;answermode={answermode}\n"
     )
     (folder / "contacts").write_text("")
     return dumps

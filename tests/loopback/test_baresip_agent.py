@@ -30,6 +30,7 @@ from tests.loopback.test_agent_bridge import (
     sipp_caller,
     trail,
 )
+from tests.loopback.test_baresip import baresip_config
 
 pytestmark = [
     pytest.mark.loopback,
@@ -43,47 +44,21 @@ pytestmark = [
 ]
 
 
-def agent_config(folder: Path, *, sip_port: int, source: Path) -> Path:
-    """baresip as an agent's softphone: listens on ``sip_port``, answers every call itself."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dumps = folder / "dumps"
-    dumps.mkdir(exist_ok=True)
-    (folder / "config").write_text(
-        "\n".join(
-            [
-                "poll_method epoll",
-                "net_interface 127.0.0.1",
-                f"sip_listen 127.0.0.1:{sip_port}",
-                f"audio_source aufile,{source}",
-                "audio_player alsa,null",
-                "audio_alert alsa,null",
-                "module_path /usr/lib/baresip/modules",
-                "module g711.so",
-                "module aufile.so",
-                "module alsa.so",
-                "module sndfile.so",
-                "module menu.so",
-                "module account.so",
-                f"snd_path {dumps}",
-                "rtp_ports 30200-30300",
-                "",
-            ]
-        )
-    )
-    (folder / "accounts").write_text(
-        "<sip:agent@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA;answermode=auto\n"
-    )
-    (folder / "contacts").write_text("")
-    return dumps
-
-
 async def test_baresip_agent_answers_by_itself_and_talks_with_the_caller(
     tmp_path: Path, audio: tuple[Path, Path]
 ) -> None:
     caller_audio, _ = audio
     agent_source = agent_voice(tmp_path)
     sip_port = free_port()
-    dumps = agent_config(tmp_path / "baresip", sip_port=sip_port, source=agent_source)
+    # An agent's softphone: answers every call by itself.
+    dumps = baresip_config(
+        tmp_path / "baresip",
+        sip_port=sip_port,
+        source=agent_source,
+        user="agent",
+        answermode="auto",
+        rtp_ports="30200-30300",
+    )
     log_path = tmp_path / "baresip.log"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
