@@ -257,6 +257,54 @@ class TransfersConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PanelConfig:
+    """The agent panel (issue 6; see ``callcenter/web/panel``)."""
+
+    enabled: bool = True
+    """Serve the panel under ``/panel/`` (needs routing)."""
+    secure_cookies: bool = True
+    """Session cookies with ``Secure`` (HTTPS, through a reverse proxy). Only a panel opened at
+    ``http://127.0.0.1`` (tests, a demo on one machine) may set false."""
+    idle_timeout_s: float = 900.0
+    """A session ends after this long without a request."""
+    absolute_timeout_s: float = 43200.0
+    """A session ends this long after the login, whatever the activity."""
+    max_failed_logins: int = 5
+    """Failed passwords in a row that lock the account."""
+    lockout_s: float = 900.0
+    """How long a locked account stays locked."""
+    login_rate_per_ip: int = 20
+    """Login attempts per minute from one address, then 429."""
+    wrapup_motifs: tuple[str, ...] = (
+        "Information APA",
+        "Information MDPH",
+        "Suivi de dossier",
+        "Pièce manquante",
+        "Paiement",
+        "Réclamation",
+        "Orientation vers un partenaire",
+        "Autre",
+    )
+    """Motifs offered in the wrap-up form."""
+    search_reasons_required: bool = True
+    """A dossier search outside a call needs a written reason (the audit log keeps it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebRtcConfig:
+    """The browser softphone's media (aiortc; see ``callcenter/webrtc``)."""
+
+    host_addresses: tuple[str, ...] = ()
+    """Addresses offered as ICE host candidates (the ones agents' browsers can reach); empty:
+    every address of the machine but loopback (aioice's choice)."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN servers for agents behind NAT: ``stun:host:3478``,
+    ``turn:user:password@host:3478?transport=udp``."""
+    codecs: tuple[str, ...] = ("opus", "PCMU", "PCMA")
+    """Codecs towards the browser, preferred first."""
+
+
+@dataclass(frozen=True, slots=True)
 class CallbacksConfig:
     """Callbacks ("rappel"): the caller hangs up and is called back (issue 5)."""
 
@@ -328,6 +376,10 @@ class Config:
     """Callbacks."""
     transfers: TransfersConfig = field(default_factory=TransfersConfig)
     """Blind transfers."""
+    panel: PanelConfig = field(default_factory=PanelConfig)
+    """The agent panel."""
+    webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
+    """The browser softphone's media."""
 
     @property
     def data_path(self) -> Path:
@@ -354,6 +406,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "routing": RoutingSettings,
     "callbacks": CallbacksConfig,
     "transfers": TransfersConfig,
+    "panel": PanelConfig,
+    "webrtc": WebRtcConfig,
 }
 
 
@@ -574,6 +628,7 @@ def _check(config: Config) -> None:
         raise ConfigError("routing.from_display: no quotes, backslashes or line breaks")
     _check_callbacks(config.callbacks)
     _check_transfers(config.transfers)
+    _check_panel(config.panel, config.webrtc)
     _check_routing(config.routing)
     if config.flows.now_override:
         try:
@@ -603,6 +658,29 @@ def _check_routing(settings: RoutingSettings) -> None:
         raise ConfigError(f"routing.node_id: invalid node id {settings.node_id!r}")
     if settings.node_ttl_s < 1.0:
         raise ConfigError(f"routing.node_ttl_s: must be at least 1 s, got {settings.node_ttl_s}")
+
+
+def _check_panel(panel: PanelConfig, webrtc: WebRtcConfig) -> None:
+    for name in ("idle_timeout_s", "absolute_timeout_s", "lockout_s"):
+        if not getattr(panel, name) > 0:
+            raise ConfigError(f"panel.{name}: must be positive, got {getattr(panel, name)}")
+    if panel.max_failed_logins < 1 or panel.login_rate_per_ip < 1:
+        raise ConfigError("panel.max_failed_logins and panel.login_rate_per_ip: must be >= 1")
+    if not panel.wrapup_motifs or any(not m.strip() or len(m) > 64 for m in panel.wrapup_motifs):
+        raise ConfigError("panel.wrapup_motifs: a non-empty list of motifs of 1..64 characters")
+    for address in webrtc.host_addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(
+                f"webrtc.host_addresses: expected IP addresses, got {address!r}"
+            ) from None
+    for server in webrtc.ice_servers:
+        if not re.match(r"(stun|stuns|turn|turns):", server):
+            raise ConfigError(f"webrtc.ice_servers: expected stun:/turn: URLs, got {server!r}")
+    unknown = [c for c in webrtc.codecs if c not in ("opus", "PCMU", "PCMA")]
+    if not webrtc.codecs or unknown:
+        raise ConfigError(f"webrtc.codecs: expected some of opus, PCMU, PCMA, got {unknown}")
 
 
 def _check_transfers(transfers: TransfersConfig) -> None:

@@ -90,6 +90,10 @@ CALLBACK_ATTEMPT_OUTCOMES: tuple[str, ...] = ("connected", "no_answer", "busy", 
 CALLBACK_RESULTS: tuple[str, ...] = ("completed", "failed", "cancelled")
 """Values of the ``result`` label of ``callcenter_callbacks_ended_total``."""
 TRANSFER_KINDS: tuple[str, ...] = ("queue", "agent", "number")
+PANEL_ACTIONS: tuple[str, ...] = ("answer", "reject", "hangup", "hold", "resume", "mute")
+"""Softphone actions counted from the agent panel."""
+DOSSIER_VIEWS: tuple[str, ...] = ("call", "search")
+"""Why an agent opened a dossier in the panel."""
 """Values of the ``kind`` label of ``callcenter_transfers_total``."""
 
 QUEUE_WAIT_BUCKETS: tuple[float, ...] = (5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1800)
@@ -339,6 +343,24 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.panel_actions = Counter(
+            "callcenter_panel_actions",
+            "Softphone actions of agents in the panel (answer, reject, hangup, hold...).",
+            ["action"],
+            registry=r,
+        )
+        self.panel_dossier_views = Counter(
+            "callcenter_panel_dossier_views",
+            "Dossiers opened by agents in the panel, by why (the current call, a search).",
+            ["via"],
+            registry=r,
+        )
+        self.screen_pop_seconds = Histogram(
+            "callcenter_panel_screen_pop_seconds",
+            "From the offer to an agent's panel to its dossier sent to the browser.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0),
+            registry=r,
+        )
         if process_metrics:
             ProcessCollector(registry=r)
         # Known label values start at 0 so that rate() and absent() behave from the start.
@@ -357,6 +379,10 @@ class Metrics:
         self._pause_reasons: frozenset[str] = frozenset()
         for state in AGENT_STATES:
             self.agents.labels(state=state)
+        for action in PANEL_ACTIONS:
+            self.panel_actions.labels(action=action)
+        for via in DOSSIER_VIEWS:
+            self.panel_dossier_views.labels(via=via)
         for mode in CALLBACK_MODES:
             self.callbacks_requested.labels(mode=mode)
         for outcome in CALLBACK_ATTEMPT_OUTCOMES:
@@ -486,6 +512,14 @@ class Metrics:
         """Read the routing backend's mode at each scrape (the Redis backend)."""
         self.routing_local_mode.set_function(lambda: 1.0 if local() else 0.0)
         self.routing_mode_changes.set_function(lambda: float(changes()))
+
+    def panel_action(self, action: str) -> None:
+        """Count a softphone action from the panel."""
+        self.panel_actions.labels(action=_bounded(action, PANEL_ACTIONS)).inc()
+
+    def panel_dossier_view(self, via: str) -> None:
+        """Count a dossier opened in the panel (``call`` or ``search``)."""
+        self.panel_dossier_views.labels(via=_bounded(via, DOSSIER_VIEWS)).inc()
 
     def transfer(self, kind: str) -> None:
         """Count a blind transfer (``queue``, ``agent`` or ``number``)."""

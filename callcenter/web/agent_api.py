@@ -347,16 +347,8 @@ def add_agent_routes(
     )
     app[AGENT_API_KEY] = api
     api._stop_tracking = routing.listen(api.track)
-    app.router.add_get("/api/agent/me", _me)
-    app.router.add_post("/api/agent/login", _login)
-    app.router.add_post("/api/agent/logout", _logout)
-    app.router.add_post("/api/agent/ready", _ready)
-    app.router.add_post("/api/agent/pause", _pause)
-    # Call-IDs may contain "/" (RFC 3261 section 25.1 "word"): match up to the last segment.
-    app.router.add_post("/api/agent/offers/{call_id:.+}/accept", _accept)
-    app.router.add_post("/api/agent/offers/{call_id:.+}/reject", _reject)
-    app.router.add_post("/api/agent/wrapup", _wrapup)
-    app.router.add_post("/api/agent/transfer", _transfer)
+    for method, path, handler in ACTIONS:
+        app.router.add_route(method, f"/api/agent/{path}", _authenticated(handler))
     app.router.add_get("/api/agent/events", _events)
     app.on_response_prepare.append(_no_store)
     app.on_shutdown.append(_close_sockets)
@@ -439,10 +431,11 @@ async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]
     return data
 
 
-_Handler = Callable[[web.Request, AgentApi, AgentInfo], Awaitable[web.Response]]
+Handler = Callable[[web.Request, AgentApi, AgentInfo], Awaitable[web.Response]]
+"""An agent action: the request, the API's state and the authenticated agent."""
 
 
-def _authenticated(handler: _Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def wrapper(request: web.Request) -> web.Response:
         api = request.app[AGENT_API_KEY]
         try:
@@ -485,12 +478,10 @@ def _logged_in(api: AgentApi, info: AgentInfo) -> rt.Agent | None:
 # -- REST handlers -----------------------------------------------------------------------------
 
 
-@_authenticated
 async def _me(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
     return web.json_response(api.me(info), headers=_NO_STORE)
 
 
-@_authenticated
 async def _login(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
     body = await _body(request, frozenset({"pause_reason"}))
     reason = body.get("pause_reason")
@@ -505,7 +496,6 @@ async def _login(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Re
     return response
 
 
-@_authenticated
 async def _logout(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
     await _body(request, frozenset())
     if _logged_in(api, info) is None:
@@ -516,7 +506,6 @@ async def _logout(request: web.Request, api: AgentApi, info: AgentInfo) -> web.R
     return response
 
 
-@_authenticated
 async def _ready(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
     await _body(request, frozenset())
     if _logged_in(api, info) is None:
@@ -533,7 +522,6 @@ def _check_reason(api: AgentApi, reason: object, name: str) -> str:
     return reason
 
 
-@_authenticated
 async def _pause(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
     body = await _body(request, frozenset({"reason"}))
     if "reason" not in body:
@@ -566,17 +554,14 @@ async def _offer_action(
     return await _apply(api, info, event)
 
 
-@_authenticated
 async def _accept(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
     return await _offer_action(request, api, info, accept=True)
 
 
-@_authenticated
 async def _reject(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
     return await _offer_action(request, api, info, accept=False)
 
 
-@_authenticated
 async def _wrapup(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
     body = await _body(request, frozenset({"resolved"}))
     resolved = body.get("resolved")
@@ -593,7 +578,6 @@ async def _wrapup(request: web.Request, api: AgentApi, info: AgentInfo) -> web.R
 _TRANSFER_KINDS = ("queue", "agent", "number")
 
 
-@_authenticated
 async def _transfer(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
     body = await _body(request, frozenset(_TRANSFER_KINDS))
     given = [kind for kind in _TRANSFER_KINDS if kind in body]
@@ -623,6 +607,37 @@ async def _transfer(request: web.Request, api: AgentApi, info: AgentInfo) -> web
         return _error(exc.status, exc.message, field=exc.field or kind)
     logger.info("agent %s transferred a call to %s", info.login, target.kind.value)
     return web.json_response(api.me(info), headers=_NO_STORE)
+
+
+ACTIONS: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "me", _me),
+    ("POST", "login", _login),
+    ("POST", "logout", _logout),
+    ("POST", "ready", _ready),
+    ("POST", "pause", _pause),
+    # Call-IDs may contain "/" (RFC 3261 section 25.1 "word"): match up to the last segment.
+    ("POST", "offers/{call_id:.+}/accept", _accept),
+    ("POST", "offers/{call_id:.+}/reject", _reject),
+    ("POST", "wrapup", _wrapup),
+    ("POST", "transfer", _transfer),
+)
+"""The agent's actions: ``(method, path under the API's prefix, handler)``. The agent panel
+(:mod:`callcenter.web.panel.api`) serves the same handlers behind its session login."""
+
+
+def run_action(
+    handler: Handler,
+) -> Callable[[web.Request, AgentApi, AgentInfo], Awaitable[web.Response]]:
+    """``handler`` with the agent API's request errors answered (400 with the field)."""
+
+    async def run(request: web.Request, api: AgentApi, info: AgentInfo) -> web.Response:
+        api.ensure_tracked(info.login)
+        try:
+            return await handler(request, api, info)
+        except _BadRequest as exc:
+            return _error(400, exc.message, field=exc.field)
+
+    return run
 
 
 # -- events over WebSocket ---------------------------------------------------------------------
