@@ -1,12 +1,17 @@
 """``callcenter agents``: the people who answer the calls the bot hands over (issue 5).
 
-- ``add LOGIN --name NAME [--sip-uri URI] [--skill apa:4 ...]``: create an agent and print its
-  API token once (only its hash is stored).
+- ``add LOGIN --name NAME [--sip-uri URI] [--skill apa:4 ...] [--role ROLE]``: create an agent
+  and print its API token once (only its hash is stored); ``--role`` is the panel role
+  (``agent`` by default, ``supervisor``, ``admin``).
 - ``list [--json] [--all]``: agents with their skills (``--all``: disabled ones too).
 - ``set-skills LOGIN --skill apa:4 [--skill ...]``: replace the skills (``skill`` alone means
   proficiency 3).
 - ``token LOGIN``: issue a new API token (the old one stops working).
-- ``disable LOGIN`` / ``enable LOGIN``.
+- ``set-password LOGIN [--role ROLE]``: set the agent's panel password (argon2id), read from
+  standard input (first line) or prompted for without echo on a terminal, never from the
+  command line (it would show in ``ps`` and the shell history); unlocks the account and ends
+  its open panel sessions; ``--role`` also sets the panel role.
+- ``disable LOGIN`` / ``enable LOGIN`` (disabling also ends the agent's panel sessions).
 
 They take the ``--config`` and ``--data-dir`` options of ``callcenter serve`` and migrate the
 database first. Errors name the field (``skill: proficiency of apa must be 1 to 5``) and exit 1.
@@ -15,6 +20,7 @@ database first. Errors name the field (``skill: proficiency of apa must be 1 to 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from collections.abc import Sequence
@@ -24,6 +30,7 @@ from sqlalchemy import Engine
 from callcenter.cli import common_options
 from callcenter.config import ConfigError, load_config
 from callcenter.store import agents, db
+from callcenter.store import panel as store_panel
 
 
 def _engine(args: argparse.Namespace) -> Engine:
@@ -47,18 +54,30 @@ def _show(agent: agents.AgentInfo) -> str:
     return f"{agent.login:<20} {agent.sip_uri or '-':<32} {skills}{state}"
 
 
+def _read_password() -> str:
+    """The new password: prompted twice without echo on a terminal, else stdin's first line."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("Mot de passe : ")
+        if getpass.getpass("Confirmation : ") != first:
+            raise store_panel.PanelError("password: the two entries differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def build_parser(prog: str = "callcenter agents") -> argparse.ArgumentParser:
     """Build the argument parser of ``callcenter agents``."""
     common = common_options()
     parser = argparse.ArgumentParser(prog=prog, description="Agents: logins, skills, tokens.")
     sub = parser.add_subparsers(dest="command", required=True)
     skill_help = "skill[:proficiency 1-5], repeatable (e.g. apa:4)"
+    role_help = "panel role (default agent)"
 
     add = sub.add_parser("add", parents=[common], help="create an agent (prints its API token)")
     add.add_argument("login")
     add.add_argument("--name", required=True, help="display name (shown to supervisors)")
     add.add_argument("--sip-uri", default=None, help="desk phone or softphone SIP URI")
     add.add_argument("--skill", action="append", help=skill_help)
+    add.add_argument("--role", choices=store_panel.ROLES, default=None, help=role_help)
 
     lst = sub.add_parser("list", parents=[common], help="list agents and skills")
     lst.add_argument("--json", action="store_true")
@@ -67,6 +86,14 @@ def build_parser(prog: str = "callcenter agents") -> argparse.ArgumentParser:
     skills = sub.add_parser("set-skills", parents=[common], help="replace an agent's skills")
     skills.add_argument("login")
     skills.add_argument("--skill", action="append", required=True, help=skill_help)
+
+    password = sub.add_parser(
+        "set-password",
+        parents=[common],
+        help="set the panel password (read from stdin or prompted, never an argument)",
+    )
+    password.add_argument("login")
+    password.add_argument("--role", choices=store_panel.ROLES, default=None, help=role_help)
 
     for name, text in (
         ("token", "issue a new API token"),
@@ -85,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
             agent, token = agents.add_agent(
                 engine, args.login, args.name, sip_uri=args.sip_uri, skills=_skills(args.skill)
             )
+            if args.role is not None:
+                store_panel.set_role(engine, args.login, args.role)
             print(_show(agent))
             print(f"API token (shown once): {token}")
         elif args.command == "list":
@@ -111,10 +140,18 @@ def _run(args: argparse.Namespace) -> int:
                     print(_show(agent))
         elif args.command == "set-skills":
             print(_show(agents.set_skills(engine, args.login, _skills(args.skill))))
+        elif args.command == "set-password":
+            if agents.get_agent(engine, args.login) is None:
+                raise agents.AgentError(f"login: no agent {args.login!r}")
+            store_panel.set_password(engine, args.login, _read_password(), role=args.role)
+            role = store_panel.get_role(engine, args.login)
+            print(f"{args.login}: panel password set (role {role})")
         elif args.command == "token":
             print(f"API token (shown once): {agents.new_token(engine, args.login)}")
         else:
             agents.set_active(engine, args.login, args.command == "enable")
+            if args.command == "disable":
+                store_panel.revoke_sessions(engine, args.login)
             print(f"{args.login}: {args.command}d")
     finally:
         engine.dispose()
@@ -126,7 +163,7 @@ def agents_main(argv: Sequence[str], prog: str = "callcenter agents") -> int:
     args = build_parser(prog).parse_args(list(argv))
     try:
         return _run(args)
-    except agents.AgentError as exc:
+    except (agents.AgentError, store_panel.PanelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from callcenter.cli import main
-from callcenter.store import agents, db
+from callcenter.store import agents, db, panel
 
 
 def run(capsys: pytest.CaptureFixture[str], data: Path, *args: str) -> tuple[int, str, str]:
@@ -52,3 +54,41 @@ def test_agents_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert code == 1 and "skill: proficiency of apa must be 1 to 5, got '9'" in err
     code, _, err = run(capsys, data, "add", "c.durand", "--name", "Again")
     assert code == 1 and "login: 'c.durand' is already taken" in err
+
+
+def test_set_password_reads_stdin_and_sets_the_role(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "var"
+    code, out, _ = run(capsys, data, "add", "s.chef", "--name", "Sam Chef", "--role", "supervisor")
+    assert code == 0, out
+    secret = "un long mot de passe"
+    monkeypatch.setattr("sys.stdin", io.StringIO(secret + "\n"))
+    code, out, err = run(capsys, data, "set-password", "s.chef")
+    assert code == 0, err
+    assert out.strip() == "s.chef: panel password set (role supervisor)"
+    assert secret not in out + err
+    engine = db.make_engine(f"sqlite:///{data / 'callcenter.sqlite3'}")
+    now = datetime.now(UTC)
+    result = panel.authenticate(engine, "s.chef", secret, now)
+    assert (result.status, result.role) == ("ok", "supervisor")
+    session = panel.create_session(engine, "s.chef", now=now, absolute_s=60)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(secret + "!\n"))
+    code, out, _ = run(capsys, data, "set-password", "s.chef", "--role", "admin")
+    assert code == 0 and "(role admin)" in out
+    assert panel.authenticate(engine, "s.chef", secret, now).status == "bad"
+    assert panel.session_for(engine, session.raw_id, now, 900, 60) is None  # revoked
+
+    session = panel.create_session(engine, "s.chef", now=now, absolute_s=60)
+    code, _, _ = run(capsys, data, "disable", "s.chef")
+    assert code == 0 and panel.revoke_sessions(engine, "s.chef") == 0  # already revoked
+    engine.dispose()
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("court\n"))
+    code, _, err = run(capsys, data, "set-password", "s.chef")
+    assert code == 1 and "password: at least 12 characters" in err
+    code, _, err = run(capsys, data, "set-password", "nobody")
+    assert code == 1 and "login: no agent 'nobody'" in err
+    with pytest.raises(SystemExit):  # never on the command line
+        run(capsys, data, "set-password", "s.chef", "--password", secret)

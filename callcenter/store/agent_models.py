@@ -10,14 +10,24 @@ Rules this module owns:
 3. Skills are short identifiers (``apa``, ``mdph_adulte``...) of the routing configuration, with a
    proficiency from 1 (can help) to 5 (expert).
 
-Created by the Alembic revision ``0004`` (``callcenter/store/migrations``).
+Created by the Alembic revision ``0004`` (``callcenter/store/migrations``); the panel columns
+(role, password hash, failed logins) by ``0006``. Panel passwords are argon2id hashes (a slow,
+memory-hard hash: unlike API tokens, passwords are guessable).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, DateTime, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -39,6 +49,21 @@ class Agent(SQLModel, table=True):
     """False once disabled: no login, no calls; kept for the history."""
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    role: str = Field(
+        default="agent",
+        sa_column=Column(String(16), nullable=False, server_default="agent"),
+    )
+    """Panel role (revision ``0006``): ``agent``, ``supervisor`` or ``admin``."""
+    password_hash: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    """Argon2id hash (PHC string) of the panel password; None: no panel login."""
+    failed_logins: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
+    """Consecutive failed panel logins (in the database, so every node counts the same)."""
+    locked_until: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    """Panel logins are refused until then (UTC), after too many failures."""
 
 
 class AgentSkill(SQLModel, table=True):

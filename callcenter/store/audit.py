@@ -34,6 +34,8 @@ class Via(enum.StrEnum):
     API = "api"
     CLI = "cli"
     BOT = "bot"
+    PANEL = "panel"
+    """The agent panel (issue 6)."""
 
 
 @dataclass(frozen=True, slots=True)

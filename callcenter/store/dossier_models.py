@@ -494,6 +494,12 @@ class Contact(SQLModel, table=True):
     """``answered_by_bot``, ``transferred``, ``abandoned``, ``callback``..."""
     agent_notes: str | None = Field(default=None, sa_column=Column(Text))
     follow_up: str | None = Field(default=None, max_length=200)
+    wrapup_motif: str | None = Field(default=None, max_length=64)
+    """The agent's wrap-up motif (revision ``0006``), one of the panel's configured motifs."""
+    first_contact_resolved: bool | None = None
+    """Resolved at first contact, as the agent said at wrap-up; None: not said."""
+    follow_up_due: date | None = Field(default=None, sa_column=Column(Date))
+    """When the ``follow_up`` is due."""
 
 
 class Audit(SQLModel, table=True):

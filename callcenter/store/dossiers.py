@@ -940,7 +940,10 @@ def record_contact(
 
     With a ``sip_call_id``, recording the same call again updates its row (e.g. once when the
     caller is identified, once at hang-up): the usager and tiers, once known, are kept if a
-    later record leaves them None, and agent notes are never overwritten here.
+    later record leaves them None; a ``follow_up`` left None keeps the one recorded (e.g. at
+    the agent's wrap-up, which may come before the call's own end); an agent's login in
+    ``handled_by`` is not replaced by ``bot`` or None; agent notes and the wrap-up columns
+    (``wrapup_motif``, ``first_contact_resolved``, ``follow_up_due``) are never written here.
     """
     values: dict[str, Any] = {
         "usager_id": usager_id,
@@ -963,9 +966,9 @@ def record_contact(
             ).scalar_one()
             return contact_id
         existing = conn.execute(
-            select(CONTACT.c.id, CONTACT.c.usager_id, CONTACT.c.tiers_id).where(
-                CONTACT.c.sip_call_id == sip_call_id
-            )
+            select(
+                CONTACT.c.id, CONTACT.c.usager_id, CONTACT.c.tiers_id, CONTACT.c.handled_by
+            ).where(CONTACT.c.sip_call_id == sip_call_id)
         ).first()
         if existing is None:
             return _upsert(conn, CONTACT, values, ["sip_call_id"])
@@ -973,6 +976,10 @@ def record_contact(
             values["usager_id"] = existing.usager_id
             if tiers_id is None:
                 values["tiers_id"] = existing.tiers_id
+        if follow_up is None:
+            del values["follow_up"]
+        if existing.handled_by not in (None, "bot") and handled_by in (None, "bot"):
+            del values["handled_by"]
         conn.execute(update(CONTACT).where(CONTACT.c.id == existing.id).values(**values))
         existing_id: int = existing.id
         return existing_id

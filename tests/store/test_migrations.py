@@ -14,10 +14,15 @@ from callcenter.store import db, models
 from callcenter.store.agent_models import AGENT_MODELS
 from callcenter.store.callback_models import CALLBACK_MODELS
 from callcenter.store.dossier_models import DOSSIER_MODELS
+from callcenter.store.panel_models import PANEL_MODELS
 
 DOSSIER_TABLES = {m.__tablename__ for m in DOSSIER_MODELS}
-AGENT_TABLES = {m.__tablename__ for m in AGENT_MODELS} | {m.__tablename__ for m in CALLBACK_MODELS}
-HEAD = "0005"
+AGENT_TABLES = (
+    {m.__tablename__ for m in AGENT_MODELS}
+    | {m.__tablename__ for m in CALLBACK_MODELS}
+    | {m.__tablename__ for m in PANEL_MODELS}
+)
+HEAD = "0006"
 
 
 @pytest.fixture
@@ -43,7 +48,14 @@ def _store_metadata() -> MetaData:
 
 def test_revisions_are_shipped_in_order() -> None:
     script = ScriptDirectory.from_config(db.alembic_config())
-    assert [r.revision for r in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
+    assert [r.revision for r in script.walk_revisions()] == [
+        "0006",
+        "0005",
+        "0004",
+        "0003",
+        "0002",
+        "0001",
+    ]
     assert db.head_revision() == HEAD
     assert db.BASELINE_REVISION == "0001"
 
