@@ -81,6 +81,85 @@ class Dialer(Protocol):
         ...
 
 
+class Leg(Protocol):
+    """The agent side of a bridged call, whatever reaches the agent.
+
+    :class:`AgentLeg` rings a SIP phone; :class:`callcenter.webrtc.leg.WebRtcLeg` rings the
+    browser softphone of the agent panel. Both report the same :data:`LegEvent` values, so the
+    :class:`~callcenter.call.Call` bridges either without knowing which.
+    """
+
+    agent_id: str
+    """The agent (login)."""
+    call_id: str | None
+    """The leg's own identifier (a SIP Call-ID, or ``webrtc-...``), for logs."""
+    answered: bool
+    """The agent picked up."""
+    ended: bool
+    """The leg is over (failed, hung up)."""
+    endpoint: str
+    """``sip`` or ``browser`` (for the trail)."""
+
+    def cancel(self) -> None:
+        """Stop ringing the agent."""
+        ...
+
+    def hangup(self) -> None:
+        """End the leg from our side."""
+        ...
+
+    def hold(self) -> bool:
+        """Tell the agent's side the caller put the call on hold."""
+        ...
+
+    def resume(self) -> bool:
+        """Tell the agent's side the caller resumed the call."""
+        ...
+
+    def silent_for(self, now: float) -> float:
+        """Seconds without audio from the agent's side while it should send."""
+        ...
+
+    def send_dtmf(self, digit: str) -> bool:
+        """Pass a caller's key on to the agent's side."""
+        ...
+
+    def report_transfer(self, status_code: int, reason: str | None, refer_id: int) -> bool:
+        """Report a transfer the agent's phone asked for (REFER); False when not applicable."""
+        ...
+
+    async def run_media(
+        self, source: Callable[[], bytes | None], on_event: Callable[[MediaEvent], None]
+    ) -> None:
+        """Send ``source``'s audio to the agent and deliver theirs, until the media stops."""
+        ...
+
+    def stop_media(self) -> None:
+        """End :meth:`run_media` (idempotent)."""
+        ...
+
+    @property
+    def packets_sent(self) -> int:
+        """Audio packets sent to the agent so far."""
+        ...
+
+    def close(self) -> None:
+        """Release everything the leg holds (idempotent)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PcmAudio:
+    """Decoded audio from a leg that has no RTP of ours (the browser softphone)."""
+
+    pcm: bytes
+    """20 ms of PCM16 little-endian mono at 8 kHz."""
+
+
+MediaEvent = RtpEvent | PcmAudio
+"""What a leg's media delivers: RTP audio/keys (SIP phones) or decoded audio (browsers)."""
+
+
 # -- what the leg tells its owner ------------------------------------------------------------
 
 
@@ -88,7 +167,7 @@ class Dialer(Protocol):
 class LegRinging:
     """The agent's phone rings (a 18x arrived)."""
 
-    leg: AgentLeg
+    leg: Leg
     """The leg."""
 
 
@@ -96,7 +175,7 @@ class LegRinging:
 class LegAnswered:
     """The agent picked up; the media is negotiated and the RTP session points at the phone."""
 
-    leg: AgentLeg
+    leg: Leg
     """The leg."""
     codec: str
     """Negotiated codec."""
@@ -109,7 +188,7 @@ FailureKind = Literal["rejected", "no_answer", "failed"]
 class LegFailed:
     """The INVITE ended without a conversation (busy, declined, unreachable, cancelled)."""
 
-    leg: AgentLeg
+    leg: Leg
     """The leg."""
     status_code: int | None
     """Final status code, None without one."""
@@ -121,7 +200,7 @@ class LegFailed:
 class LegEnded:
     """The conversation with the agent's phone is over."""
 
-    leg: AgentLeg
+    leg: Leg
     """The leg."""
     cause: str
     """The engine's termination cause (``bye``, ``local_hangup``...)."""
@@ -133,7 +212,7 @@ class LegEnded:
 class LegDtmf:
     """A key the agent pressed, sent by SIP INFO (RFC 4733 keys come through the RTP events)."""
 
-    leg: AgentLeg
+    leg: Leg
     """The leg."""
     digit: str
     """The key."""
@@ -147,7 +226,7 @@ class LegTransferRequested:
     or refuses, and reports the outcome with :meth:`AgentLeg.report_transfer`.
     """
 
-    leg: AgentLeg
+    leg: Leg
     """The leg."""
     target_user: str | None = field(repr=False)
     """User part of the Refer-To URI (a queue id, ``agent-<login>``, a login, or digits)."""
@@ -155,8 +234,23 @@ class LegTransferRequested:
     """The REFER's CSeq, for the final report."""
 
 
-LegEvent = LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf | LegTransferRequested
-"""What an :class:`AgentLeg` reports to its owner."""
+@dataclass(frozen=True, slots=True)
+class LegHold:
+    """The agent put the caller on hold, or took them off it (browser softphone).
+
+    The caller hears the hold music meanwhile and the agent hears nothing of the caller.
+    """
+
+    leg: Leg
+    """The leg."""
+    held: bool
+    """True: on hold; False: resumed."""
+
+
+LegEvent = (
+    LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf | LegTransferRequested | LegHold
+)
+"""What a :class:`Leg` reports to its owner."""
 
 
 def failure_kind(status_code: int | None, reason: str) -> FailureKind:
@@ -228,6 +322,7 @@ class AgentLeg:
         self.media: sdp.NegotiatedMedia | None = None
         self.answered = False
         self.ended = False
+        self.endpoint = "sip"
         self.media_since: float | None = None
         """``loop.time()`` of the latest negotiation: inactivity counts from there (a long hold
         must not look like a dead phone at resume)."""
@@ -327,12 +422,22 @@ class AgentLeg:
         return True
 
     async def run_media(
-        self, source: Callable[[], bytes | None], on_event: Callable[[RtpEvent], None]
+        self, source: Callable[[], bytes | None], on_event: Callable[[MediaEvent], None]
     ) -> None:
         """Send ``source``'s audio to the phone and deliver what it sends, until closed."""
         if self.rtp is None:
             raise RuntimeError("AgentLeg.run_media() before start()")
         await self.rtp.run(source, on_event)
+
+    def stop_media(self) -> None:
+        """Close the RTP socket, which ends :meth:`run_media`."""
+        if self.rtp is not None:
+            self.rtp.close()
+
+    @property
+    def packets_sent(self) -> int:
+        """RTP packets sent to the phone."""
+        return self.rtp.stats.packets_sent if self.rtp is not None else 0
 
     def close(self) -> None:
         """Release the RTP socket and stop receiving the Call-ID's events (idempotent)."""

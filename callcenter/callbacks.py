@@ -51,12 +51,15 @@ import routing
 from callcenter.agent_leg import (
     AgentLeg,
     Dialer,
+    Leg,
     LegAnswered,
     LegDtmf,
     LegEnded,
     LegEvent,
     LegFailed,
     LegRinging,
+    MediaEvent,
+    PcmAudio,
     caller_id_display,
 )
 from callcenter.config import Config
@@ -64,7 +67,7 @@ from callcenter.media.relay import AudioRelay
 from callcenter.media.tts.prompt_cache import PromptCache, PromptSpec
 from callcenter.metrics import Metrics
 from callcenter.routing_service import RoutingBackend
-from callcenter.rtp.session import AudioReceived, RtpEvent
+from callcenter.rtp.session import AudioReceived
 from callcenter.store import callbacks as store
 from callcenter.store import dossiers as repo
 from callcenter.store.callbacks import StoredCallback
@@ -959,8 +962,8 @@ class _Attempt:
         relay = self.to_callee
         return relay.pull() if relay is not None else None
 
-    def _on_agent_rtp(self, event: RtpEvent) -> None:
-        if isinstance(event, AudioReceived):
+    def _on_agent_rtp(self, event: MediaEvent) -> None:
+        if isinstance(event, AudioReceived | PcmAudio):
             relay = self.to_callee
             if relay is not None and self.greeting_at >= len(self.greeting):
                 self.frames["to_callee"] += 1
@@ -968,8 +971,8 @@ class _Attempt:
         elif self.agent is not None:
             self.inputs.put_nowait(_Key(self.agent, event.digit))
 
-    def _on_callee_rtp(self, event: RtpEvent) -> None:
-        if isinstance(event, AudioReceived):
+    def _on_callee_rtp(self, event: MediaEvent) -> None:
+        if isinstance(event, AudioReceived | PcmAudio):
             relay = self.to_agent
             if relay is not None and self.to_callee is not None:  # bridged
                 self.frames["to_agent"] += 1
@@ -977,7 +980,7 @@ class _Attempt:
         elif self.callee is not None:
             self.inputs.put_nowait(_Key(self.callee, event.digit))
 
-    def _relay_key(self, source: AgentLeg, digit: str) -> None:
+    def _relay_key(self, source: Leg, digit: str) -> None:
         other = self.callee if source is self.agent else self.agent
         sent = other.send_dtmf(digit) if other is not None else False
         self.record(

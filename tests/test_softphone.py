@@ -1,0 +1,96 @@
+"""The softphone hub: signalling between a call's browser leg and the agent's panel.
+
+One node (local delivery) and two nodes sharing a real Redis (the call on node A, the agent's
+panel on node B): rings reach the panel, the panel's answer reaches the leg, another agent's
+messages are refused, presence follows the panel socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from callcenter.softphone import SoftphoneHub
+from tests.test_routing_backends import redis_url
+
+__all__ = ["redis_url"]  # the fixture: the machine's Redis, or a private one
+
+
+async def test_local_ring_answer_and_ownership() -> None:
+    hub = SoftphoneHub()
+    await hub.start()
+    seen: list[dict[str, Any]] = []
+    got: list[dict[str, Any]] = []
+    assert not await hub.is_present("alice")
+    detach = hub.attach("alice", seen.append)
+    assert await hub.is_present("alice")
+    hub.register_leg("call-1", "alice", got.append)
+    await hub.to_agent("alice", {"type": "ring", "call_id": "call-1", "pop": {}})
+    assert seen[0]["type"] == "ring" and seen[0]["node"] == "local"
+    assert (
+        await hub.from_browser("alice", {"type": "answer", "call_id": "call-1", "sdp": "x"}) is None
+    )
+    assert got == [{"type": "answer", "call_id": "call-1", "sdp": "x"}]
+    # Another agent cannot signal alice's call; unknown messages and calls are refused.
+    assert await hub.from_browser("bob", {"type": "hangup", "call_id": "call-1"}) is not None
+    assert await hub.from_browser("alice", {"type": "transfer", "call_id": "call-1"}) is not None
+    assert await hub.from_browser("alice", {"type": "hangup", "call_id": "nope"}) is not None
+    assert len(got) == 1
+    detach()
+    assert not await hub.is_present("alice")
+    await hub.aclose()
+
+
+async def _until(predicate: Any, within: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await _check(predicate):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def _check(predicate: Any) -> bool:
+    value = predicate()
+    return bool(await value) if asyncio.iscoroutine(value) else bool(value)
+
+
+@pytest.mark.loopback
+async def test_two_nodes_relay_through_redis(redis_url: str) -> None:
+    prefix = f"test-softphone-{uuid.uuid4().hex[:8]}"
+    node_a = SoftphoneHub(node_id="a", redis_url=redis_url, prefix=prefix)
+    node_b = SoftphoneHub(node_id="b", redis_url=redis_url, prefix=prefix)
+    await node_a.start()
+    await node_b.start()
+    try:
+        panel: list[dict[str, Any]] = []
+        leg: list[dict[str, Any]] = []
+        detach = node_b.attach("alice", panel.append)  # alice's panel is on node B
+        await _until(lambda: node_a.is_present("alice"))
+        node_a.register_leg("call-9", "alice", leg.append)  # the call is on node A
+        await asyncio.sleep(0.1)  # node B's subscription is active
+        await node_a.to_agent("alice", {"type": "ring", "call_id": "call-9", "pop": {"q": 1}})
+        await _until(lambda: any(m["type"] == "ring" for m in panel))
+        assert panel[0]["node"] == "a"
+        # The panel's answer, sent to node B, reaches the leg on node A.
+        assert (
+            await node_b.from_browser("alice", {"type": "answer", "call_id": "call-9", "sdp": "o"})
+            is None
+        )
+        await _until(lambda: bool(leg))
+        assert leg == [{"type": "answer", "call_id": "call-9", "sdp": "o"}]
+        # Bob, on node B too, cannot drive alice's call through the relay (node A checks).
+        await node_b.from_browser("bob", {"type": "hangup", "call_id": "call-9"})
+        await asyncio.sleep(0.2)
+        assert len(leg) == 1
+        detach()
+        await _until(lambda: _absent(node_a, "alice"))
+    finally:
+        await node_a.aclose()
+        await node_b.aclose()
+
+
+async def _absent(hub: SoftphoneHub, login: str) -> bool:
+    return not await hub.is_present(login)
