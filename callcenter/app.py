@@ -22,8 +22,10 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import Engine
@@ -49,7 +51,9 @@ from callcenter.sip.access import AccessPolicy, is_trusted_source
 from callcenter.sip.auth import DigestServer
 from callcenter.sip.engine import RegistrationConfig, SipEngine, SipEngineConfig
 from callcenter.sip.ratelimit import SourceRateLimiter
+from callcenter.softphone import SoftphoneHub
 from callcenter.store import agents as agents_store
+from callcenter.store import callbacks as callbacks_store
 from callcenter.store import db
 from callcenter.store import dossiers as repo
 from callcenter.store.trail import CallTrail
@@ -62,6 +66,9 @@ from faq.loader import FaqError
 from routing.estimate import HandleTimes
 
 logger = logging.getLogger(__name__)
+
+PARIS = ZoneInfo("Europe/Paris")
+"""The département's time zone (the panel's "today")."""
 # faster-whisper logs every utterance's duration at INFO: one line per caller turn is noise.
 logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
@@ -203,6 +210,8 @@ class Service:
         """The store (dossiers, agents, trail database), once started."""
         self.callbacks: CallbackService | None = None
         """Callbacks ("rappel"), when routing and ``callbacks.enabled``."""
+        self.softphones: SoftphoneHub | None = None
+        """Browser softphones of the agent panel (``panel.enabled`` with routing)."""
 
     # -- start-up --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -233,6 +242,8 @@ class Service:
                 transfer=self.transfer_call,
                 transfer_policy=TransferPolicy(allowed_numbers=cfg.transfers.allowed_numbers),
             )
+            if cfg.panel.enabled:
+                self._add_panel(app, store)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
@@ -469,6 +480,58 @@ class Service:
                 if a.state is not routing.AgentState.OFFLINE
             )
 
+    def _add_panel(self, app: web.Application, store: Engine) -> None:
+        """The agent panel: login, pages, JSON API, WebSocket, softphone hub (issue 6)."""
+        from callcenter.web.panel import mount_panel
+
+        cfg = self.config
+        assert self.routing is not None
+        redis_url = cfg.routing.redis_url if cfg.routing.backend == "redis" else None
+        self.softphones = SoftphoneHub(
+            node_id=getattr(self.routing, "node_id", "") or "local",
+            redis_url=redis_url,
+            prefix=cfg.routing.redis_prefix,
+        )
+        routing_service = self.routing
+
+        def today() -> date:
+            return datetime.fromtimestamp(routing_service.now(), PARIS).date()
+
+        def intent_labels() -> dict[str, str]:
+            bot = self.faq.bot
+            if bot is None:
+                return {}
+            return {i.id: i.label or i.description or i.id for i in bot.kb.intents}
+
+        mount_panel(
+            app,
+            store=store,
+            hub=self.softphones,
+            config=cfg.panel,
+            webrtc=cfg.webrtc,
+            metrics=self.metrics,
+            today=today,
+            intent_labels=intent_labels,
+            callbacks_view=self._callbacks_view,
+            consult=self.consult_call,
+        )
+
+    async def _callbacks_view(self) -> dict[str, Any]:
+        """Callbacks for the supervisor page: pending, overdue, the next due (no numbers)."""
+        store = self.store_engine
+        if store is None or self.callbacks is None:
+            return {"pending": 0, "overdue": 0, "next_due": None}
+        pending = await asyncio.to_thread(callbacks_store.open_callbacks, store)
+        now = time.time()
+        dues = sorted(c.callback.due_at for c in pending if c.callback.due_at is not None)
+        return {
+            "pending": len(pending),
+            "overdue": sum(1 for d in dues if d < now),
+            "next_due": (
+                datetime.fromtimestamp(dues[0], UTC).isoformat(timespec="seconds") if dues else None
+            ),
+        }
+
     async def refresh_agents(self) -> None:
         """Reload the agents' SIP URIs from the store (a store error keeps the last ones)."""
         store = self.store_engine
@@ -558,6 +621,19 @@ class Service:
             # phone's transfer key (REFER reaches the node holding the call).
             raise TransferError(409, "the call is not handled by this node")
         await call.transfer(agent_id, target)
+
+    async def consult_call(
+        self, call_id: str, agent_id: str, action: str, target: TransferTarget | None
+    ) -> None:
+        """Consult-then-transfer on a call in conversation with ``agent_id`` (the panel's).
+
+        Raises:
+            TransferError: 409 when the call is not on this node or not with that agent.
+        """
+        call = self.calls.get(call_id)
+        if call is None:
+            raise TransferError(409, "the call is not handled by this node")
+        await call.consult(agent_id, action, target)
 
     def notify_transfer_call(
         self, call_id: str, status_code: int, reason: str | None, refer_id: int
@@ -673,6 +749,7 @@ class Service:
             agent_uri=self.agent_uri,
             handle_times=self.handle_times,
             callbacks=self.callbacks,
+            softphones=self.softphones,
         )
         call = Call(incoming=event, services=services)
         self.calls[event.call_id] = call
@@ -797,6 +874,8 @@ class Service:
             self.sip.close()
         if self.routing is not None:
             await self.routing.aclose()
+        if self.softphones is not None:
+            await self.softphones.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.asr is not None:

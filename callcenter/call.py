@@ -15,8 +15,10 @@ service routes calls (``CallServices.routing``) for that skill, the call joins t
 (``CallQueued``) and *waits* instead of letting the flow hang up: the holding message, then the
 estimated-wait range (``routing.estimate``: "moins de 2 minutes"... never a precise promise),
 then ``routing.announce_interval_s`` of hold music (or silence), the range again, and so on.
-When the router offers the call to an agent, an :class:`~callcenter.agent_leg.AgentLeg` rings
-the agent's SIP phone; answered, both legs are bridged (two
+When the router offers the call to an agent, a :class:`~callcenter.webrtc.leg.WebRtcLeg` rings
+the agent's browser softphone when their panel is open (issue 6: the ``ring`` carries the screen
+pop, :meth:`Call.screen_pop`), otherwise an :class:`~callcenter.agent_leg.AgentLeg` rings the
+agent's SIP phone; answered, both legs are bridged (two
 :class:`~callcenter.media.relay.AudioRelay`, keys re-sent as RFC 4733 to the other leg). Busy or
 declined → ``OfferRejected``, unreachable → ``OfferTimedOut``, the router's ring timeout →
 CANCEL. The caller hanging up while waiting is ``CallerHungUp`` (abandoned), while bridged
@@ -66,13 +68,17 @@ from callcenter import sdp
 from callcenter.agent_leg import (
     AgentLeg,
     Dialer,
+    Leg,
     LegAnswered,
     LegDtmf,
     LegEnded,
     LegEvent,
     LegFailed,
+    LegHold,
     LegRinging,
     LegTransferRequested,
+    MediaEvent,
+    PcmAudio,
     caller_id_display,
 )
 from callcenter.bot import VoiceBot
@@ -110,6 +116,7 @@ from callcenter.rtp.codecs.base import get_codec
 from callcenter.rtp.session import AudioReceived, RtpEvent, RtpSession
 from callcenter.sip import events as sip_events
 from callcenter.sip.engine import CallState
+from callcenter.softphone import SoftphoneHub
 from callcenter.store.callbacks import callback_number_allowed
 from callcenter.store.dossiers import normalize_phone
 from callcenter.store.trail import CallTrail
@@ -122,6 +129,7 @@ from callcenter.transfer import (
 )
 from callcenter.transport.rtp_udp import RtpEndpoint
 from callcenter.transport.sip_udp import SipUdpTransport
+from callcenter.webrtc.leg import WebRtcLeg
 from routing.callbacks import CallbackError, Slot
 from routing.estimate import SPOKEN_BUCKETS, HandleTimes, estimate_for_call
 
@@ -175,7 +183,7 @@ class _WaitTick:
 class _AgentKey:
     """A key the agent pressed (RFC 4733 on the agent leg)."""
 
-    leg: AgentLeg
+    leg: Leg
     digit: str
 
 
@@ -188,7 +196,7 @@ class _GoodbyeDone:
 class _AgentLost:
     """The agent's phone sent no RTP for ``rtp.inactivity_timeout`` while bridged."""
 
-    leg: AgentLeg
+    leg: Leg
     silent_s: float
 
 
@@ -209,10 +217,37 @@ class _TransferAsked:
 
 
 @dataclass(frozen=True, slots=True)
+class _ConsultAsked:
+    """An agent asked to consult a colleague or a number, complete or cancel (``Call.consult``)."""
+
+    agent_id: str
+    action: str
+    """``start``, ``complete`` or ``cancel``."""
+    target: TransferTarget | None
+    done: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Consult:
+    """A consultation in progress: the caller on hold, the agent talking with ``leg``."""
+
+    agent_id: str
+    """The agent who consults (A)."""
+    target: TransferTarget
+    leg: Leg
+    """The colleague's phone or browser, or the external number."""
+    connected: bool = False
+    completed: bool = False
+    """The caller was handed to ``leg``: its media now goes to and from the caller."""
+    to_target: AudioRelay = field(default_factory=AudioRelay)
+    to_agent: AudioRelay = field(default_factory=AudioRelay)
+
+
+@dataclass(frozen=True, slots=True)
 class _TransferRingOut:
     """The external number of a transfer did not answer in time."""
 
-    leg: AgentLeg
+    leg: Leg
 
 
 _Input = (
@@ -228,6 +263,7 @@ _Input = (
     | _AgentLost
     | _CallbackTimeout
     | _TransferAsked
+    | _ConsultAsked
     | _TransferRingOut
     | LegEvent
 )
@@ -393,6 +429,8 @@ _LEAVE_PROMPTS = {
 }
 _REPEAT_LOOKUP_TIMEOUT_S = 2.0
 """How long the repeat-caller lookup may delay joining the queue (then: not a repeat caller)."""
+_MENU_PATH_MAX = 50
+"""Flow nodes kept for the screen pop (a looping menu must not grow it without bound)."""
 _VOICED_PEAK = 300
 """A 20 ms frame whose peak exceeds this (PCM16) counts as voiced in the bridge statistics."""
 
@@ -425,6 +463,8 @@ class CallServices:
     """Recent handle times per queue, for the wait estimates."""
     callbacks: CallbackService | None = None
     """Callbacks ("rappel"); None: not offered."""
+    softphones: SoftphoneHub | None = None
+    """Agents' browser softphones (the panel); None: agents are rung on their SIP phones only."""
 
 
 @dataclass(slots=True)
@@ -537,8 +577,14 @@ class Call:
         self._routing_state = "none"  # none, waiting, offered, bridged, leaving, goodbye, done
         self._queue_name: str | None = None
         self._unlisten: Callable[[], None] | None = None
-        self._leg: AgentLeg | None = None
-        self._old_legs: list[AgentLeg] = []
+        self._leg: Leg | None = None
+        self._old_legs: list[Leg] = []
+        self._menu_path: list[str] = []  # flow nodes entered (the screen pop's "parcours")
+        self._handoff_reason: str | None = None
+        self._held_relays: tuple[AudioRelay | None, AudioRelay | None] | None = None
+        self._last_offer: routing.OfferCall | None = None
+        self._consult: _Consult | None = None
+        self._handover_to: str | None = None  # a consulted colleague the router must offer to
         self._announcer: asyncio.Task[None] | None = None
         self._waiting_prompt: str | None = None  # of ours, playing while waiting
         self._to_agent: AudioRelay | None = None
@@ -798,8 +844,8 @@ class Call:
                 for task in tasks:
                     task.cancel()
                 for leg in (self._leg, *self._old_legs):
-                    if leg is not None and leg.rtp is not None:
-                        leg.rtp.close()  # ends its media task, if any
+                    if leg is not None:
+                        leg.stop_media()  # ends its media task, if any
                 # Every timer of this call: the task group would otherwise wait for them before
                 # the router hears that the caller left.
                 self._stop_announcer()
@@ -904,7 +950,7 @@ class Call:
             if ended is not None:
                 return ended
             if (
-                self._routing_state != "none" or isinstance(item, _TransferAsked)
+                self._routing_state != "none" or isinstance(item, _TransferAsked | _ConsultAsked)
             ) and self._routing_handles(item):
                 ended = await self._routing_input(item, pipeline)
                 if ended is not None:
@@ -966,6 +1012,8 @@ class Call:
         for action in actions:
             if isinstance(action, ivr_flows.EnterNode):
                 self._record("flow_node", node_id=action.node_id, node_type=action.node_type)
+                if len(self._menu_path) < _MENU_PATH_MAX:
+                    self._menu_path.append(action.node_id)
                 if action.node_type in ("ask", "confirm", "identify", "dossier_answer"):
                     self._bot_path.append(action.node_id)
             elif isinstance(action, ivr_flows.PlayPrompt):
@@ -1007,6 +1055,7 @@ class Call:
             elif isinstance(action, ivr_flows.QueueCall):
                 self._queued = True
                 self._handed_over = self._bot_used
+                self._handoff_reason = action.reason
                 self._record(
                     "queued",
                     skill=action.skill,
@@ -1109,6 +1158,7 @@ class Call:
             | _AgentLost
             | _CallbackTimeout
             | _TransferAsked
+            | _ConsultAsked
             | _TransferRingOut
             | PromptFinishedFrame
             | TranscriptFrame
@@ -1118,7 +1168,14 @@ class Call:
         ):
             return True
         return isinstance(
-            item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf | LegTransferRequested
+            item,
+            LegRinging
+            | LegAnswered
+            | LegFailed
+            | LegEnded
+            | LegDtmf
+            | LegTransferRequested
+            | LegHold,
         )
 
     async def _routing_input(self, item: _Input, pipeline: Pipeline) -> tuple[str, str, str] | None:
@@ -1136,6 +1193,20 @@ class Call:
         state = self._routing_state
         if isinstance(item, _TransferAsked | _TransferRingOut | LegTransferRequested):
             await self._transfer_input(item, pipeline)
+            return None
+        if isinstance(item, _ConsultAsked):
+            await self._consult_input(item, pipeline)
+            return None
+        consult = self._consult
+        if (
+            consult is not None
+            and isinstance(
+                item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf | LegHold
+            )
+            and item.leg is consult.leg
+            and not consult.completed
+        ):
+            await self._on_consult_leg(item, pipeline)
             return None
         if self._cb is not None and not isinstance(item, _Routing):
             consumed, ended = await self._callback_input(item, pipeline)
@@ -1198,6 +1269,13 @@ class Call:
                 elif self._waiting_prompt is None and self._is_hold_prompt(item.prompt_id):
                     self._waiting_prompt = "silence"  # the flow's holding message ended
                     await self._announce_wait(pipeline)
+            elif (
+                state == "bridged"
+                and self._held_relays is not None
+                and item.prompt_id == HOLD_MUSIC_PROMPT
+                and not item.interrupted
+            ):
+                await self._play_music(pipeline)  # the agent holds: loop the music
             return None
         return None
 
@@ -1257,6 +1335,8 @@ class Call:
                 return None
             leave = self._voiced(_LEAVE_PROMPTS[reason])
             await pipeline.queue_frame(PlayPromptFrame(leave, False))
+        elif isinstance(decision, routing.OfferCall) and decision.agent_id == self._handover_to:
+            await self._handover_accepted(decision)
         elif isinstance(decision, routing.OfferCall):
             if state == "waiting" and not decision.dial_out:
                 if self._cb is not None:  # an agent is free: better than a callback
@@ -1282,20 +1362,29 @@ class Call:
         return None
 
     async def _offer_to(self, offer: routing.OfferCall) -> None:
-        """Ring the agent's phone for this call (an AgentLeg)."""
+        """Ring the agent: their panel's softphone when it is open, else their SIP phone."""
         services = self.services
         router = services.routing
         dialer = services.dialer
         assert router is not None and dialer is not None
-        uri = await services.agent_uri(offer.agent_id) if services.agent_uri else None
+        self._last_offer = offer
+        hub = services.softphones
+        browser = hub is not None and await hub.is_present(offer.agent_id)
+        uri = None
+        if not browser and services.agent_uri is not None:
+            uri = await services.agent_uri(offer.agent_id)
         self._record(
             "agent_offered",
             agent=offer.agent_id,
             queue=offer.queue,
             wait_s=round(offer.wait_s, 1),
-            reachable=uri is not None,
+            reachable=browser or uri is not None,
+            endpoint="browser" if browser else "sip",
         )
         if self._routing_state != "waiting":  # the caller left while the store answered
+            return
+        if browser and hub is not None:
+            await self._ring_browser(hub, offer)
             return
         if uri is None:
             services.metrics.agent_offer("failed")
@@ -1325,6 +1414,55 @@ class Call:
             self._routing_state = "waiting"
             services.metrics.agent_offer("failed")
             await router.submit(routing.OfferTimedOut(offer.agent_id, self.call_id, router.now()))
+
+    async def _ring_browser(self, hub: SoftphoneHub, offer: routing.OfferCall) -> None:
+        """Ring the agent's panel (a WebRtcLeg) with the screen pop."""
+        leg = WebRtcLeg(
+            hub=hub,
+            config=self._config.webrtc,
+            agent_id=offer.agent_id,
+            owner_call_id=self.call_id,
+            pop=self.screen_pop(offer),
+            on_event=self._inputs.put_nowait,
+        )
+        self._leg = leg
+        self._routing_state = "offered"
+        await leg.start()
+
+    def screen_pop(self, offer: routing.OfferCall) -> dict[str, Any]:
+        """What the agent sees before answering: who calls, why, how the bot went.
+
+        The caller's number is given only when they were not identified (the agent then
+        sees "non identifié" and the number); an identified caller is shown by their dossier,
+        which the panel reads (audited) with the ``usager_id``.
+        """
+        who = self._who
+        identified = who is not None and who.result == "ok" and who.usager_id is not None
+        number = None
+        if not identified and self.incoming.caller_user:
+            number = normalize_phone(self.incoming.caller_user) or None
+        router = self.services.routing
+        priority = (
+            router.config.priorities.effective(offer.call).label if router is not None else None
+        )
+        intents = list(dict.fromkeys([*self._intents, *filter(None, [self._queue_intent])]))
+        return {
+            "call_id": self.call_id,
+            "queue": offer.queue,
+            "wait_s": round(offer.wait_s, 1),
+            "priority": priority,
+            "repeat": self._repeat,
+            "identified": identified,
+            "identification": who.role if identified and who is not None else None,
+            "usager_id": who.usager_id if identified and who is not None else None,
+            "tiers_id": who.tiers_id if identified and who is not None else None,
+            "caller_number": number,
+            "handoff_reason": self._handoff_reason,
+            "intents": intents,
+            "transcript": list(self._said),
+            "menu_path": list(self._menu_path),
+            "dial_out": offer.dial_out,
+        }
 
     async def _on_leg_event(
         self, event: LegEvent, pipeline: Pipeline
@@ -1398,9 +1536,27 @@ class Call:
         elif isinstance(event, LegDtmf):
             if current and self._routing_state == "bridged":
                 self._relay_key(event.digit, "agent")
+        elif isinstance(event, LegHold):
+            if current and self._routing_state == "bridged":
+                await self._agent_hold(event.held, pipeline)
         return None
 
-    async def _bridge(self, leg: AgentLeg, pipeline: Pipeline) -> None:
+    async def _agent_hold(self, held: bool, pipeline: Pipeline) -> None:
+        """The agent put the caller on hold (music, nothing relayed) or took them back."""
+        leg = self._leg
+        assert leg is not None
+        self._record("agent_hold" if held else "agent_resume", agent=leg.agent_id)
+        if held and self._held_relays is None:
+            self._held_relays = (self._to_agent, self._to_caller)
+            self._to_agent = None
+            self._to_caller = None
+            await self._play_music(pipeline)
+        elif not held and self._held_relays is not None:
+            await pipeline.queue_frame(StopPromptFrame())
+            self._to_agent, self._to_caller = self._held_relays
+            self._held_relays = None
+
+    async def _bridge(self, leg: Leg, pipeline: Pipeline) -> None:
         """Connect the caller and the agent: audio both ways, keys both ways."""
         assert self._rtp is not None and self._tg is not None
         self._stop_announcer()
@@ -1423,7 +1579,7 @@ class Call:
         if self._caller_held:  # the caller was already on hold when the agent answered
             self._record("caller_hold", agent=leg.agent_id, sent=leg.hold())
 
-    async def _agent_watchdog(self, leg: AgentLeg, limit_s: float) -> None:
+    async def _agent_watchdog(self, leg: Leg, limit_s: float) -> None:
         """Report a dead agent phone: no RTP from it for ``limit_s`` while it should send."""
         loop = asyncio.get_running_loop()
         while leg is self._leg and self._routing_state == "bridged" and not leg.ended:
@@ -1433,7 +1589,7 @@ class Call:
                 self._inputs.put_nowait(_AgentLost(leg, silent))
                 return
 
-    async def _agent_lost(self, leg: AgentLeg, silent_s: float) -> None:
+    async def _agent_lost(self, leg: Leg, silent_s: float) -> None:
         """The agent's phone went silent: hang it up, tell the caller, end as an agent hang-up."""
         router = self.services.routing
         assert router is not None
@@ -1448,12 +1604,20 @@ class Call:
         self._start_goodbye("routing_agent_lost")
 
     def _agent_source(self) -> bytes | None:
+        consult = self._consult
+        if consult is not None and consult.connected and not consult.completed:
+            return consult.to_agent.pull()  # the agent hears the colleague, not the caller
         relay = self._to_agent
         return relay.pull() if relay is not None else None
 
-    def _on_agent_rtp(self, event: RtpEvent) -> None:
+    def _on_agent_rtp(self, event: MediaEvent) -> None:
+        consult = self._consult
+        if consult is not None and consult.connected and not consult.completed:
+            if isinstance(event, AudioReceived | PcmAudio):
+                consult.to_target.push(event.pcm)
+            return
         relay = self._to_caller
-        if isinstance(event, AudioReceived):
+        if isinstance(event, AudioReceived | PcmAudio):
             if relay is not None:
                 pcm = event.pcm
                 self._count("to_caller", pcm)
@@ -1501,7 +1665,7 @@ class Call:
                     sent = False
         self._record("dtmf_relayed", digit=digit, source=source, sent=sent)
 
-    def _end_bridge(self, leg: AgentLeg) -> None:
+    def _end_bridge(self, leg: Leg) -> None:
         """Stop relaying; record what went through the bridge."""
         if self._agent_watch is not None:
             self._agent_watch.cancel()
@@ -1516,10 +1680,10 @@ class Call:
             to_agent_voiced=to_agent[1],
             to_caller_frames=to_caller[0],
             to_caller_voiced=to_caller[1],
-            agent_packets_sent=leg.rtp.stats.packets_sent if leg.rtp is not None else 0,
+            agent_packets_sent=leg.packets_sent,
         )
-        if leg.rtp is not None:
-            leg.rtp.close()
+        self._held_relays = None
+        leg.stop_media()
 
     def _start_goodbye(self, prompt_id: str = "routing_agent_gone") -> None:
         prompts = self.services.prompts
@@ -1608,7 +1772,7 @@ class Call:
             else:
                 self._old_legs.append(leg)
 
-    def _forget_leg(self, leg: AgentLeg) -> None:
+    def _forget_leg(self, leg: Leg) -> None:
         if leg is self._leg:
             self._leg = None
         if leg in self._old_legs:
@@ -1637,10 +1801,22 @@ class Call:
         state = self._routing_state
         router = self.services.routing
         leg = self._leg
+        consult = self._consult
+        if consult is not None:  # the caller left during a consultation
+            self._consult = None
+            self._record("consult_hangup", cause="caller_left")
+            if consult.leg.answered and not consult.leg.ended:
+                consult.leg.hangup()
+            elif not consult.leg.ended:
+                consult.leg.cancel()
+            consult.leg.stop_media()
+            consult.leg.close()
         if router is not None and state in ("waiting", "offered", "bridged"):
             if state == "bridged" and leg is not None:
                 self._end_bridge(leg)
-                if not self._external:
+                if self._handover_to is not None:  # the router never offered the colleague
+                    await router.submit(routing.CallerHungUp(self.call_id, router.now()))
+                elif not self._external:
                     await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
             else:
                 await router.submit(routing.CallerHungUp(self.call_id, router.now()))
@@ -1899,6 +2075,283 @@ class Call:
             self._inputs.put_nowait(_TransferRingOut(leg))
 
         self._transfer_timer = self._tg.create_task(ring_out(), name=f"transfer-{self.call_id}")
+
+    # -- consult, then transfer (issue 6) ----------------------------------------------------
+    async def consult(
+        self, agent_id: str, action: str, target: TransferTarget | None = None
+    ) -> None:
+        """Consult a colleague or a number with the caller on hold, then hand over or come back.
+
+        ``action``: ``start`` (``target`` is a colleague or an allowed number; the caller hears
+        the hold music, the agent talks with the target once it answers), ``complete`` (the
+        caller is handed to the target: a colleague takes the call through the router, as a
+        transfer offered to them and accepted at once; a number is bridged) or ``cancel`` (the
+        target is hung up, the agent is back with the caller).
+
+        Raises:
+            TransferError: 409 when the call is not in a state for it; 400 for a queue target.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inputs.put_nowait(_ConsultAsked(agent_id, action, target, done))
+        try:
+            async with asyncio.timeout(_TRANSFER_TIMEOUT_S):
+                await done
+        except TimeoutError:
+            raise TransferError(409, "the call is ending") from None
+
+    async def _consult_input(self, item: _ConsultAsked, pipeline: Pipeline) -> None:
+        if item.done.done():
+            return
+        try:
+            if item.action == "start":
+                assert item.target is not None
+                await self._consult_start(item.agent_id, item.target, pipeline)
+            elif item.action == "complete":
+                await self._consult_complete(item.agent_id, pipeline)
+            else:
+                await self._consult_end(item.agent_id, pipeline, "cancelled")
+        except TransferError as exc:
+            if not item.done.done():
+                item.done.set_exception(exc)
+        else:
+            if not item.done.done():
+                item.done.set_result(None)
+
+    async def _consult_start(
+        self, agent_id: str, target: TransferTarget, pipeline: Pipeline
+    ) -> None:
+        leg = self._leg
+        services = self.services
+        router = services.routing
+        if (
+            router is None
+            or leg is None
+            or self._external
+            or self._routing_state != "bridged"
+            or leg.agent_id != agent_id
+            or self._consult is not None
+        ):
+            raise TransferError(409, "no conversation of this agent to consult from")
+        if getattr(leg, "held", False):
+            raise TransferError(409, "take the caller off hold before consulting")
+        if target.kind is TransferKind.QUEUE:
+            raise TransferError(
+                400, "a consultation is with a colleague or a number", field="queue"
+            )
+        if target.kind is TransferKind.AGENT:
+            colleague = router.router.agents.get(target.value)
+            if colleague is None or colleague.state is not routing.AgentState.AVAILABLE:
+                raise TransferError(409, "the colleague is not available")
+        consult_leg = await self._consult_leg(agent_id, target)
+        self._consult = _Consult(agent_id, target, consult_leg)
+        self._record("consult_started", agent=agent_id, kind=target.kind.value)
+        await self._agent_hold(True, pipeline)  # the caller hears the music meanwhile
+        self._consult_state("ringing")
+        try:
+            if isinstance(consult_leg, WebRtcLeg):
+                await consult_leg.start()
+            else:
+                assert isinstance(consult_leg, AgentLeg)
+                cfg = self._config
+                await consult_leg.start(
+                    from_user=cfg.routing.from_user,
+                    from_display=caller_id_display(cfg.routing.from_display, "consultation"),
+                )
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.log.warning("consultation leg not placed: %s", type(exc).__name__)
+            consult_leg.close()
+            await self._consult_back(pipeline, "failed")
+            raise TransferError(502, "the consultation could not be placed") from None
+
+    async def _consult_leg(self, agent_id: str, target: TransferTarget) -> Leg:
+        """The leg to the consulted colleague (browser or phone) or number (trunk)."""
+        services = self.services
+        cfg = self._config
+        dialer = services.dialer
+        assert dialer is not None
+
+        def sip_leg(leg_agent: str, uri: str) -> AgentLeg:
+            return AgentLeg(
+                dialer=dialer,
+                agent_id=leg_agent,
+                target_uri=uri,
+                local_host=self._local_host(),
+                rtp_host=cfg.rtp.host or cfg.sip.host,
+                port_range=(cfg.rtp.port_min, cfg.rtp.port_max),
+                on_event=self._inputs.put_nowait,
+            )
+
+        if target.kind is TransferKind.NUMBER:
+            number = target.value
+            dial = number if number.isdigit() else dial_string(number, cfg.callbacks.number_format)
+            return sip_leg("external", cfg.callbacks.trunk_uri.format(number=dial))
+        colleague = target.value
+        hub = services.softphones
+        if hub is not None and await hub.is_present(colleague):
+            pop = self.screen_pop(self._last_offer) if self._last_offer is not None else {}
+            return WebRtcLeg(
+                hub=hub,
+                config=cfg.webrtc,
+                agent_id=colleague,
+                owner_call_id=f"{self.call_id}~consult",
+                pop={**pop, "call_id": f"{self.call_id}~consult", "consult_from": agent_id},
+                on_event=self._inputs.put_nowait,
+            )
+        uri = await services.agent_uri(colleague) if services.agent_uri is not None else None
+        if uri is None:
+            raise TransferError(409, "the colleague has no phone or panel to ring")
+        return sip_leg(colleague, uri)
+
+    async def _on_consult_leg(self, event: LegEvent, pipeline: Pipeline) -> None:
+        consult = self._consult
+        assert consult is not None
+        if isinstance(event, LegAnswered):
+            if consult.connected:
+                return
+            consult.connected = True
+            self._record("consult_answered", agent=consult.agent_id, codec=event.codec)
+            assert self._tg is not None
+            self._tg.create_task(
+                consult.leg.run_media(self._consult_source, self._on_consult_media),
+                name=f"consult-rtp-{self.call_id}",
+            )
+            self._consult_state("connected")
+        elif isinstance(event, LegFailed):
+            self._record("consult_failed", status=event.status_code, reason=event.kind)
+            await self._consult_back(pipeline, "failed")
+        elif isinstance(event, LegEnded):
+            self._record("consult_hangup", cause=event.cause)
+            await self._consult_back(pipeline, "ended")
+
+    def _consult_source(self) -> bytes | None:
+        """What the consulted party hears: the agent, then (completed) the caller."""
+        consult = self._consult
+        if consult is None:
+            relay = self._to_agent if self._leg is not None else None
+            return relay.pull() if relay is not None else None
+        return consult.to_target.pull()
+
+    def _on_consult_media(self, event: MediaEvent) -> None:
+        consult = self._consult
+        if not isinstance(event, AudioReceived | PcmAudio):
+            if self._consult is None and self._leg is not None:
+                self._inputs.put_nowait(_AgentKey(self._leg, event.digit))
+            return
+        pcm = event.pcm
+        if consult is not None:
+            consult.to_agent.push(pcm)
+        elif self._to_caller is not None:  # completed: the consulted party talks to the caller
+            self._count("to_caller", pcm)
+            self._to_caller.push(pcm)
+
+    async def _consult_back(self, pipeline: Pipeline, how: str) -> None:
+        """The consultation is over without a hand-over: the agent is back with the caller."""
+        consult = self._consult
+        self._consult = None
+        if consult is None:
+            return
+        leg = consult.leg
+        if not leg.ended:
+            if leg.answered:
+                leg.hangup()
+            else:
+                leg.cancel()
+        leg.stop_media()
+        leg.close()
+        self._consult_state(how, agent=consult.agent_id)
+        if self._routing_state == "bridged" and self._leg is not None:
+            await self._agent_hold(False, pipeline)
+
+    async def _consult_end(self, agent_id: str, pipeline: Pipeline, how: str) -> None:
+        consult = self._consult
+        if consult is None or consult.agent_id != agent_id:
+            raise TransferError(409, "no consultation of this agent")
+        self._record("consult_cancelled", agent=agent_id)
+        await self._consult_back(pipeline, how)
+
+    async def _consult_complete(self, agent_id: str, pipeline: Pipeline) -> None:
+        """Hand the caller to the consulted party; the agent goes to wrap-up."""
+        consult = self._consult
+        router = self.services.routing
+        leg = self._leg
+        if consult is None or consult.agent_id != agent_id or leg is None or router is None:
+            raise TransferError(409, "no consultation of this agent")
+        if not consult.connected:
+            raise TransferError(409, "the consulted party has not answered yet")
+        target = consult.target
+        self._end_bridge(leg)  # the agent's leg: stats, media stopped
+        leg.hangup()
+        self._retire_leg()
+        await router.submit(routing.CallEnded(agent_id, self.call_id, router.now()))
+        self.services.metrics.transfer(target.kind.value)
+        self._record(
+            "transferred",
+            agent=agent_id,
+            kind=target.kind.value,
+            via="consult",
+            to=None if target.kind is TransferKind.NUMBER else target.value,
+        )
+        # The consulted party now talks with the caller: its media switches from the agent.
+        self._consult = None
+        self._held_relays = None
+        self._to_agent = AudioRelay()
+        self._to_caller = AudioRelay()
+        self._leg = consult.leg
+        await pipeline.queue_frame(StopPromptFrame())
+        self._consult_state("completed", agent=agent_id)
+        if target.kind is TransferKind.NUMBER:
+            self._external = True
+            self._record("bridged", agent="external")
+            return
+        # A colleague: the router offers them the call (a transfer to a named agent) and the
+        # offer is accepted at once on the leg already connected.
+        self._handover_to = target.value
+        usager_id = self._who.usager_id if self._who is not None else None
+        now = router.now()
+        queued = routing.QueuedCall(
+            call_id=self.call_id,
+            skill=self._queue_name or "",
+            priority=max(_priority(self._queue_priority), routing.Priority.HIGH),
+            joined_at=now,
+            usager_id=str(usager_id) if usager_id is not None else None,
+            intent=self._queue_intent,
+            target_agent=target.value,
+        )
+        try:
+            await router.submit(routing.CallQueued(queued, now))
+        except routing.RoutingError as exc:
+            self.log.error("router refused the consultation hand-over: %s", exc)
+            self._handover_to = None
+
+    async def _handover_accepted(self, offer: routing.OfferCall) -> None:
+        """The router offered the call to the consulted colleague: they already have it."""
+        router = self.services.routing
+        assert router is not None
+        self._handover_to = None
+        decisions = await router.submit(
+            routing.OfferAccepted(offer.agent_id, self.call_id, router.now())
+        )
+        answered = any(
+            isinstance(d, routing.CallAnswered) and d.call_id == self.call_id for d in decisions
+        )
+        self._record(
+            "agent_answered",
+            agent=offer.agent_id,
+            queue=offer.queue,
+            via="consult",
+            wait_s=round(offer.wait_s, 1),
+            accepted=answered,
+        )
+
+    def _consult_state(self, state: str, *, agent: str | None = None) -> None:
+        """Tell the consulting agent's panel how the consultation goes."""
+        hub = self.services.softphones
+        consult = self._consult
+        login = agent or (consult.agent_id if consult is not None else None)
+        if hub is None or login is None or self._tg is None:
+            return
+        message = {"type": "consult_state", "call_id": self.call_id, "state": state}
+        self._tg.create_task(hub.to_agent(login, message), name=f"consult-state-{self.call_id}")
 
     async def _on_external_leg(
         self, event: LegEvent, pipeline: Pipeline
