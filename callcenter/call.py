@@ -1214,7 +1214,7 @@ class Call:
                 return ended
         if isinstance(item, _Routing):
             return await self._on_decision(item.decision, pipeline)
-        if isinstance(item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf):
+        if isinstance(item, LegRinging | LegAnswered | LegFailed | LegEnded | LegDtmf | LegHold):
             if self._external and item.leg is self._leg:
                 return await self._on_external_leg(item, pipeline)
             return await self._on_leg_event(item, pipeline)

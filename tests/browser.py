@@ -1,8 +1,8 @@
 """Debian's headless Chromium for the panel tests, driven by playwright (no ``playwright install``).
 
 ``chromium()`` yields a playwright ``Browser`` launched from ``/usr/bin/chromium`` with the
-flags of ``../shared/TESTING.md``, a fake microphone playing a WAV, and what WebRTC needs to
-talk to the service on loopback only:
+flags of ``../shared/TESTING.md`` (a fresh profile: playwright's own), a fake microphone playing a
+WAV, and what WebRTC needs to talk to the service on loopback only:
 
 - ``--allow-loopback-in-peer-connection``: Chromium's WebRTC ignores loopback interfaces by
   default (``network_ignore_mask``); the service's ICE candidate is 127.0.0.1.
@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -72,16 +71,15 @@ async def chromium(
     flags = [*BASE_FLAGS, *WEBRTC_FLAGS, *extra_flags]
     if microphone_wav is not None:
         flags.append(f"--use-file-for-fake-audio-capture={microphone_wav}")
-    with tempfile.TemporaryDirectory(prefix="cc-chromium-") as profile:
-        flags.append(f"--user-data-dir={profile}")
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=flags, chromium_sandbox=False
-            )
-            try:
-                yield browser
-            finally:
-                await browser.close()
+    # launch() gives every browser a fresh temporary profile (playwright refuses --user-data-dir).
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=flags, chromium_sandbox=False
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 _SERIOUS = frozenset({"serious", "critical"})
