@@ -235,11 +235,12 @@ async def run_path(
                 # The ring and the screen pop: the number recognised, the usager's dossier.
                 await _until(page, "() => !document.querySelector('#btn-answer').disabled")
                 await _until(
-                    page, "() => document.querySelector('#dossier').textContent.length > 20"
+                    page, "() => document.querySelector('#dossier').textContent.includes('Usager')"
                 )
                 pop_text = await page.inner_text("#pop")
                 assert "Non identifié" in pop_text or "non vérifiée" in pop_text, pop_text
                 dossier_text = await page.inner_text("#dossier")
+                assert "identité non vérifiée" in dossier_text, dossier_text
                 engine = service.store_engine
                 assert engine is not None
                 snapshot = repo.dossier_snapshot(

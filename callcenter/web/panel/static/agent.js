@@ -378,6 +378,9 @@ function handle(msg) {
       if (call && call.id === msg.call_id) call = null;
       render();
       break;
+    case "consult_state":
+      consultState(msg);
+      break;
     case "caller_dtmf":
       if (call && call.id === msg.call_id) announce(`L’appelant a tapé la touche ${msg.digit}.`);
       break;
@@ -625,6 +628,25 @@ ui.consult.addEventListener("click", async () => {
     ui.transferError.textContent = err.message;
   }
 });
+
+const CONSULT_STATES = {
+  ringing: "Consultation : le correspondant sonne.",
+  connected: "Consultation : vous êtes en ligne avec le correspondant, l’appelant est en attente.",
+  failed: "Le correspondant n’a pas répondu : vous êtes de nouveau avec l’appelant.",
+  ended: "Le correspondant a raccroché : vous êtes de nouveau avec l’appelant.",
+  cancelled: "Consultation annulée : vous êtes de nouveau avec l’appelant.",
+  completed: "Transfert effectué : l’appelant est avec le correspondant.",
+};
+
+/** How the consultation goes (from the call's node). */
+function consultState(msg) {
+  if (!call || call.id !== msg.call_id) return;
+  if (msg.state === "failed" || msg.state === "ended" || msg.state === "cancelled" || msg.state === "completed") {
+    call.consulting = false;
+  }
+  render();
+  announce(CONSULT_STATES[msg.state] || `Consultation : ${msg.state}.`);
+}
 
 async function endConsult(action) {
   try {

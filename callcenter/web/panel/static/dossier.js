@@ -109,6 +109,7 @@ export function renderPop(container, pop) {
       ["Priorité", PRIORITY[pop.priority] || pop.priority],
       ["Raison du transfert", pop.handoff_label || pop.handoff_reason],
       ["Parcours", Array.isArray(pop.menu_path) && pop.menu_path.length ? pop.menu_path.join(" › ") : null],
+      ["Consultation demandée par", pop.consult_from || null],
     ]),
   ];
   const intents = (pop.intent_labels && pop.intent_labels.length ? pop.intent_labels : pop.intents) || [];
@@ -179,15 +180,20 @@ export function renderDossier(container, dossier) {
     return;
   }
   const name = join([[dossier.civilite, dossier.prenom, dossier.nom].filter(Boolean).join(" ")]);
-  const nodes = [
-    el("h3", { text: `Usager : ${name || "sans nom"}` }),
+  const nodes = [el("h3", { text: `Usager : ${name || "sans nom"}` })];
+  if (dossier.verified === false) {
+    // Found by the caller's number only: said in words, not by colour.
+    nodes.push(el("p", { cls: "unverified", attrs: { role: "note" },
+      text: "Attention : numéro de l’appelant reconnu, identité non vérifiée. Vérifiez l’identité avant de donner une information du dossier." }));
+  }
+  nodes.push(
     facts([
       ["Langue", dossier.langue],
       ["Besoins particuliers", Array.isArray(dossier.besoins) && dossier.besoins.length
         ? el("span", { cls: "needs", text: dossier.besoins.join(", ") }) : null],
       ["Mesure de protection", dossier.mesure_protection],
     ]),
-  ];
+  );
   nodes.push(...section("Demandes", dossier.demandes, (items) => {
     const wrap = el("div");
     for (const d of items) wrap.append(renderDemande(d));
