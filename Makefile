@@ -33,9 +33,14 @@ check-debian:
 DEMO_CLOCK ?= 2026-12-07T10:00:00+01:00
 # The demo dossiers (500 synthetic usagers, seed 1) are dated as of this day; loading is idempotent.
 DEMO_DATE ?= 2026-12-07
+# The agent panel (http://127.0.0.1:8080/panel/): demo.agent and demo.chef (supervisor), with this
+# password; cookies without Secure because the demo panel is served over http on this machine.
+DEMO_PANEL_PASSWORD ?= solidarites-demo
 run: install
 	$(PY) -m callcenter dossiers demo --count 500 --seed 1 --today $(DEMO_DATE)
-	CALLCENTER_FLOWS_NOW_OVERRIDE=$(DEMO_CLOCK) $(PY) -m callcenter serve $(ARGS)
+	printf '%s\n' '$(DEMO_PANEL_PASSWORD)' | $(PY) -m callcenter agents demo
+	CALLCENTER_FLOWS_NOW_OVERRIDE=$(DEMO_CLOCK) CALLCENTER_PANEL_SECURE_COOKIES=false \
+	  $(PY) -m callcenter serve $(ARGS)
 
 test: install
 	$(PY) -m pytest tests -q

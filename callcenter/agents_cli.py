@@ -12,6 +12,9 @@
   command line (it would show in ``ps`` and the shell history); unlocks the account and ends
   its open panel sessions; ``--role`` also sets the panel role.
 - ``disable LOGIN`` / ``enable LOGIN`` (disabling also ends the agent's panel sessions).
+- ``demo``: the demo line's two panel accounts, created when missing: ``demo.agent`` (every
+  queue of the routing file, proficiency 3) and ``demo.chef`` (supervisor), both with the
+  password read from standard input (``make run`` pipes its ``DEMO_PANEL_PASSWORD``).
 
 They take the ``--config`` and ``--data-dir`` options of ``callcenter serve`` and migrate the
 database first. Errors name the field (``skill: proficiency of apa must be 1 to 5``) and exit 1.
@@ -27,6 +30,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
+import routing
 from callcenter.cli import common_options
 from callcenter.config import ConfigError, load_config
 from callcenter.store import agents, db
@@ -95,6 +99,8 @@ def build_parser(prog: str = "callcenter agents") -> argparse.ArgumentParser:
     password.add_argument("login")
     password.add_argument("--role", choices=store_panel.ROLES, default=None, help=role_help)
 
+    sub.add_parser("demo", parents=[common], help="the demo panel accounts (password from stdin)")
+
     for name, text in (
         ("token", "issue a new API token"),
         ("disable", "disable an agent"),
@@ -146,6 +152,8 @@ def _run(args: argparse.Namespace) -> int:
             store_panel.set_password(engine, args.login, _read_password(), role=args.role)
             role = store_panel.get_role(engine, args.login)
             print(f"{args.login}: panel password set (role {role})")
+        elif args.command == "demo":
+            _demo_accounts(engine, args)
         elif args.command == "token":
             print(f"API token (shown once): {agents.new_token(engine, args.login)}")
         else:
@@ -156,6 +164,31 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+DEMO_ACCOUNTS = (
+    ("demo.agent", "Agent de démonstration", "agent"),
+    ("demo.chef", "Superviseur de démonstration", "supervisor"),
+)
+"""The demo line's panel accounts (``callcenter agents demo``)."""
+
+
+def _demo_accounts(engine: Engine, args: argparse.Namespace) -> None:
+    config = load_config(args.config, overrides={"": {"data_dir": args.data_dir}})
+    skills: dict[str, int] = {}
+    if config.routing.enabled:
+        path = config.routing.file or routing.default_routing_config_path()
+        try:
+            queues = routing.load_routing_config(path).queues
+        except (routing.RoutingConfigError, OSError) as exc:
+            raise agents.AgentError(f"routing.file: {exc}") from None
+        skills = {name: 3 for name in queues}
+    password = sys.stdin.readline().rstrip("\r\n")
+    for login, name, role in DEMO_ACCOUNTS:
+        if agents.get_agent(engine, login) is None:
+            agents.add_agent(engine, login, name, skills=skills if role == "agent" else {})
+        store_panel.set_password(engine, login, password, role=role)
+        print(f"{login}: panel account ready (role {role})")
 
 
 def agents_main(argv: Sequence[str], prog: str = "callcenter agents") -> int:

@@ -629,6 +629,12 @@ def _check(config: Config) -> None:
     _check_callbacks(config.callbacks)
     _check_transfers(config.transfers)
     _check_panel(config.panel, config.webrtc)
+    if not config.panel.secure_cookies and not _loopback_host(config.http.host):
+        # A session cookie without Secure would travel in clear beyond this machine.
+        raise ConfigError(
+            "panel.secure_cookies: may be false only while http.host is loopback "
+            f"(127.0.0.1), got http.host = {config.http.host!r}"
+        )
     _check_routing(config.routing)
     if config.flows.now_override:
         try:
@@ -658,6 +664,15 @@ def _check_routing(settings: RoutingSettings) -> None:
         raise ConfigError(f"routing.node_id: invalid node id {settings.node_id!r}")
     if settings.node_ttl_s < 1.0:
         raise ConfigError(f"routing.node_ttl_s: must be at least 1 s, got {settings.node_ttl_s}")
+
+
+def _loopback_host(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_panel(panel: PanelConfig, webrtc: WebRtcConfig) -> None:

@@ -92,3 +92,20 @@ def test_set_password_reads_stdin_and_sets_the_role(
     assert code == 1 and "login: no agent 'nobody'" in err
     with pytest.raises(SystemExit):  # never on the command line
         run(capsys, data, "set-password", "s.chef", "--password", secret)
+
+
+def test_demo_accounts_are_created_once_with_the_password_from_stdin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "var"
+    for _ in range(2):  # make run may run again: nothing is created twice
+        monkeypatch.setattr("sys.stdin", io.StringIO("mot de passe de démo\n"))
+        code, out, err = run(capsys, data, "demo")
+        assert code == 0, err
+        assert "demo.agent: panel account ready (role agent)" in out
+    engine = db.make_engine(f"sqlite:///{data / 'callcenter.sqlite3'}")
+    now = datetime.now(UTC)
+    assert panel.authenticate(engine, "demo.chef", "mot de passe de démo", now).role == "supervisor"
+    demo = agents.get_agent(engine, "demo.agent")
+    assert demo is not None and demo.skills["apa"] == 3 and "accueil_general" in demo.skills
+    engine.dispose()

@@ -172,3 +172,32 @@ def test_routing_backend_settings_are_checked() -> None:
     ):
         with pytest.raises(ConfigError, match="routing."):
             load_config(env={f"CALLCENTER_ROUTING_{key}": value})
+
+
+def test_panel_and_webrtc_settings_are_checked() -> None:
+    from callcenter.config import ConfigError, load_config
+
+    ok = load_config(
+        env={
+            "CALLCENTER_PANEL_SECURE_COOKIES": "false",
+            "CALLCENTER_WEBRTC_HOST_ADDRESSES": "127.0.0.1",
+            "CALLCENTER_WEBRTC_ICE_SERVERS": "stun:stun.example.org:3478",
+            "CALLCENTER_PANEL_WRAPUP_MOTIFS": "APA,MDPH",
+        }
+    )
+    assert ok.panel.secure_cookies is False and ok.webrtc.host_addresses == ("127.0.0.1",)
+    assert ok.panel.wrapup_motifs == ("APA", "MDPH")
+    for env, field in (
+        ({"CALLCENTER_PANEL_IDLE_TIMEOUT_S": "0"}, "panel.idle_timeout_s"),
+        ({"CALLCENTER_PANEL_MAX_FAILED_LOGINS": "0"}, "panel.max_failed_logins"),
+        ({"CALLCENTER_WEBRTC_HOST_ADDRESSES": "serveur"}, "webrtc.host_addresses"),
+        ({"CALLCENTER_WEBRTC_ICE_SERVERS": "http://x"}, "webrtc.ice_servers"),
+        ({"CALLCENTER_WEBRTC_CODECS": "G729"}, "webrtc.codecs"),
+        # A cookie without Secure may only be used on this machine.
+        (
+            {"CALLCENTER_PANEL_SECURE_COOKIES": "false", "CALLCENTER_HTTP_HOST": "0.0.0.0"},
+            "panel.secure_cookies",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=field):
+            load_config(env=env)
