@@ -339,6 +339,10 @@ class WebRtcPeer:
             # common codecs by the transceiver's preferences in setRemoteDescription).
             transceiver = self._pc.addTransceiver(self._track, direction="sendrecv")
             transceiver.setCodecPreferences(self._preferences)
+            if self._config.host_addresses and all(
+                _is_loopback(a) for a in self._config.host_addresses
+            ):
+                offer_sdp = loopback_candidates_only(offer_sdp)
             await self._pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             if transceiver.mid is None:
                 raise WebRtcError("offer has no audio stream")
@@ -475,6 +479,30 @@ class WebRtcPeer:
 
     def __repr__(self) -> str:
         return f"<WebRtcPeer codec={self.codec} state={self.connection_state}>"
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_candidates_only(sdp_text: str) -> str:
+    """The SDP without its non-loopback ICE candidates.
+
+    A peer that gathers on loopback addresses only can reach nothing else: checks towards the
+    browser's other candidates (its LAN address, ``.local`` names) could only fail, and on a
+    test machine they would send packets beyond 127.0.0.1. Lines are kept byte for byte.
+    """
+    kept = []
+    for line in sdp_text.splitlines(keepends=True):
+        if line.startswith("a=candidate:"):
+            fields = line.split()
+            if len(fields) < 5 or not _is_loopback(fields[4]):
+                continue
+        kept.append(line)
+    return "".join(kept)
 
 
 def candidate_addresses(sdp_text: str) -> set[str]:

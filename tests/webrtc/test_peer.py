@@ -261,3 +261,21 @@ async def test_unreachable_browser_reports_failed() -> None:
     finally:
         await peer.close()
     assert states == ["failed", "closed"]
+
+
+def test_a_loopback_peer_drops_the_browsers_other_candidates() -> None:
+    from callcenter.webrtc.peer import loopback_candidates_only
+
+    offer = (
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n"
+        "a=candidate:1 1 udp 2122260223 192.0.2.2 50000 typ host\r\n"
+        "a=candidate:2 1 udp 2122194687 127.0.0.1 50001 typ host\r\n"
+        "a=candidate:3 1 udp 2122129151 5f0e.local 50002 typ host\r\n"
+        "a=candidate:4 1 udp 2122063615 ::1 50003 typ host\r\n"
+        "a=rtpmap:111 opus/48000/2\r\n"
+    )
+    kept = loopback_candidates_only(offer)
+    assert "192.0.2.2" not in kept and ".local" not in kept
+    assert "127.0.0.1 50001" in kept and "::1 50003" in kept
+    assert kept.startswith("v=0\r\n") and kept.endswith("a=rtpmap:111 opus/48000/2\r\n")

@@ -1,5 +1,8 @@
 """The agent panel end to end: a real Chromium softphone answers a real SIP caller.
 
+In tests/netns: it runs inside a loopback-only network namespace, so that Chromium's ICE has
+127.0.0.1 only (outside, it would also pair its LAN address with the service's 127.0.0.1).
+
 The service runs in-process with the panel on (cookies without ``Secure``: the panel is opened
 at ``http://127.0.0.1``) and WebRTC host candidates on 127.0.0.1 only. The caller is baresip
 calling from a demo usager's number (its decoded dump is the caller's recording); the agent is
@@ -47,6 +50,17 @@ pytestmark = [
 ]
 
 PASSWORD = "un mot de passe assez long"
+SELECTED_PAIR = """async () => {
+  const stats = await window.ccSoftphone.pc.getStats();
+  let pair = null;
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) {
+      pair = stats.get(s.selectedCandidatePairId);
+    }
+  });
+  if (!pair) return null;
+  return [stats.get(pair.localCandidateId).address, stats.get(pair.remoteCandidateId).address];
+}"""
 DEMO_TODAY = date(2026, 12, 7)
 
 
@@ -263,6 +277,9 @@ async def run_path(
                 start = await _energy(page)
                 await asyncio.sleep(4.0)
                 assert await _energy(page) > start, "the browser heard nothing of the caller"
+                # The media went over loopback only (both ends of the selected ICE pair).
+                pair = await page.evaluate(SELECTED_PAIR)
+                assert pair == ["127.0.0.1", "127.0.0.1"], pair
 
                 # Mute, then hold (the caller hears music), resume.
                 await act("#btn-mute", "Space" if keyboard else "Enter")

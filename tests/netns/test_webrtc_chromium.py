@@ -1,20 +1,21 @@
 """WebRtcPeer against Debian's Chromium (headless, fake microphone) over loopback only.
 
-A test-only page (``page/``) served on 127.0.0.1 offers from the fake microphone (a 440 Hz
-WAV), POSTs its offer, and applies the answer our :class:`WebRtcPeer` returns (source: 1 kHz).
+In tests/netns: it runs inside a loopback-only network namespace, where 127.0.0.1 is the only
+address Chromium can gather (see tests/netns/conftest.py).
+
+A test-only page (``tests/webrtc/page/``) served on 127.0.0.1 offers from the fake microphone
+(a 440 Hz WAV), POSTs its offer, and applies the answer our :class:`WebRtcPeer` returns (source: 1 kHz).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import socket
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aioice.ice
 import numpy as np
 import pytest
 from aiohttp import web
@@ -26,7 +27,7 @@ from tests.webrtc.support import dominant_frequency, eventually, tone_source
 
 pytestmark = pytest.mark.loopback
 
-PAGE = Path(__file__).parent / "page"
+PAGE = Path(__file__).resolve().parents[1] / "webrtc" / "page"
 
 
 def write_tone_wav(
@@ -126,15 +127,11 @@ async def test_chromium_two_way_audio_over_loopback(service: Service, microphone
             lambda: "connected" in service.states and peer.stats()["voiced_received"] >= 50,
             within=15,
         )
-        # The nominated pair reaches our 127.0.0.1. Chromium pairs *all* its host candidates
-        # with it (RFC 8445 section 6.1.2.2) and, loopback having the lowest network preference,
-        # may nominate its eth0 address -> 127.0.0.1: still a local destination, which the kernel
-        # delivers through lo. In a loopback-only namespace only 127.0.0.1 is left.
+        # The nominated pair is 127.0.0.1 at both ends. This file runs in a loopback-only
+        # namespace (tests/netns): outside it Chromium could also pair its LAN address with
+        # our 127.0.0.1 (RFC 8445 section 6.1.2.2), and our answers would go to that address.
         pair = await page.evaluate("selectedPair()")
-        assert pair["remote"] == "127.0.0.1"
-        assert pair["local"] in {"127.0.0.1", *aioice.ice.get_host_addresses(True, True)}
-        if socket.if_nameindex() == [(1, "lo")]:
-            assert pair["local"] == "127.0.0.1"
+        assert (pair["local"], pair["remote"]) == ("127.0.0.1", "127.0.0.1"), pair
 
         # (a) The fake microphone's 440 Hz tone reached on_audio (Opus, resampled to 8 kHz).
         assert all(len(f) == 320 for f in service.frames)
