@@ -4,7 +4,8 @@ In tests/netns: it runs inside a loopback-only network namespace, where 127.0.0.
 address Chromium can gather (see tests/netns/conftest.py).
 
 A test-only page (``tests/webrtc/page/``) served on 127.0.0.1 offers from the fake microphone
-(a 440 Hz WAV), POSTs its offer, and applies the answer our :class:`WebRtcPeer` returns (source: 1 kHz).
+(a 440 Hz WAV), POSTs its offer, and applies the answer our :class:`WebRtcPeer` returns
+(source: 1 kHz).
 """
 
 from __future__ import annotations
