@@ -91,7 +91,12 @@ def shared_redis(tmp_path: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def two_nodes(
-    tmp_path: Path, db_url: str, redis_url: str, *, trunk_port: int
+    tmp_path: Path,
+    db_url: str,
+    redis_url: str,
+    *,
+    trunk_port: int,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[Service, Service]]:
     routing_file = _routing_file(tmp_path)
     prefix = f"test:{uuid.uuid4().hex[:8]}"
@@ -117,6 +122,7 @@ def two_nodes(
             "CALLCENTER_CALLBACKS_RING_TIMEOUT_S": "8",
             "CALLCENTER_CALLBACKS_NODE": node,
             "CALLCENTER_CALLBACKS_ENABLED": "true",
+            **(extra_env or {}),
         }
 
     # One after the other: the first one migrates the shared database.

@@ -101,6 +101,36 @@ def _current_call(state: PanelState, login: str) -> str | None:
     return agent.call_id
 
 
+REPLICA_WAIT_S = 2.0
+"""With several nodes, how long a ring may run ahead of this node's router replica."""
+
+
+async def _rung_pop(state: PanelState, login: str, call_id: str) -> dict[str, Any] | None:
+    """The pop of the ring of ``call_id``; the routing ``offer`` may arrive first (wait a bit)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REPLICA_WAIT_S
+    while (pop := state.pop_for(login, call_id)) is None:
+        if loop.time() >= deadline or _current_call(state, login) != call_id:
+            return None
+        await asyncio.sleep(0.05)
+    return pop
+
+
+async def _is_current_call(state: PanelState, login: str, call_id: str) -> bool:
+    """Whether ``call_id`` is the agent's call (offered, in conversation or in wrap-up).
+
+    The ring of a call held by another node comes through Redis pub/sub, which may overtake
+    the routing stream: this node's replica may learn of the offer a moment later.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REPLICA_WAIT_S
+    while _current_call(state, login) != call_id:
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 # -- consult, then transfer ---------------------------------------------------------------------
 
 
@@ -176,8 +206,8 @@ async def _call_dossier(request: web.Request) -> web.StreamResponse:
     state = request.app[PANEL_STATE]
     user = _user(request)
     call_id = request.match_info["call_id"]
-    pop = state.pop_for(user.login, call_id)
-    if pop is None or _current_call(state, user.login) != call_id:
+    pop = await _rung_pop(state, user.login, call_id)
+    if pop is None or not await _is_current_call(state, user.login, call_id):
         return _error(403, "ce dossier n'est lisible que pendant votre appel")
     usager_id = pop.get("usager_id")
     verified = isinstance(usager_id, int)

@@ -256,7 +256,10 @@ async function loadCallDossier(callId) {
   dossierSource = "call";
   try {
     const dossier = await get(`/panel/api/calls/${seg(callId)}/dossier`);
-    if (call && call.id === callId) renderDossier(ui.dossier, dossier);
+    if (call && call.id === callId) {
+      call.dossierLoaded = true;
+      renderDossier(ui.dossier, dossier);
+    }
   } catch (err) {
     if (!(call && call.id === callId)) return;
     const message = err.status === 404
@@ -330,6 +333,9 @@ function handle(msg) {
       else if (msg.pop) {
         call.pop = msg.pop;
         renderPop(ui.pop, msg.pop);
+        // The routing offer came first (the ring may come from another node): the dossier
+        // asked for then may have been refused; ask again now that the ring is here.
+        if (!call.dossierLoaded) loadCallDossier(msg.call_id);
       }
       call.phase = "ringing";
       showIncoming();
