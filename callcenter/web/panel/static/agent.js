@@ -256,12 +256,10 @@ async function loadCallDossier(callId) {
   dossierSource = "call";
   try {
     const dossier = await get(`/panel/api/calls/${seg(callId)}/dossier`);
-    if (call && call.id === callId) {
-      call.dossierLoaded = true;
-      renderDossier(ui.dossier, dossier);
-    }
+    if (call && call.id === callId) renderDossier(ui.dossier, dossier);
   } catch (err) {
     if (!(call && call.id === callId)) return;
+    call.dossierFailed = true;
     const message = err.status === 404
       ? "Pas de dossier lié à cet appel : l’appelant n’est pas identifié. Utilisez la recherche."
       : err.message;
@@ -333,9 +331,12 @@ function handle(msg) {
       else if (msg.pop) {
         call.pop = msg.pop;
         renderPop(ui.pop, msg.pop);
-        // The routing offer came first (the ring may come from another node): the dossier
-        // asked for then may have been refused; ask again now that the ring is here.
-        if (!call.dossierLoaded) loadCallDossier(msg.call_id);
+        // The routing offer came first (the ring may come from another node): if the dossier
+        // asked for then was refused, ask again now that the ring is here.
+        if (call.dossierFailed) {
+          call.dossierFailed = false;
+          loadCallDossier(msg.call_id);
+        }
       }
       call.phase = "ringing";
       showIncoming();
