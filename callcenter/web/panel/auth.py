@@ -51,6 +51,7 @@ import functools
 import hmac
 import logging
 import math
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -182,6 +183,11 @@ class _AuthState:
     config: PanelConfig
     clock: Callable[[], float]
     rate: _LoginRate
+    hashing: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(max(1, os.cpu_count() or 1))
+    )
+    """Password checks at once: each argon2id check holds 64 MiB; a shift-start login storm
+    then queues (same throughput: the checks are CPU-bound) instead of multiplying memory."""
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -360,15 +366,16 @@ async def _login(request: web.Request) -> web.StreamResponse:
     if not login or len(login) > LOGIN_MAX or not password or len(password) > PASSWORD_MAX:
         return bad
     try:
-        result = await asyncio.to_thread(
-            store_panel.authenticate,
-            state.store,
-            login,
-            password,
-            state.now(),
-            max_failed=config.max_failed_logins,
-            lockout_s=config.lockout_s,
-        )
+        async with state.hashing:
+            result = await asyncio.to_thread(
+                store_panel.authenticate,
+                state.store,
+                login,
+                password,
+                state.now(),
+                max_failed=config.max_failed_logins,
+                lockout_s=config.lockout_s,
+            )
         if result.status == "locked":
             wait = math.ceil(result.retry_after_s)
             return web.json_response(
