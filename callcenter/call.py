@@ -49,6 +49,7 @@ period), the decision and the answer given.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import re
@@ -846,6 +847,8 @@ class Call:
                 for leg in (self._leg, *self._old_legs):
                     if leg is not None:
                         leg.stop_media()  # ends its media task, if any
+                if self._consult is not None:
+                    self._consult.leg.stop_media()
                 # Every timer of this call: the task group would otherwise wait for them before
                 # the router hears that the caller left.
                 self._stop_announcer()
@@ -1528,7 +1531,11 @@ class Call:
             if current and self._routing_state == "bridged":
                 self._record("agent_hangup", agent=leg.agent_id, cause=event.cause)
                 self._end_bridge(leg)
-                await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
+                if self._handover_to is not None:  # the router never offered the colleague
+                    self._handover_to = None
+                    await router.submit(routing.CallCancelled(self.call_id, router.now()))
+                else:
+                    await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
                 self._stop_routing(state="goodbye")
                 self._start_goodbye()
             else:
@@ -1537,7 +1544,9 @@ class Call:
             if current and self._routing_state == "bridged":
                 self._relay_key(event.digit, "agent")
         elif isinstance(event, LegHold):
-            if current and self._routing_state == "bridged":
+            # During a consultation the caller is already on hold: the agent's own hold and
+            # resume would only cut the music and the consultation's audio.
+            if current and self._routing_state == "bridged" and self._consult is None:
                 await self._agent_hold(event.held, pipeline)
         return None
 
@@ -1666,7 +1675,16 @@ class Call:
         self._record("dtmf_relayed", digit=digit, source=source, sent=sent)
 
     def _end_bridge(self, leg: Leg) -> None:
-        """Stop relaying; record what went through the bridge."""
+        """Stop relaying; record what went through the bridge.
+
+        The agent's leg ending during a consultation (they hung up, their phone went silent)
+        ends the consultation too: its party is hung up.
+        """
+        consult = self._consult
+        if consult is not None and leg is not consult.leg:
+            self._consult = None
+            self._record("consult_hangup", cause="agent_left")
+            self._drop_consult_leg(consult.leg)
         if self._agent_watch is not None:
             self._agent_watch.cancel()
             self._agent_watch = None
@@ -1805,17 +1823,12 @@ class Call:
         if consult is not None:  # the caller left during a consultation
             self._consult = None
             self._record("consult_hangup", cause="caller_left")
-            if consult.leg.answered and not consult.leg.ended:
-                consult.leg.hangup()
-            elif not consult.leg.ended:
-                consult.leg.cancel()
-            consult.leg.stop_media()
-            consult.leg.close()
+            self._drop_consult_leg(consult.leg)
         if router is not None and state in ("waiting", "offered", "bridged"):
             if state == "bridged" and leg is not None:
                 self._end_bridge(leg)
                 if self._handover_to is not None:  # the router never offered the colleague
-                    await router.submit(routing.CallerHungUp(self.call_id, router.now()))
+                    await router.submit(routing.CallCancelled(self.call_id, router.now()))
                 elif not self._external:
                     await router.submit(routing.CallEnded(leg.agent_id, self.call_id, router.now()))
             else:
@@ -2250,7 +2263,14 @@ class Call:
         self._consult = None
         if consult is None:
             return
-        leg = consult.leg
+        self._drop_consult_leg(consult.leg)
+        self._consult_state(how, agent=consult.agent_id)
+        if self._routing_state == "bridged" and self._leg is not None:
+            await self._agent_hold(False, pipeline)
+
+    @staticmethod
+    def _drop_consult_leg(leg: Leg) -> None:
+        """Hang up (or cancel) a consultation's leg and release it."""
         if not leg.ended:
             if leg.answered:
                 leg.hangup()
@@ -2258,9 +2278,6 @@ class Call:
                 leg.cancel()
         leg.stop_media()
         leg.close()
-        self._consult_state(how, agent=consult.agent_id)
-        if self._routing_state == "bridged" and self._leg is not None:
-            await self._agent_hold(False, pipeline)
 
     async def _consult_end(self, agent_id: str, pipeline: Pipeline, how: str) -> None:
         consult = self._consult
@@ -2279,6 +2296,13 @@ class Call:
         if not consult.connected:
             raise TransferError(409, "the consulted party has not answered yet")
         target = consult.target
+        if target.kind is TransferKind.AGENT:
+            colleague = router.router.agents.get(target.value)
+            if colleague is None or colleague.state is not routing.AgentState.AVAILABLE:
+                # Offered another call meanwhile, paused or gone: the router could not give
+                # them this one. The agent cancels, or transfers to the queue.
+                raise TransferError(409, "the colleague is no longer available")
+        self._consult = None  # before _end_bridge: the consultation goes on, handed over
         self._end_bridge(leg)  # the agent's leg: stats, media stopped
         leg.hangup()
         self._retire_leg()
@@ -2292,7 +2316,6 @@ class Call:
             to=None if target.kind is TransferKind.NUMBER else target.value,
         )
         # The consulted party now talks with the caller: its media switches from the agent.
-        self._consult = None
         self._held_relays = None
         self._to_agent = AudioRelay()
         self._to_caller = AudioRelay()
@@ -2318,15 +2341,39 @@ class Call:
             target_agent=target.value,
         )
         try:
-            await router.submit(routing.CallQueued(queued, now))
+            decisions = await router.submit(routing.CallQueued(queued, now))
         except routing.RoutingError as exc:
             self.log.error("router refused the consultation hand-over: %s", exc)
-            self._handover_to = None
+            decisions = []
+        offer = next(
+            (
+                d
+                for d in decisions
+                if isinstance(d, routing.OfferCall)
+                and d.call.call_id == self.call_id
+                and d.agent_id == target.value
+            ),
+            None,
+        )
+        if offer is not None:
+            await self._handover_accepted(offer)
+            if isinstance(self._leg, WebRtcLeg):  # the colleague's panel: the caller's call id
+                self._leg.rebind(self.call_id)
+            return
+        # Not offered to them (taken meanwhile): the call leaves the router rather than wait
+        # there while they talk; the conversation goes on outside it, as with a number.
+        self._handover_to = None
+        with contextlib.suppress(routing.RoutingError):
+            await router.submit(routing.CallCancelled(self.call_id, router.now()))
+        self._external = True
+        self._record("consult_unrouted", agent=target.value)
 
     async def _handover_accepted(self, offer: routing.OfferCall) -> None:
         """The router offered the call to the consulted colleague: they already have it."""
         router = self.services.routing
         assert router is not None
+        if self._handover_to != offer.agent_id:
+            return  # accepted already (from the submit's own decisions)
         self._handover_to = None
         decisions = await router.submit(
             routing.OfferAccepted(offer.agent_id, self.call_id, router.now())

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 Message = dict[str, Any]
 Sink = Callable[[Message], None]
 
+REDIS_TIMEOUT_S = 2.0
+"""Longest wait for one Redis command (presence, publish)."""
 BROWSER_MESSAGES = frozenset({"answer", "reject", "hangup", "dtmf", "hold", "resume", "mute"})
 """Signalling a panel may send about a call."""
 
@@ -69,7 +71,9 @@ class SoftphoneHub:
     _legs: dict[str, _LegEntry] = field(default_factory=dict)
     _call_nodes: dict[str, str] = field(default_factory=dict)
     _redis: Any = None
+    _sub_client: Any = None
     _pubsub: Any = None
+    _subscribed: set[str] = field(default_factory=set)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _started: bool = False
 
@@ -83,11 +87,19 @@ class SoftphoneHub:
             return
         import redis.asyncio as aioredis
 
-        self._redis = aioredis.from_url(self.redis_url, decode_responses=True)
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(self._node_channel(self.node_id))
-        for login in self._sinks:
-            await self._pubsub.subscribe(self._agent_channel(login))
+        # Commands time out (a call must not wait on a Redis that does not answer); the
+        # subscription's connection only reads, with its own timeout in _listen.
+        self._redis = aioredis.from_url(
+            self.redis_url,
+            decode_responses=True,
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+        )
+        self._sub_client = aioredis.from_url(
+            self.redis_url, decode_responses=True, socket_connect_timeout=REDIS_TIMEOUT_S
+        )
+        self._pubsub = self._sub_client.pubsub(ignore_subscribe_messages=True)
+        await self._resubscribe()  # Redis down: _listen retries; panels ring locally meanwhile
         self._tasks.append(asyncio.create_task(self._listen(), name="softphone-relay"))
         self._tasks.append(asyncio.create_task(self._keep_presence(), name="softphone-presence"))
 
@@ -106,7 +118,9 @@ class SoftphoneHub:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
             await self._redis.aclose()
+            await self._sub_client.aclose()
             self._redis = None
+            self._sub_client = None
             self._pubsub = None
 
     # -- the panel's side ------------------------------------------------------------------------
@@ -210,18 +224,35 @@ class SoftphoneHub:
         if not task.cancelled() and task.exception() is not None:
             logger.warning("softphone relay task failed (%s)", type(task.exception()).__name__)
 
+    async def _resubscribe(self) -> bool:
+        """Subscribe to this node's channel and its panels' agents; False when Redis is down."""
+        wanted = {self._node_channel(self.node_id)} | {self._agent_channel(a) for a in self._sinks}
+        missing = sorted(wanted - self._subscribed)
+        if not missing:
+            return True
+        try:
+            await self._pubsub.subscribe(*missing)
+        except Exception as exc:  # noqa: BLE001 - retried by _listen and _keep_presence
+            logger.warning("softphone relay not subscribed (%s)", type(exc).__name__)
+            return False
+        self._subscribed.update(missing)
+        return True
+
     async def _subscribe_agent(self, login: str) -> None:
+        """Listen for the agent's messages, then say the panel is here (in that order)."""
         if self._pubsub is None:
             return
-        await self._pubsub.subscribe(self._agent_channel(login))
-        await self._redis.set(
-            self._presence_key(login), self.node_id, px=int(self.presence_ttl_s * 1000)
-        )
+        if await self._resubscribe():
+            await self._redis.set(
+                self._presence_key(login), self.node_id, px=int(self.presence_ttl_s * 1000)
+            )
 
     async def _unsubscribe_agent(self, login: str) -> None:
         if self._pubsub is None or login in self._sinks:
             return
-        await self._pubsub.unsubscribe(self._agent_channel(login))
+        channel = self._agent_channel(login)
+        self._subscribed.discard(channel)
+        await self._pubsub.unsubscribe(channel)
         await self._redis.delete(self._presence_key(login))
 
     async def _publish(self, channel: str, payload: Message) -> None:
@@ -234,12 +265,16 @@ class SoftphoneHub:
         """Deliver what other nodes publish for this node's panels and calls."""
         node_channel = self._node_channel(self.node_id)
         while True:
+            if not await self._resubscribe():
+                await asyncio.sleep(1.0)
+                continue
             try:
                 item = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - reconnects on the next read
+            except Exception as exc:  # noqa: BLE001 - subscribed again on the next round
                 logger.warning("softphone relay read failed (%s)", type(exc).__name__)
+                self._subscribed.clear()  # a new connection starts with no channel
                 await asyncio.sleep(1.0)
                 continue
             if item is None or item.get("type") != "message":
@@ -265,6 +300,8 @@ class SoftphoneHub:
     async def _keep_presence(self) -> None:
         while True:
             await asyncio.sleep(self.presence_ttl_s / 3)
+            if not await self._resubscribe():
+                continue  # no presence while this node cannot hear the agent's channel
             for login in list(self._sinks):
                 try:
                     await self._redis.set(

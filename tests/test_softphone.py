@@ -94,3 +94,17 @@ async def test_two_nodes_relay_through_redis(redis_url: str) -> None:
 
 async def _absent(hub: SoftphoneHub, login: str) -> bool:
     return not await hub.is_present(login)
+
+
+async def test_redis_down_the_node_still_starts_and_rings_its_own_panels() -> None:
+    hub = SoftphoneHub(node_id="a", redis_url="redis://127.0.0.1:1/0", prefix="test-down")
+    await hub.start()  # refused at once: logged, retried in the background
+    try:
+        seen: list[dict[str, Any]] = []
+        hub.attach("alice", seen.append)
+        assert await hub.is_present("alice")  # attached here
+        assert not await hub.is_present("bob")  # elsewhere: unknown while Redis is down
+        await hub.to_agent("alice", {"type": "ring", "call_id": "c", "pop": {}})
+        assert [m["type"] for m in seen] == ["ring"]
+    finally:
+        await hub.aclose()

@@ -460,8 +460,20 @@ def save_wrapup(
     at = _utc(now)
     with transaction(bind) as conn:
         existed = conn.execute(
-            select(CONTACT.c.id).where(CONTACT.c.sip_call_id == sip_call_id)
+            select(CONTACT.c.id, CONTACT.c.handled_by, CONTACT.c.agent_notes).where(
+                CONTACT.c.sip_call_id == sip_call_id
+            )
         ).first()
+        if (
+            existed is not None
+            and existed.agent_notes
+            and existed.handled_by not in (None, "bot", agent_login)
+        ):
+            # Two agents took this call (a consultation handed it over): both notes stay, the
+            # later agent's first; the motif and the follow-up are the later agent's.
+            earlier = f"{existed.handled_by} : {existed.agent_notes}"
+            mine = wrapup["agent_notes"]
+            wrapup["agent_notes"] = f"{mine}\n\n{earlier}" if mine else earlier
         values = {
             "sip_call_id": sip_call_id,
             "channel": "telephone",

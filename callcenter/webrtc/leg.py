@@ -88,6 +88,7 @@ class WebRtcLeg:
         self._unregister: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._answering = False
 
     # -- commands from the call ------------------------------------------------------------------
     async def start(self) -> str:
@@ -99,6 +100,15 @@ class WebRtcLeg:
         self._on_event(LegRinging(self))
         assert self.call_id is not None
         return self.call_id
+
+    def rebind(self, owner_call_id: str) -> None:
+        """This leg now carries another call id (a consultation handed the caller over)."""
+        previous = self.owner_call_id
+        if self._unregister is not None:
+            self._unregister()
+        self.owner_call_id = owner_call_id
+        self._unregister = self.hub.register_leg(owner_call_id, self.agent_id, self.on_browser)
+        self._send({"type": "call_renamed", "call_id": owner_call_id, "from": previous})
 
     def cancel(self) -> None:
         """Stop ringing (the offer ended): the panel stops its ring."""
@@ -185,7 +195,8 @@ class WebRtcLeg:
             return
         if kind == "answer":
             sdp = message.get("sdp")
-            if self.peer is None and isinstance(sdp, str):
+            if not self._answering and isinstance(sdp, str):
+                self._answering = True  # one answer per leg (two tabs, a repeated click)
                 self._spawn(self._answer(sdp))
         elif kind == "reject" or (kind == "hangup" and not self.answered):
             self.ended = True
@@ -226,6 +237,8 @@ class WebRtcLeg:
                     self._state("ended", "media_failed")
                     self._on_event(LegEnded(self, "media_failed", True))
 
+        if self.ended:  # the offer ended while the answer was on its way
+            return
         peer = WebRtcPeer(self.config, source=self._pull, on_audio=self._push, on_state=on_state)
         self.peer = peer
         try:
@@ -251,12 +264,17 @@ class WebRtcLeg:
                 self._close_peer()
                 self._on_event(LegFailed(self, None, "failed"))
             return
-        if self.ended:
+        if self._has_ended():  # cancelled while connecting: nobody would close this peer
+            self._close_peer()
             return
         self.answered = True
         self._media_since = _now()
         self._state("connected")
         self._on_event(LegAnswered(self, peer.codec or "opus"))
+
+    def _has_ended(self) -> bool:
+        # A method, not the attribute: it changes while _answer awaits.
+        return self.ended
 
     # -- media -----------------------------------------------------------------------------------
     def _pull(self) -> bytes | None:

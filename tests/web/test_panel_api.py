@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import Engine, select
+from sqlmodel import SQLModel
 
 import routing
 from callcenter.config import PanelConfig, WebRtcConfig
@@ -269,3 +270,44 @@ async def test_agent_actions_need_the_csrf_token(env: Env) -> None:
         async with http.post("/panel/api/agent/login", json={}) as resp:
             assert resp.status == 403
         assert not env.service.router.is_logged_in("ag1")
+
+
+async def test_a_wrap_up_of_a_call_rung_but_not_taken_is_refused(env: Env) -> None:
+    http, _ = await env.session("ag1")
+    async with http, http.ws_connect("/panel/ws") as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        async with http.post("/panel/api/agent/login", json={}) as resp:
+            assert resp.status == 200
+        env.offer("call-2", "ag1")
+        pop = {"call_id": "call-2", "queue": "apa", "usager_id": env.martin, "identified": True}
+        await env.hub.to_agent("ag1", {"type": "ring", "call_id": "call-2", "pop": pop})
+        while (await ws.receive_json(timeout=5))["type"] != "ring":
+            pass
+        env.service.handle(routing.OfferRejected("ag1", "call-2", env.service.now()))
+        async with http.post(
+            "/panel/api/wrapup", json={"call_id": "call-2", "motif": "Autre", "note": "x"}
+        ) as resp:
+            assert resp.status == 403, await resp.text()
+    assert repo.contacts_for(env.store, env.martin, actor="t", reason="t", via=Via.CLI) == []
+
+
+def test_two_agents_wrapping_up_one_call_keep_both_notes(store: Engine) -> None:
+    now = datetime.now(UTC)
+    for login, motif, note in (("ag1", "Autre", "consulté ag2"), ("ag2", "Paiement", "réglé")):
+        store_panel.save_wrapup(
+            store,
+            sip_call_id="c-1",
+            agent_login=login,
+            motif=motif,
+            note=note,
+            resolved=None,
+            follow_up=None,
+            follow_up_due=None,
+            now=now,
+        )
+    contact_table = SQLModel.metadata.tables["contact"]
+    with store.connect() as conn:
+        query = select(contact_table).where(contact_table.c.sip_call_id == "c-1")
+        row = conn.execute(query).mappings().one()
+    assert row["handled_by"] == "ag2" and row["wrapup_motif"] == "Paiement"
+    assert row["agent_notes"] == "réglé\n\nag1 : consulté ag2"

@@ -94,6 +94,16 @@ def _agent_action(handler: Any) -> _PanelHandler:
     return action
 
 
+def _talking_or_wrapping(state: PanelState, login: str, call_id: str) -> bool:
+    """Whether the router has ``login`` in conversation on, or wrapping up, ``call_id``."""
+    agent = state.agent_api.service.router.agents.get(login)
+    return (
+        agent is not None
+        and agent.call_id == call_id
+        and agent.state in (rt.AgentState.ON_CALL, rt.AgentState.WRAP_UP)
+    )
+
+
 def _current_call(state: PanelState, login: str) -> str | None:
     agent = state.agent_api.service.router.agents.get(login)
     if agent is None or agent.state is rt.AgentState.OFFLINE:
@@ -379,7 +389,10 @@ async def _wrapup(request: web.Request) -> web.StreamResponse:
         return _error(400, exc.message, field=exc.field)
     assert call_id is not None and motif is not None
     pop = state.pop_for(user.login, call_id)
-    if pop is None and _current_call(state, user.login) != call_id:
+    if not state.has_answered(user.login, call_id) and not _talking_or_wrapping(
+        state, user.login, call_id
+    ):
+        # Rung but not taken (rejected, missed): the wrap-up belongs to who took the call.
         return _error(403, "cet appel n'est pas le vôtre")
     usager_id = pop.get("_dossier_id", pop.get("usager_id")) if pop is not None else None
     try:

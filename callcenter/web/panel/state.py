@@ -80,6 +80,7 @@ class PanelState:
     pops: dict[str, OrderedDict[str, dict[str, Any]]] = field(default_factory=dict)
     searched: dict[str, dict[int, float]] = field(default_factory=dict)
     display_names: dict[str, str] = field(default_factory=dict)
+    answered: dict[str, OrderedDict[str, None]] = field(default_factory=dict)
 
     def remember_ring(self, login: str, message: dict[str, Any]) -> dict[str, Any]:
         """Keep the ring's pop for ``login``; return the message with French labels added."""
@@ -101,6 +102,18 @@ class PanelState:
         while len(kept) > POPS_PER_AGENT:
             kept.popitem(last=False)
         return {**message, "pop": pop}
+
+    def mark_answered(self, login: str, call_id: str) -> None:
+        """``login`` took ``call_id`` (its wrap-up may then be saved by them)."""
+        kept = self.answered.setdefault(login, OrderedDict())
+        kept[call_id] = None
+        kept.move_to_end(call_id)
+        while len(kept) > POPS_PER_AGENT:
+            kept.popitem(last=False)
+
+    def has_answered(self, login: str, call_id: str) -> bool:
+        """Whether ``login`` took ``call_id`` lately (on this node's panel)."""
+        return call_id in self.answered.get(login, {})
 
     def pop_for(self, login: str, call_id: str) -> dict[str, Any] | None:
         """The pop of a call rung to ``login`` (None: it never rang them here)."""

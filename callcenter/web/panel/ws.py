@@ -90,6 +90,8 @@ async def _serve(
         backlog.put_nowait(message)
 
     def on_decision(decision: rt.Decision) -> None:
+        if isinstance(decision, rt.CallAnswered) and decision.agent_id == login:
+            state.mark_answered(login, decision.call_id)
         message = event_message(decision, api.service.config)
         if message is not None:
             push(message)

@@ -293,6 +293,18 @@ function startCall(id, phase, pop) {
   if (!call.pop) loadPop(id);
 }
 
+/** The consultation we took becomes the caller's call (hand-over): same audio, new id. */
+function renameCall(id) {
+  if (!call || call.id === id) return;
+  call.id = id;
+  phone.callId = id;
+  if (call.pop) call.pop = { ...call.pop, call_id: id, consult_from: null };
+  if (me) me.call_id = id;
+  loadCallDossier(id);
+  render();
+  announce("L’appelant vous a été transféré : vous êtes en communication avec lui.");
+}
+
 function endCall() {
   phone.close();
   call = null;
@@ -319,6 +331,12 @@ function handle(msg) {
       announce(`Votre état : ${ui.stateText.textContent}.`);
       break;
     case "offer":
+      if (call && call.id === `${msg.call_id}~consult`) {
+        // A colleague handed this caller over after consulting us: the call we are in
+        // becomes theirs (no new ring; the same audio goes on).
+        renameCall(msg.call_id);
+        break;
+      }
       if (!call || call.id !== msg.call_id) startCall(msg.call_id, softphoneEnabled ? "ringing" : "offered");
       if (me) me.call_id = msg.call_id;
       render();
@@ -384,6 +402,9 @@ function handle(msg) {
       }
       if (call && call.id === msg.call_id) call = null;
       render();
+      break;
+    case "call_renamed":
+      if (call && call.id === msg.from) renameCall(msg.call_id);
       break;
     case "consult_state":
       consultState(msg);
