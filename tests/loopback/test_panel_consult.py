@@ -23,6 +23,7 @@ from callcenter.app import Service
 from callcenter.store import panel as panel_store
 from tests.loopback.test_agent_bridge import (
     DISPLAY,
+    HANG_UP,
     WAIT_FOR_BYE,
     add_agents,
     events,
@@ -34,6 +35,7 @@ from tests.loopback.test_agent_bridge import (
 )
 from tests.loopback.test_outbound import sipp_uas
 from tests.loopback.test_transfer import target_of
+from tests.test_routing_redis import until
 
 pytestmark = [
     pytest.mark.loopback,
@@ -196,3 +198,118 @@ async def test_consult_cancelled_brings_the_agent_back(
     for kind in ("consult_started", "consult_cancelled", "agent_resume", "agent_hangup"):
         assert kind in types, types
     assert "transferred" not in types
+
+
+async def test_consult_a_colleague_then_the_router_gives_them_the_call(
+    tmp_path: Path, audio: tuple[Path, Path]
+) -> None:
+    caller_audio, agent_audio = audio
+    async with (
+        running_service(tmp_path, CALLCENTER_PANEL_SECURE_COOKIES="false") as service,
+        sipp_uas(
+            "agent_answer_until_bye.xml.tmpl",
+            tmp_path / "ag1",
+            display=DISPLAY,
+            ring_ms="300",
+            audio_wav=str(agent_audio),
+        ) as ag1,
+        sipp_uas(
+            "agent_answer.xml.tmpl",
+            tmp_path / "ag2",
+            display="SOLIDARITES consultation",
+            ring_ms="300",
+            talk_ms="7000",
+            audio_wav=str(agent_audio),
+        ) as ag2,
+    ):
+        add_agents(service, {"ag1": uas_sip(ag1)})
+        await log_in(service, "ag1")
+        http, csrf = await panel_session(service, "ag1")
+        assert service.routing is not None
+        router = service.routing.router
+        try:
+            async with sipp_caller(
+                target_of(service),
+                tmp_path / "caller",
+                caller_audio,
+                zero_ms=1500,
+                key_ms=3000,
+                end=WAIT_FOR_BYE,
+            ) as caller:
+                await until(lambda: router.agent("ag1").state is routing.AgentState.ON_CALL, 20)
+                # ag2 logs in only now, so that the router offers the caller to ag1 first.
+                add_agents(service, {"ag2": uas_sip(ag2)})
+                await service.refresh_agents()
+                await log_in(service, "ag2")
+                await post_until(http, "/panel/api/agent/consult", csrf, {"agent": "ag2"})
+                me = await post_until(http, "/panel/api/agent/consult/complete", csrf)
+                assert me["state"] == "wrap_up", me
+                assert router.agent("ag2").state is routing.AgentState.ON_CALL
+                assert await ag1.finished(within=30) == 0, ag1.describe()
+                assert await ag2.finished(within=60) == 0, ag2.describe()  # ag2 hangs up
+                assert await caller.finished() == 0, caller.describe()
+                call = await trail(service, caller.call_id)
+        finally:
+            await http.close()
+        assert router.agent("ag2").state is routing.AgentState.WRAP_UP
+        assert router.call_phase(caller.call_id) is None  # no entry left in the router
+
+    answered = events(call, "agent_answered")
+    assert [a["agent"] for a in answered] == ["ag1", "ag2"], answered
+    assert answered[1]["via"] == "consult" and answered[1]["accepted"] is True
+    (transferred,) = events(call, "transferred")
+    assert transferred == {"agent": "ag1", "kind": "agent", "via": "consult", "to": "ag2"}
+    assert events(call, "agent_hangup")[-1]["agent"] == "ag2"
+
+
+async def test_the_caller_hanging_up_during_a_consultation_ends_everything(
+    tmp_path: Path, audio: tuple[Path, Path]
+) -> None:
+    caller_audio, agent_audio = audio
+    async with (
+        sipp_uas(
+            "agent_answer_until_bye.xml.tmpl",
+            tmp_path / "ext",
+            display="SOLIDARITES consultation",
+            ring_ms="300",
+            audio_wav=str(agent_audio),
+        ) as ext,
+        running_service(
+            tmp_path,
+            CALLCENTER_TRANSFERS_ALLOWED_NUMBERS="3977",
+            CALLCENTER_CALLBACKS_TRUNK_URI=f"sip:{{number}}@{ext.uri_host}",
+            CALLCENTER_PANEL_SECURE_COOKIES="false",
+        ) as service,
+        sipp_uas(
+            "agent_answer_until_bye.xml.tmpl",
+            tmp_path / "ag1",
+            display=DISPLAY,
+            ring_ms="300",
+            audio_wav=str(agent_audio),
+        ) as ag1,
+    ):
+        add_agents(service, {"ag1": uas_sip(ag1)})
+        await log_in(service, "ag1")
+        http, csrf = await panel_session(service, "ag1")
+        try:
+            async with sipp_caller(
+                target_of(service),
+                tmp_path / "caller",
+                caller_audio,
+                zero_ms=1500,
+                key_ms=8000,
+                end=HANG_UP,  # the caller, on hold, gives up
+            ) as caller:
+                await post_until(http, "/panel/api/agent/consult", csrf, {"number": "3977"})
+                assert await caller.finished() == 0, caller.describe()
+                assert await ext.finished(within=30) == 0, ext.describe()  # our BYE
+                assert await ag1.finished(within=30) == 0, ag1.describe()  # our BYE
+                call = await trail(service, caller.call_id)
+        finally:
+            await http.close()
+        assert service.routing is not None
+        assert service.routing.router.agent("ag1").state is routing.AgentState.WRAP_UP
+
+    (left,) = events(call, "consult_hangup")
+    assert left == {"cause": "caller_left"}
+    assert "transferred" not in [e["type"] for e in call["events"]]
