@@ -324,6 +324,7 @@ class Service:
                 trail=self.trail,
                 metrics=self.metrics,
                 prompts=self.prompts,
+                softphones=self.softphones,
             )
             try:
                 await self.callbacks.start()

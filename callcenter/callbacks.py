@@ -68,10 +68,12 @@ from callcenter.media.tts.prompt_cache import PromptCache, PromptSpec
 from callcenter.metrics import Metrics
 from callcenter.routing_service import RoutingBackend
 from callcenter.rtp.session import AudioReceived
+from callcenter.softphone import SoftphoneHub
 from callcenter.store import callbacks as store
 from callcenter.store import dossiers as repo
 from callcenter.store.callbacks import StoredCallback
 from callcenter.store.trail import CallTrail
+from callcenter.webrtc.leg import WebRtcLeg
 from routing import callbacks as rules
 from routing.callbacks import AttemptOutcome, CallbackPolicy, CallbackStatus, Slot
 
@@ -132,7 +134,7 @@ class _RingTimeout:
 class _Key:
     """A key pressed on one leg (RFC 4733), to re-send on the other."""
 
-    leg: AgentLeg
+    leg: Leg
     digit: str
 
 
@@ -152,6 +154,8 @@ class CallbackService:
         trail: The call trail.
         metrics: The metrics.
         prompts: The prompt cache (the greeting).
+        softphones: Agents' browser softphones: an agent whose panel is open is rung there
+            (None: SIP phones only).
     """
 
     def __init__(
@@ -165,8 +169,10 @@ class CallbackService:
         trail: CallTrail,
         metrics: Metrics,
         prompts: PromptCache,
+        softphones: SoftphoneHub | None = None,
     ) -> None:
         self.config = config
+        self.softphones = softphones
         self.settings = config.callbacks
         self.routing = routing_service
         self.engine = engine
@@ -659,7 +665,7 @@ class _Attempt:
         self.agent_id = offer.agent_id
         self.trail_id = service.trail_id(stored)
         self.inputs: asyncio.Queue[_AttemptInput] = asyncio.Queue()
-        self.agent: AgentLeg | None = None
+        self.agent: Leg | None = None
         self.callee: AgentLeg | None = None
         self.to_agent: AudioRelay | None = None
         self.to_callee: AudioRelay | None = None
@@ -719,8 +725,8 @@ class _Attempt:
                     outcome, cause = await self._dial_and_bridge(tg)
                     entry_gone = True
                 for leg in (self.agent, self.callee):
-                    if leg is not None and leg.rtp is not None:
-                        leg.rtp.close()
+                    if leg is not None:
+                        leg.stop_media()
         finally:
             unlisten()
             for leg in (self.agent, self.callee):
@@ -771,25 +777,64 @@ class _Attempt:
             self.log.error("callback not given back (%s)", type(exc).__name__)
         await self.service.routing.submit(event)
 
+    def _screen_pop(self) -> dict[str, object]:
+        """The panel's screen pop of a callback: who is to be called back, for which queue."""
+        callback = self.stored.callback
+        raw = callback.usager_id or ""
+        usager = int(raw) if raw.isdigit() else None
+        return {
+            "call_id": self.entry,
+            "queue": self.offer.queue,
+            "wait_s": round(self.offer.wait_s, 1),
+            "priority": self.service.routing.config.priorities.effective(self.offer.call).label,
+            "identified": usager is not None,
+            "identification": "rappel" if usager is not None else None,
+            "usager_id": usager,
+            "caller_number": None if usager is not None else self.stored.phone,
+            "handoff_reason": "rappel",
+            "intents": [callback.intent] if callback.intent else [],
+            "transcript": [],
+            "menu_path": [],
+            "dial_out": True,
+        }
+
     async def _ring_agent(self) -> bool:
         """Ring the agent; True once they answered and the router connected them."""
         service = self.service
         rs = service.routing
         cfg = service.config
-        uri = await service.agent_uri(self.agent_id)
-        if uri is None:
+        hub = service.softphones
+        browser = hub is not None and await hub.is_present(self.agent_id)
+        uri = None if browser else await service.agent_uri(self.agent_id)
+        if not browser and uri is None:
             service.metrics.agent_offer("failed")
             await self._give_back(routing.OfferTimedOut(self.agent_id, self.entry, rs.now()))
             return False
-        leg = self._leg(self.agent_id, uri)
+        leg: Leg
+        if hub is not None and browser:
+            leg = WebRtcLeg(
+                hub=hub,
+                config=cfg.webrtc,
+                agent_id=self.agent_id,
+                owner_call_id=self.entry,
+                pop=self._screen_pop(),
+                on_event=self.inputs.put_nowait,
+            )
+        else:
+            assert uri is not None
+            leg = self._leg(self.agent_id, uri)
         self.agent = leg
         try:
-            await leg.start(
-                from_user=cfg.routing.from_user,
-                from_display=caller_id_display(
-                    cfg.routing.from_display, f"rappel {self.offer.queue}"
-                ),
-            )
+            if isinstance(leg, WebRtcLeg):
+                await leg.start()
+            else:
+                assert isinstance(leg, AgentLeg)
+                await leg.start(
+                    from_user=cfg.routing.from_user,
+                    from_display=caller_id_display(
+                        cfg.routing.from_display, f"rappel {self.offer.queue}"
+                    ),
+                )
         except (OSError, ValueError, RuntimeError) as exc:
             self.log.warning("agent leg not placed: %s", type(exc).__name__)
             service.metrics.agent_offer("failed")
@@ -939,10 +984,10 @@ class _Attempt:
             "to_agent_frames": self.frames["to_agent"],
             "to_callee_frames": self.frames["to_callee"],
         }
-        if self.agent is not None and self.agent.rtp is not None:
-            stats["agent_packets_sent"] = self.agent.rtp.stats.packets_sent
-        if self.callee is not None and self.callee.rtp is not None:
-            stats["callee_packets_sent"] = self.callee.rtp.stats.packets_sent
+        if self.agent is not None:
+            stats["agent_packets_sent"] = self.agent.packets_sent
+        if self.callee is not None:
+            stats["callee_packets_sent"] = self.callee.packets_sent
         self.to_agent = None
         self.to_callee = None
         self.record("bridge_ended", **stats)

@@ -503,3 +503,43 @@ async def test_keep_place_refused_when_the_router_did_not_keep_the_call(
 )
 def test_callback_number_allowed(number: str, allowed: bool) -> None:
     assert callback_number_allowed(number) is allowed
+
+
+async def test_a_callback_rings_the_panel_of_an_agent_who_has_it_open(
+    engine: Engine, trail: CallTrail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ag1's panel is open: the callback rings the browser (with a pop), not the phone; ag1
+    declines there and the callback goes to ag2's phone."""
+    from datetime import date
+
+    from callcenter.softphone import SoftphoneHub
+    from tests.store.seed import seed_apa_usager
+
+    slow_release(monkeypatch)
+    now = time.time()
+    usager = seed_apa_usager(engine, deposited=date(2026, 9, 1))
+    callback = dataclasses.replace(queued_callback("c1", now - 10), usager_id=str(usager))
+    store.create(engine, callback, phone=PHONE, queue_call_id="cb-c1")
+    rs = RoutingService(config=routing_config())
+    dialer = FakeDialer()
+    service = make_service(engine, trail, rs, tmp_path, dialer)
+    hub = SoftphoneHub()
+    service.softphones = hub
+    panel: list[dict[str, Any]] = []
+    hub.attach("ag1", panel.append)
+    await service.start()
+    try:
+        await rs.submit(routing.AgentLoggedIn("ag1", {"apa": 3}, time.time()))
+        await until(lambda: any(m["type"] == "ring" for m in panel))
+        (ring,) = [m for m in panel if m["type"] == "ring"]
+        assert ring["call_id"] == "cb-c1" and ring["pop"]["dial_out"] is True
+        assert ring["pop"]["usager_id"] == usager and ring["pop"]["caller_number"] is None
+        assert dialer.placed == []  # no INVITE to ag1's phone
+        await rs.submit(routing.AgentLoggedIn("ag2", {"apa": 3}, time.time()))
+        assert await hub.from_browser("ag1", {"type": "reject", "call_id": "cb-c1"}) is None
+        await until(lambda: len(dialer.placed) == 1)
+        assert dialer.placed[0][0] == "sip:ag2@127.0.0.1:9"
+        assert rs.router.agent("ag1").state is routing.AgentState.AVAILABLE  # declined
+    finally:
+        await service.close()
+        rs.close()

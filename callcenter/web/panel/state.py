@@ -45,6 +45,7 @@ HANDOFF_LABELS: Mapping[str, str] = {
     "urgence": "Urgence ou détresse",
     "bot": "Réponse du serveur vocal insuffisante",
     "queued": "Mise en relation demandée",
+    "rappel": "Rappel demandé par l’usager",
 }
 """French labels of common hand-off reasons (flow identifiers; others are shown as they are)."""
 
