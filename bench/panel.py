@@ -67,7 +67,13 @@ from callcenter.store.audit import Via  # noqa: E402
 from tests.browser import chromium  # noqa: E402
 from tests.loopback import audio as sound  # noqa: E402
 from tests.loopback.service import REPO, render_scenario  # noqa: E402
-from tests.loopback.test_agent_bridge import Caller, run_caller, running_service  # noqa: E402
+from tests.loopback.test_agent_bridge import (  # noqa: E402
+    Caller,
+    hang_up_block,
+    run_caller,
+    running_service,
+    wait_for_bye_block,
+)
 
 PASSWORD = "un mot de passe de banc d'essai"
 """Every benchmark agent's password (synthetic accounts in a throw-away store)."""
@@ -234,43 +240,6 @@ def demo_numbers(service: Service, count: int) -> list[str]:
     if not numbers:
         raise RuntimeError("no demo usager with a number of their own")
     return numbers
-
-
-def hang_up_block(from_user: str) -> str:
-    """sipp: the caller sends BYE (RFC 3261 section 15.1.1) and expects 200."""
-    return f"""  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      From: "sipp" <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 4 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"/>"""
-
-
-def wait_for_bye_block(timeout_ms: int) -> str:
-    """sipp: the caller waits for the service's BYE (the agent hung up) and answers 200."""
-    return f"""  <recv request="BYE" timeout="{timeout_ms}"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <timewait milliseconds="300"/>"""
 
 
 def caller_scenario(

@@ -788,25 +788,16 @@ async def _serve_events(
     ws: web.WebSocketResponse, api: AgentApi, info: AgentInfo, token: str, remote: str
 ) -> None:
     """Push the agent's decisions until either side closes; never logs the agent out."""
-    backlog: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    overflowed = False
+    backlog = Backlog(api.config.max_backlog)
 
     def listener(decision: rt.Decision) -> None:
-        nonlocal overflowed
-        if overflowed:
-            return
         message = event_message(decision, api.service.config)
-        if message is None:
-            return
-        if backlog.qsize() >= api.config.max_backlog:
-            overflowed = True
-            backlog.put_nowait(None)
-            return
-        backlog.put_nowait(message)
+        if message is not None:
+            backlog.push(message)
 
     # Subscribe before the snapshot so that nothing falls between them.
     stop = api.service.listen_agent(info.login, listener)
-    pump = asyncio.create_task(_pump(ws, api, info, token, backlog), name="agent-events-pump")
+    pump = asyncio.create_task(_pump(ws, api, info, token, backlog.queue), name="agent-events-pump")
     try:
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
@@ -817,16 +808,40 @@ async def _serve_events(
                 data = None
             kind = data.get("type") if isinstance(data, dict) else None
             if kind == "ping":
-                backlog.put_nowait({"type": "pong"})
+                backlog.push({"type": "pong"})
             elif kind != "auth":  # a repeated auth message is harmless
-                backlog.put_nowait({"type": "error", "error": "unknown message (expected ping)"})
+                backlog.push({"type": "error", "error": "unknown message (expected ping)"})
     finally:
         stop()
-        pump.cancel()
-        await asyncio.wait({pump})
-        error = None if pump.cancelled() else pump.exception()
-        if error is not None:
-            logger.error("agent events pump failed (%s)", type(error).__name__)
+        await stop_pump(pump, "agent events")
+
+
+class Backlog:
+    """Messages waiting for one WebSocket; past ``limit`` the socket is to be closed (None)."""
+
+    def __init__(self, limit: int) -> None:
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.limit = limit
+        self.overflowed = False
+
+    def push(self, message: dict[str, Any]) -> None:
+        """Queue a message; once over the limit, queue the closing None and drop the rest."""
+        if self.overflowed:
+            return
+        if self.queue.qsize() >= self.limit:
+            self.overflowed = True
+            self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(message)
+
+
+async def stop_pump(pump: asyncio.Task[None], what: str) -> None:
+    """Cancel a socket's sending task and log how it failed, if it did."""
+    pump.cancel()
+    await asyncio.wait({pump})
+    error = None if pump.cancelled() else pump.exception()
+    if error is not None:
+        logger.error("%s pump failed (%s)", what, type(error).__name__)
 
 
 async def _pump(

@@ -60,7 +60,11 @@ pytestmark = [
 
 HOST = "127.0.0.1"
 DISPLAY = "SOLIDARITES accueil_general"
-WAIT_FOR_BYE = """  <recv request="BYE" timeout="40000"/>
+
+
+def wait_for_bye_block(timeout_ms: int = 40000) -> str:
+    """sipp: the caller waits for the service's BYE (the agent hung up) and answers 200."""
+    return f"""  <recv request="BYE" timeout="{timeout_ms}"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -74,11 +78,15 @@ WAIT_FOR_BYE = """  <recv request="BYE" timeout="40000"/>
     ]]>
   </send>
   <timewait milliseconds="300"/>"""
-HANG_UP = """  <send retrans="500">
+
+
+def hang_up_block(from_user: str = "caller") -> str:
+    """sipp: the caller sends BYE (RFC 3261 section 15.1.1) and expects 200."""
+    return f"""  <send retrans="500">
     <![CDATA[
       BYE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      From: "sipp" <sip:caller@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      From: "sipp" <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
       [routes]
       Call-ID: [call_id]
@@ -89,6 +97,10 @@ HANG_UP = """  <send retrans="500">
     ]]>
   </send>
   <recv response="200"/>"""
+
+
+WAIT_FOR_BYE = wait_for_bye_block()
+HANG_UP = hang_up_block()
 
 
 @dataclass

@@ -11,7 +11,10 @@ hung up and the agent is back with the caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,54 +85,83 @@ async def post_until(
             await asyncio.sleep(0.2)
 
 
-async def test_consult_a_number_then_hand_the_caller_over(
-    tmp_path: Path, audio: tuple[Path, Path]
-) -> None:
-    caller_audio, agent_audio = audio
-    async with (
-        sipp_uas(
-            "agent_answer.xml.tmpl",
-            tmp_path / "ext",
-            display="SOLIDARITES consultation",
+@dataclass
+class Line:
+    """The service, agent ag1 on a sipp phone (logged in, with a panel session), the trunk."""
+
+    service: Service
+    ag1: Any
+    ext: Any
+    http: aiohttp.ClientSession
+    csrf: str
+
+
+def _uas(name: str, folder: Path, agent_audio: Path, talk_ms: str | None, display: str) -> Any:
+    """A sipp phone: answers and talks ``talk_ms`` then hangs up, or (None) waits for our BYE."""
+    if talk_ms is None:
+        return sipp_uas(
+            "agent_answer_until_bye.xml.tmpl",
+            folder / name,
+            display=display,
             ring_ms="300",
-            talk_ms="6000",
             audio_wav=str(agent_audio),
-        ) as ext,
+        )
+    return sipp_uas(
+        "agent_answer.xml.tmpl",
+        folder / name,
+        display=display,
+        ring_ms="300",
+        talk_ms=talk_ms,
+        audio_wav=str(agent_audio),
+    )
+
+
+@contextlib.asynccontextmanager
+async def consult_line(
+    tmp_path: Path, agent_audio: Path, *, ext_talk_ms: str | None, ag1_talk_ms: str | None
+) -> AsyncIterator[Line]:
+    """The set-up shared by these tests (3977 allowed, dialled through the sipp trunk)."""
+    consult_display = "SOLIDARITES consultation"
+    async with (
+        _uas("ext", tmp_path, agent_audio, ext_talk_ms, consult_display) as ext,
         running_service(
             tmp_path,
             CALLCENTER_TRANSFERS_ALLOWED_NUMBERS="3977",
             CALLCENTER_CALLBACKS_TRUNK_URI=f"sip:{{number}}@{ext.uri_host}",
             CALLCENTER_PANEL_SECURE_COOKIES="false",
         ) as service,
-        sipp_uas(
-            "agent_answer_until_bye.xml.tmpl",
-            tmp_path / "ag1",
-            display=DISPLAY,
-            ring_ms="300",
-            audio_wav=str(agent_audio),
-        ) as ag1,
+        _uas("ag1", tmp_path, agent_audio, ag1_talk_ms, DISPLAY) as ag1,
     ):
         add_agents(service, {"ag1": uas_sip(ag1)})
         await log_in(service, "ag1")
         http, csrf = await panel_session(service, "ag1")
         try:
-            async with sipp_caller(
-                target_of(service),
-                tmp_path / "caller",
-                caller_audio,
-                zero_ms=1500,
-                key_ms=3000,
-                end=WAIT_FOR_BYE,
-            ) as caller:
-                await post_until(http, "/panel/api/agent/consult", csrf, {"number": "39 77"})
-                me = await post_until(http, "/panel/api/agent/consult/complete", csrf)
-                assert me["state"] == "wrap_up", me
-                assert await ag1.finished(within=30) == 0, ag1.describe()
-                assert await ext.finished(within=60) == 0, ext.describe()
-                assert await caller.finished() == 0, caller.describe()
-                call = await trail(service, caller.call_id)
+            yield Line(service, ag1, ext, http, csrf)
         finally:
             await http.close()
+
+
+async def test_consult_a_number_then_hand_the_caller_over(
+    tmp_path: Path, audio: tuple[Path, Path]
+) -> None:
+    caller_audio, agent_audio = audio
+    async with consult_line(tmp_path, agent_audio, ext_talk_ms="6000", ag1_talk_ms=None) as line:
+        service, http, csrf = line.service, line.http, line.csrf
+        async with sipp_caller(
+            target_of(service),
+            tmp_path / "caller",
+            caller_audio,
+            zero_ms=1500,
+            key_ms=3000,
+            end=WAIT_FOR_BYE,
+        ) as caller:
+            await post_until(http, "/panel/api/agent/consult", csrf, {"number": "39 77"})
+            me = await post_until(http, "/panel/api/agent/consult/complete", csrf)
+            assert me["state"] == "wrap_up", me
+            assert await line.ag1.finished(within=30) == 0, line.ag1.describe()
+            assert await line.ext.finished(within=60) == 0, line.ext.describe()
+            assert await caller.finished() == 0, caller.describe()
+            call = await trail(service, caller.call_id)
         assert service.routing is not None
         assert service.routing.router.agent("ag1").state is routing.AgentState.WRAP_UP
 
@@ -148,51 +180,23 @@ async def test_consult_cancelled_brings_the_agent_back(
     tmp_path: Path, audio: tuple[Path, Path]
 ) -> None:
     caller_audio, agent_audio = audio
-    async with (
-        sipp_uas(
-            "agent_answer_until_bye.xml.tmpl",
-            tmp_path / "ext",
-            display="SOLIDARITES consultation",
-            ring_ms="300",
-            audio_wav=str(agent_audio),
-        ) as ext,
-        running_service(
-            tmp_path,
-            CALLCENTER_TRANSFERS_ALLOWED_NUMBERS="3977",
-            CALLCENTER_CALLBACKS_TRUNK_URI=f"sip:{{number}}@{ext.uri_host}",
-            CALLCENTER_PANEL_SECURE_COOKIES="false",
-        ) as service,
-        sipp_uas(
-            "agent_answer.xml.tmpl",
-            tmp_path / "ag1",
-            display=DISPLAY,
-            ring_ms="300",
-            talk_ms="9000",
-            audio_wav=str(agent_audio),
-        ) as ag1,
-    ):
-        add_agents(service, {"ag1": uas_sip(ag1)})
-        await log_in(service, "ag1")
-        http, csrf = await panel_session(service, "ag1")
-        try:
-            async with sipp_caller(
-                target_of(service),
-                tmp_path / "caller",
-                caller_audio,
-                zero_ms=1500,
-                key_ms=3000,
-                end=WAIT_FOR_BYE,
-            ) as caller:
-                await post_until(http, "/panel/api/agent/consult", csrf, {"number": "3977"})
-                await asyncio.sleep(1.5)  # the number answers
-                me = await post_until(http, "/panel/api/agent/consult/cancel", csrf)
-                assert me["state"] == "on_call", me
-                assert await ext.finished(within=30) == 0, ext.describe()  # got our BYE
-                assert await ag1.finished(within=30) == 0, ag1.describe()  # ag1 hangs up
-                assert await caller.finished() == 0, caller.describe()
-                call = await trail(service, caller.call_id)
-        finally:
-            await http.close()
+    async with consult_line(tmp_path, agent_audio, ext_talk_ms=None, ag1_talk_ms="9000") as line:
+        async with sipp_caller(
+            target_of(line.service),
+            tmp_path / "caller",
+            caller_audio,
+            zero_ms=1500,
+            key_ms=3000,
+            end=WAIT_FOR_BYE,
+        ) as caller:
+            await post_until(line.http, "/panel/api/agent/consult", line.csrf, {"number": "3977"})
+            await asyncio.sleep(1.5)  # the number answers
+            me = await post_until(line.http, "/panel/api/agent/consult/cancel", line.csrf)
+            assert me["state"] == "on_call", me
+            assert await line.ext.finished(within=30) == 0, line.ext.describe()  # got our BYE
+            assert await line.ag1.finished(within=30) == 0, line.ag1.describe()  # ag1 hangs up
+            assert await caller.finished() == 0, caller.describe()
+            call = await trail(line.service, caller.call_id)
 
     types = [e["type"] for e in call["events"]]
     for kind in ("consult_started", "consult_cancelled", "agent_resume", "agent_hangup"):
@@ -266,49 +270,22 @@ async def test_the_caller_hanging_up_during_a_consultation_ends_everything(
     tmp_path: Path, audio: tuple[Path, Path]
 ) -> None:
     caller_audio, agent_audio = audio
-    async with (
-        sipp_uas(
-            "agent_answer_until_bye.xml.tmpl",
-            tmp_path / "ext",
-            display="SOLIDARITES consultation",
-            ring_ms="300",
-            audio_wav=str(agent_audio),
-        ) as ext,
-        running_service(
-            tmp_path,
-            CALLCENTER_TRANSFERS_ALLOWED_NUMBERS="3977",
-            CALLCENTER_CALLBACKS_TRUNK_URI=f"sip:{{number}}@{ext.uri_host}",
-            CALLCENTER_PANEL_SECURE_COOKIES="false",
-        ) as service,
-        sipp_uas(
-            "agent_answer_until_bye.xml.tmpl",
-            tmp_path / "ag1",
-            display=DISPLAY,
-            ring_ms="300",
-            audio_wav=str(agent_audio),
-        ) as ag1,
-    ):
-        add_agents(service, {"ag1": uas_sip(ag1)})
-        await log_in(service, "ag1")
-        http, csrf = await panel_session(service, "ag1")
-        try:
-            async with sipp_caller(
-                target_of(service),
-                tmp_path / "caller",
-                caller_audio,
-                zero_ms=1500,
-                key_ms=8000,
-                end=HANG_UP,  # the caller, on hold, gives up
-            ) as caller:
-                await post_until(http, "/panel/api/agent/consult", csrf, {"number": "3977"})
-                assert await caller.finished() == 0, caller.describe()
-                assert await ext.finished(within=30) == 0, ext.describe()  # our BYE
-                assert await ag1.finished(within=30) == 0, ag1.describe()  # our BYE
-                call = await trail(service, caller.call_id)
-        finally:
-            await http.close()
-        assert service.routing is not None
-        assert service.routing.router.agent("ag1").state is routing.AgentState.WRAP_UP
+    async with consult_line(tmp_path, agent_audio, ext_talk_ms=None, ag1_talk_ms=None) as line:
+        async with sipp_caller(
+            target_of(line.service),
+            tmp_path / "caller",
+            caller_audio,
+            zero_ms=1500,
+            key_ms=8000,
+            end=HANG_UP,  # the caller, on hold, gives up
+        ) as caller:
+            await post_until(line.http, "/panel/api/agent/consult", line.csrf, {"number": "3977"})
+            assert await caller.finished() == 0, caller.describe()
+            assert await line.ext.finished(within=30) == 0, line.ext.describe()  # our BYE
+            assert await line.ag1.finished(within=30) == 0, line.ag1.describe()  # our BYE
+            call = await trail(line.service, caller.call_id)
+        assert line.service.routing is not None
+        assert line.service.routing.router.agent("ag1").state is routing.AgentState.WRAP_UP
 
     (left,) = events(call, "consult_hangup")
     assert left == {"cause": "caller_left"}

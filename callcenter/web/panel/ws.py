@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import routing as rt
 from callcenter.store import panel as store_panel
-from callcenter.web.agent_api import event_message
+from callcenter.web.agent_api import Backlog, event_message, stop_pump
 from callcenter.web.panel.auth import COOKIE_NAME, PanelUser, current_user
 from callcenter.web.panel.state import PANEL_STATE, PanelState
 
@@ -76,18 +76,8 @@ async def _serve(
     activity = [loop.time()]
     api = state.agent_api
     api.ensure_tracked(login)
-    backlog: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    overflowed = False
-
-    def push(message: dict[str, Any]) -> None:
-        nonlocal overflowed
-        if overflowed:
-            return
-        if backlog.qsize() >= state.max_backlog:
-            overflowed = True
-            backlog.put_nowait(None)
-            return
-        backlog.put_nowait(message)
+    backlog = Backlog(state.max_backlog)
+    push = backlog.push
 
     def on_decision(decision: rt.Decision) -> None:
         if isinstance(decision, rt.CallAnswered) and decision.agent_id == login:
@@ -104,7 +94,7 @@ async def _serve(
     stop_events = api.service.listen_agent(login, on_decision)
     detach = state.hub.attach(login, on_softphone)
     pump = asyncio.create_task(
-        _pump(ws, state, user, backlog, cookie, activity), name="panel-ws-pump"
+        _pump(ws, state, user, backlog.queue, cookie, activity), name="panel-ws-pump"
     )
     try:
         async for msg in ws:
@@ -130,11 +120,7 @@ async def _serve(
     finally:
         detach()
         stop_events()
-        pump.cancel()
-        await asyncio.wait({pump})
-        error = None if pump.cancelled() else pump.exception()
-        if error is not None:
-            logger.error("panel socket pump failed (%s)", type(error).__name__)
+        await stop_pump(pump, "panel socket")
 
 
 async def _pump(
