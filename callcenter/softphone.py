@@ -70,6 +70,7 @@ class SoftphoneHub:
     _sinks: dict[str, list[Sink]] = field(default_factory=dict)
     _legs: dict[str, _LegEntry] = field(default_factory=dict)
     _call_nodes: dict[str, str] = field(default_factory=dict)
+    _rung: dict[str, str] = field(default_factory=dict)
     _redis: Any = None
     _sub_client: Any = None
     _pubsub: Any = None
@@ -144,6 +145,15 @@ class SoftphoneHub:
 
         return detach
 
+    def calls_of(self, login: str) -> list[str]:
+        """The calls ringing or in progress on ``login``'s softphone, known to this node.
+
+        A panel reloaded during a call asks to renegotiate its audio for these.
+        """
+        here = [call_id for call_id, entry in self._legs.items() if entry.login == login]
+        relayed = [call_id for call_id, rung in self._rung.items() if rung == login]
+        return list(dict.fromkeys([*here, *relayed]))
+
     def present_here(self, login: str) -> bool:
         """Whether a panel of ``login`` is attached on this node."""
         return bool(self._sinks.get(login))
@@ -205,8 +215,10 @@ class SoftphoneHub:
         call_id = message.get("call_id")
         if message.get("type") == "ring" and isinstance(call_id, str):
             self._call_nodes[call_id] = str(message.get("node", self.node_id))
+            self._rung[call_id] = login
         elif message.get("type") == "call_state" and message.get("state") == "ended":
             self._call_nodes.pop(str(call_id), None)
+            self._rung.pop(str(call_id), None)
         for sink in list(self._sinks.get(login, ())):
             try:
                 sink(message)

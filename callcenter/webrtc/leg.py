@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 15.0
 """From the agent's answer to a connected peer; beyond, the answer failed."""
+RECONNECT_GRACE_S = 20.0
+"""A browser whose connection dropped without a hang-up may come back (a reload) this long."""
 DTMF_KEYS = frozenset("0123456789*#")
 
 
@@ -89,6 +91,7 @@ class WebRtcLeg:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._answering = False
+        self._reconnecting = False
 
     # -- commands from the call ------------------------------------------------------------------
     async def start(self) -> str:
@@ -195,9 +198,16 @@ class WebRtcLeg:
             return
         if kind == "answer":
             sdp = message.get("sdp")
-            if not self._answering and isinstance(sdp, str):
+            if not isinstance(sdp, str):
+                return
+            if not self._answering:
                 self._answering = True  # one answer per leg (two tabs, a repeated click)
                 self._spawn(self._answer(sdp))
+            elif self.answered and not self._reconnecting:
+                # The panel was reloaded (or its network changed) during the call: a new
+                # peer connection replaces the old one; the call and the bridge go on.
+                self._reconnecting = True
+                self._spawn(self._reconnect(sdp))
         elif kind == "reject" or (kind == "hangup" and not self.answered):
             self.ended = True
             self._close_peer()
@@ -223,39 +233,77 @@ class WebRtcLeg:
             self.muted = bool(message.get("muted"))
             self._state("muted" if self.muted else "unmuted")
 
-    async def _answer(self, offer_sdp: str) -> None:
+    def _new_peer(self) -> tuple[WebRtcPeer, asyncio.Event, asyncio.Event]:
+        """A peer whose failure ends the leg only while it is the leg's current peer."""
         connected = asyncio.Event()
         failed = asyncio.Event()
+        peer: WebRtcPeer | None = None
 
         def on_state(state: str) -> None:
             if state == "connected":
                 connected.set()
             elif state in ("failed", "closed"):
                 failed.set()
-                if self.answered and not self.ended:
-                    self.ended = True
-                    self._state("ended", "media_failed")
-                    self._on_event(LegEnded(self, "media_failed", True))
+                if peer is not None and peer is self.peer and self.answered and not self.ended:
+                    # The browser went away without hanging up (a reload, a crash, a network
+                    # change): it may come back with a new offer; the call ends only if not.
+                    self._spawn(self._lost(peer))
 
+        peer = WebRtcPeer(self.config, source=self._pull, on_audio=self._push, on_state=on_state)
+        return peer, connected, failed
+
+    async def _negotiate(
+        self, peer: WebRtcPeer, connected: asyncio.Event, failed: asyncio.Event, offer_sdp: str
+    ) -> None:
+        """Answer the browser's offer and wait for the connection (raises when it fails)."""
+        answer = await peer.answer(offer_sdp)
+        await self.hub.to_agent(
+            self.agent_id, {"type": "answer_sdp", "call_id": self.owner_call_id, "sdp": answer}
+        )
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            waiter = asyncio.ensure_future(connected.wait())
+            failer = asyncio.ensure_future(failed.wait())
+            try:
+                await asyncio.wait({waiter, failer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                failer.cancel()
+        if not connected.is_set():
+            raise WebRtcError("the peer connection failed")
+
+    async def _lost(self, peer: WebRtcPeer) -> None:
+        await asyncio.sleep(RECONNECT_GRACE_S)
+        if peer is self.peer and not self.ended:
+            self.ended = True
+            self._state("ended", "media_failed")
+            self._on_event(LegEnded(self, "media_failed", True))
+
+    async def _reconnect(self, offer_sdp: str) -> None:
+        peer, connected, failed = self._new_peer()
+        try:
+            await self._negotiate(peer, connected, failed, offer_sdp)
+        except (WebRtcError, TimeoutError) as exc:
+            logger.info("[%s] browser leg not reconnected: %s", self.call_id, type(exc).__name__)
+            await peer.close()
+            return
+        finally:
+            self._reconnecting = False
+        old, self.peer = self.peer, peer
+        if self._has_ended():
+            self._close_peer()
+            return
+        self._media_since = _now()
+        if old is not None:
+            self._spawn(old.close())
+        self._state("connected", "reconnected")
+
+    async def _answer(self, offer_sdp: str) -> None:
         if self.ended:  # the offer ended while the answer was on its way
             return
-        peer = WebRtcPeer(self.config, source=self._pull, on_audio=self._push, on_state=on_state)
+        peer, connected, failed = self._new_peer()
         self.peer = peer
         try:
-            answer = await peer.answer(offer_sdp)
-            await self.hub.to_agent(
-                self.agent_id, {"type": "answer_sdp", "call_id": self.owner_call_id, "sdp": answer}
-            )
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                waiter = asyncio.ensure_future(connected.wait())
-                failer = asyncio.ensure_future(failed.wait())
-                try:
-                    await asyncio.wait({waiter, failer}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waiter.cancel()
-                    failer.cancel()
-            if not connected.is_set():
-                raise WebRtcError("the peer connection failed")
+            await self._negotiate(peer, connected, failed, offer_sdp)
         except (WebRtcError, TimeoutError) as exc:
             logger.info("[%s] browser leg not connected: %s", self.call_id, type(exc).__name__)
             if not self.ended:

@@ -293,6 +293,19 @@ async def run_path(
                 await act("#btn-hold")
                 await asyncio.sleep(1.5)
 
+                if not keyboard:
+                    # A reload during the call (a teleworker's browser restarted): the call
+                    # went on at the server and the page brings its audio back by itself.
+                    await page.reload()
+                    await _until(
+                        page,
+                        "() => window.ccSoftphone.pc && "
+                        "window.ccSoftphone.pc.connectionState === 'connected'",
+                    )
+                    start = await _energy(page)
+                    await asyncio.sleep(3.0)
+                    assert await _energy(page) > start, "no audio after the reload"
+
                 # The agent hangs up; the wrap-up form.
                 await act("#btn-hangup")
                 await _until(page, "() => !document.querySelector('#wrapup').hidden")

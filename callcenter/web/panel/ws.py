@@ -139,6 +139,7 @@ async def _pump(
                 "type": "hello",
                 "agent": api.me(user.agent),
                 "softphone": True,
+                "softphone_calls": state.hub.calls_of(user.login),
                 "ice_servers": state.browser_ice_servers(),
             }
         )

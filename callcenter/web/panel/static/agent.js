@@ -90,6 +90,7 @@ const ENDED = {
 /** Page state. */
 let me = null;
 let softphoneEnabled = false;
+let softphoneCalls = new Set(); // calls of this softphone known to the server (from hello)
 let call = null; // {id, phase: offered|ringing|connecting|connected|held|ended, pop, muted, consulting}
 let wrapupCallId = null;
 let dossierSource = null; // "call" | "search" | null
@@ -314,6 +315,7 @@ function handle(msg) {
   switch (msg.type) {
     case "hello":
       softphoneEnabled = !!msg.softphone;
+      softphoneCalls = new Set(msg.softphone_calls || []);
       phone.setIceServers(msg.ice_servers);
       applyMe(msg.agent, true);
       break;
@@ -487,6 +489,12 @@ function applyMe(agent, fromHello = false) {
     if (!call || call.id !== id) startCall(id, softphoneEnabled ? "ringing" : "offered");
   } else if (agent.state === "on_call" && id) {
     if (!call || call.id !== id) startCall(id, "connected");
+    if (fromHello && softphoneEnabled && !phone.pc && softphoneCalls.has(id)) {
+      // The page was reloaded (or the link cut) during the call: the call went on at the
+      // server; a new peer connection brings the audio back.
+      announce("Rétablissement de l’audio de l’appel en cours…");
+      phone.answer(id);
+    }
   } else if (agent.state === "wrap_up" && id) {
     if (call && call.id === id && call.phase !== "ended") {
       phone.close();
