@@ -57,7 +57,7 @@ from callcenter.store import callbacks as callbacks_store
 from callcenter.store import db
 from callcenter.store import dossiers as repo
 from callcenter.store.trail import CallTrail
-from callcenter.transfer import TransferError, TransferPolicy, TransferTarget
+from callcenter.transfer import TransferError, TransferKind, TransferPolicy, TransferTarget
 from callcenter.transport.sip_tcp import SipTcpTransport
 from callcenter.transport.sip_udp import SipUdpTransport
 from callcenter.web.agent_api import add_agent_routes
@@ -492,6 +492,7 @@ class Service:
             node_id=getattr(self.routing, "node_id", "") or "local",
             redis_url=redis_url,
             prefix=cfg.routing.redis_prefix,
+            requests=self._relayed,
         )
         routing_service = self.routing
 
@@ -618,9 +619,11 @@ class Service:
         """
         call = self.calls.get(call_id)
         if call is None:
-            # With several nodes the call may live on another one: its agent can use the
-            # phone's transfer key (REFER reaches the node holding the call).
-            raise TransferError(409, "the call is not handled by this node")
+            # With several nodes the call may live on another one: a browser agent's request
+            # is relayed to it (the node learnt from the call's ring); a phone agent can use
+            # the phone's transfer key (REFER reaches the node holding the call).
+            await self._relay(call_id, "transfer", agent_id, None, target)
+            return
         await call.transfer(agent_id, target)
 
     async def consult_call(
@@ -633,8 +636,58 @@ class Service:
         """
         call = self.calls.get(call_id)
         if call is None:
-            raise TransferError(409, "the call is not handled by this node")
+            await self._relay(call_id, "consult", agent_id, action, target)
+            return
         await call.consult(agent_id, action, target)
+
+    async def _relay(
+        self,
+        call_id: str,
+        operation: str,
+        agent_id: str,
+        action: str | None,
+        target: TransferTarget | None,
+    ) -> None:
+        """Run a transfer or consultation on the node holding the call (through Redis)."""
+        hub = self.softphones
+        node = hub.node_of(call_id) if hub is not None else None
+        if hub is None or node is None:
+            raise TransferError(409, "the call is not handled by this node")
+        arguments = {
+            "call_id": call_id,
+            "agent": agent_id,
+            "action": action,
+            "kind": target.kind.value if target is not None else None,
+            "value": target.value if target is not None else None,
+        }
+        status, message = await hub.request(node, operation, arguments)
+        if status != 200:
+            raise TransferError(status, message)
+
+    async def _relayed(self, operation: str, arguments: dict[str, Any]) -> tuple[int, str]:
+        """A transfer or consultation relayed by the node of the agent's panel."""
+        call_id = str(arguments.get("call_id"))
+        agent_id = str(arguments.get("agent"))
+        kind = arguments.get("kind")
+        target = (
+            TransferTarget(TransferKind(kind), str(arguments.get("value")))
+            if isinstance(kind, str)
+            else None
+        )
+        if call_id not in self.calls:
+            return 409, "the call is not handled by this node"
+        try:
+            if operation == "transfer" and target is not None:
+                await self.transfer_call(call_id, agent_id, target)
+            elif operation == "consult":
+                await self.consult_call(call_id, agent_id, str(arguments.get("action")), target)
+            else:
+                return 400, f"unknown request {operation!r}"
+        except TransferError as exc:
+            return exc.status, exc.message
+        except ValueError:
+            return 400, "malformed request"
+        return 200, "done"
 
     def notify_transfer_call(
         self, call_id: str, status_code: int, reason: str | None, refer_id: int

@@ -31,7 +31,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,11 @@ logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 Sink = Callable[[Message], None]
+RequestHandler = Callable[[str, Message], Awaitable[tuple[int, str]]]
+"""``(operation, arguments) -> (status, message)``: 200 when done, else an HTTP-like status."""
 
+REQUEST_TIMEOUT_S = 10.0
+"""Longest wait for another node's answer to a relayed request."""
 REDIS_TIMEOUT_S = 2.0
 """Longest wait for one Redis command (presence, publish)."""
 BROWSER_MESSAGES = frozenset({"answer", "reject", "hangup", "dtmf", "hold", "resume", "mute"})
@@ -71,6 +76,9 @@ class SoftphoneHub:
     _legs: dict[str, _LegEntry] = field(default_factory=dict)
     _call_nodes: dict[str, str] = field(default_factory=dict)
     _rung: dict[str, str] = field(default_factory=dict)
+    requests: RequestHandler | None = None
+    """Runs a request another node relayed for a call held here (the service's transfers)."""
+    _waiting: dict[str, asyncio.Future[tuple[int, str]]] = field(default_factory=dict)
     _redis: Any = None
     _sub_client: Any = None
     _pubsub: Any = None
@@ -188,6 +196,52 @@ class SoftphoneHub:
         await self._publish(self._node_channel(node), {"login": login, "message": message})
         return None
 
+    def node_of(self, call_id: str) -> str | None:
+        """The node holding ``call_id`` (learnt from its ring), if another one."""
+        node = self._call_nodes.get(call_id)
+        return None if node is None or node == self.node_id else node
+
+    async def request(self, node: str, operation: str, arguments: Message) -> tuple[int, str]:
+        """Ask ``node`` to run ``operation`` on a call it holds (a transfer, a consultation).
+
+        Returns the other node's ``(status, message)``; 503 when Redis or the node does not
+        answer within :data:`REQUEST_TIMEOUT_S`.
+        """
+        if self._redis is None:
+            return 503, "the call is on another node and Redis is not configured"
+        request_id = uuid.uuid4().hex
+        future: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        try:
+            await self._publish(
+                self._node_channel(node),
+                {
+                    "request": {"id": request_id, "op": operation, "args": arguments},
+                    "reply_to": self.node_id,
+                },
+            )
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                return await future
+        except TimeoutError:
+            return 503, "the node holding the call did not answer"
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def _serve_request(self, payload: Message) -> None:
+        request = payload.get("request")
+        reply_to = payload.get("reply_to")
+        if not isinstance(request, dict) or not isinstance(reply_to, str):
+            return
+        handler = self.requests
+        if handler is None:
+            status, text = 501, "this node runs no requests"
+        else:
+            status, text = await handler(str(request.get("op")), dict(request.get("args") or {}))
+        await self._publish(
+            self._node_channel(reply_to),
+            {"reply": {"id": request.get("id"), "status": status, "message": text}},
+        )
+
     # -- the call's side -------------------------------------------------------------------------
     def register_leg(self, call_id: str, login: str, handler: Sink) -> Callable[[], None]:
         """The browser leg of ``call_id`` for agent ``login`` takes the panel's messages."""
@@ -297,7 +351,18 @@ class SoftphoneHub:
                 payload = json.loads(item["data"])
             except (TypeError, ValueError):
                 continue
-            if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
+            if not isinstance(payload, dict):
+                continue
+            if item["channel"] == node_channel and "request" in payload:
+                self._spawn(self._serve_request(payload))
+                continue
+            if item["channel"] == node_channel and isinstance(payload.get("reply"), dict):
+                reply = payload["reply"]
+                waiting = self._waiting.get(str(reply.get("id")))
+                if waiting is not None and not waiting.done():
+                    waiting.set_result((int(reply.get("status", 500)), str(reply.get("message"))))
+                continue
+            if not isinstance(payload.get("message"), dict):
                 continue
             if item["channel"] == node_channel:
                 login = payload.get("login")

@@ -108,3 +108,41 @@ async def test_redis_down_the_node_still_starts_and_rings_its_own_panels() -> No
         assert [m["type"] for m in seen] == ["ring"]
     finally:
         await hub.aclose()
+
+
+@pytest.mark.loopback
+async def test_a_request_runs_on_the_node_holding_the_call(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callcenter import softphone
+
+    prefix = f"test-softphone-{uuid.uuid4().hex[:8]}"
+    ran: list[tuple[str, dict[str, Any]]] = []
+
+    async def run(operation: str, arguments: dict[str, Any]) -> tuple[int, str]:
+        ran.append((operation, arguments))
+        return (200, "done") if arguments.get("value") == "apa" else (404, "unknown queue")
+
+    node_a = SoftphoneHub(node_id="a", redis_url=redis_url, prefix=prefix, requests=run)
+    node_b = SoftphoneHub(node_id="b", redis_url=redis_url, prefix=prefix)
+    await node_a.start()
+    await node_b.start()
+    try:
+        node_b.attach("alice", lambda m: None)
+        await _until(lambda: node_a.is_present("alice"))
+        await asyncio.sleep(0.1)
+        await node_a.to_agent("alice", {"type": "ring", "call_id": "call-9", "pop": {}})
+        await _until(lambda: node_b.node_of("call-9") == "a")
+        assert node_a.node_of("call-9") is None  # its own call: nothing to relay
+        args = {"call_id": "call-9", "agent": "alice", "kind": "queue", "value": "apa"}
+        assert await node_b.request("a", "transfer", args) == (200, "done")
+        assert ran == [("transfer", args)]
+        bad = {**args, "value": "nope"}
+        assert await node_b.request("a", "transfer", bad) == (404, "unknown queue")
+        # A node that does not answer: 503 after the timeout, nothing left waiting.
+        monkeypatch.setattr(softphone, "REQUEST_TIMEOUT_S", 0.3)
+        status, _ = await node_b.request("gone", "transfer", args)
+        assert status == 503 and not node_b._waiting
+    finally:
+        await node_a.aclose()
+        await node_b.aclose()
