@@ -6,8 +6,9 @@ The agent logs in to **node B's** panel in Chromium; a baresip caller (the usage
 dials **node A** and presses 0. Node A rings the browser through Redis (the panel is present
 there), the browser's answer reaches node A's call through Redis, and the WebRTC media flows
 between the browser and node A (127.0.0.1 at both ends of the ICE pair). The screen pop and the
-dossier are served by node B; the wrap-up too. The trail of node A says the agent answered in
-the browser.
+dossier are served by node B. The agent then transfers the caller to 3977 from the panel: node B
+relays the transfer to node A, which dials the trunk (a sipp UAS) and bridges; the wrap-up is
+saved on node B. The trail of node A says the agent answered in the browser and transferred.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from callcenter.store import agents as agents_store
 from callcenter.store import db
 from callcenter.store import panel as panel_store
 from tests.browser import chromium, require_chromium
+from tests.loopback import audio as sound
+from tests.loopback.service import free_port
 from tests.loopback.test_multinode import shared_db, shared_redis, two_nodes
+from tests.loopback.test_outbound import sipp_uas
 from tests.netns.test_panel_softphone import (
     PASSWORD,
     SELECTED_PAIR,
@@ -72,12 +76,17 @@ async def test_panel_on_node_b_answers_a_call_held_by_node_a(
     tmp_path: Path, shared_db: str, shared_redis: str, agent_voice: Path, caller_voice: Path
 ) -> None:
     require_chromium()
+    trunk_port = free_port()
     extra = {
         "CALLCENTER_PANEL_SECURE_COOKIES": "false",
         "CALLCENTER_WEBRTC_HOST_ADDRESSES": "127.0.0.1",
         "CALLCENTER_CALLBACKS_ENABLED": "false",
+        "CALLCENTER_TRANSFERS_ALLOWED_NUMBERS": "3977",
     }
-    with two_nodes(tmp_path, shared_db, shared_redis, trunk_port=9, extra_env=extra) as (a, b):
+    with two_nodes(tmp_path, shared_db, shared_redis, trunk_port=trunk_port, extra_env=extra) as (
+        a,
+        b,
+    ):
         engine = db.make_engine(shared_db)
         try:
             seed_apa_usager(engine, deposited=date(2026, 9, 1))
@@ -129,8 +138,25 @@ async def test_panel_on_node_b_answers_a_call_held_by_node_a(
                 await asyncio.sleep(3.0)
                 assert await _energy(page) > start, a.log_tail(30) + b.log_tail(30)
                 assert await page.evaluate(SELECTED_PAIR) == ["127.0.0.1", "127.0.0.1"]
-                await page.click("#btn-hangup")
-                await _until(page, "() => !document.querySelector('#wrapup').hidden")
+                # Transfer to 3977 from node B's panel: node A, which holds the call, dials it.
+                async with sipp_uas(
+                    "agent_answer.xml.tmpl",
+                    tmp_path / "trunk",
+                    port=trunk_port,
+                    display="SOLIDARITES transfert",
+                    ring_ms="300",
+                    talk_ms="2000",
+                    audio_wav=str(trunk_voice(tmp_path)),
+                ) as trunk:
+                    await page.check("#tr-number")
+                    await page.fill("#transfer-target", "3977")
+                    await page.click("#btn-transfer")
+                    await _until(page, "() => !document.querySelector('#wrapup').hidden")
+                    assert await trunk.finished(within=40) == 0, trunk.describe()
+                (invite,) = trunk.received("INVITE")
+                assert f":{a.sip_port}" in next(
+                    line for line in invite.splitlines() if line.startswith("Via:")
+                ), invite
                 await page.select_option("#wrapup-motif", "Suivi de dossier")
                 await page.fill("#wrapup-note", "Appel pris sur le nœud B.")
                 await page.click("#btn-wrapup-save")
@@ -142,7 +168,16 @@ async def test_panel_on_node_b_answers_a_call_held_by_node_a(
     kinds = [e["type"] for e in events]
     offered = next(e for e in events if e["type"] == "agent_offered")
     assert offered["data"]["endpoint"] == "browser", events
-    for kind in ("agent_answered", "bridged", "agent_hangup"):
+    for kind in ("agent_answered", "bridged", "transferred", "transfer_answered"):
         assert kind in kinds, kinds
+    transferred = next(e for e in events if e["type"] == "transferred")["data"]
+    assert transferred == {"agent": "ag1", "kind": "number", "via": "api", "to": None}
     bridge = next(e for e in events if e["type"] == "bridge_ended")["data"]
     assert bridge["to_caller_voiced"] > 25 and bridge["to_agent_voiced"] > 25, bridge
+
+
+def trunk_voice(tmp_path: Path) -> Path:
+    """What 3977 says (µ-law, for the sipp trunk)."""
+    return sound.caller_wav(
+        tmp_path / "trunk.wav", "u-law", text="Trois neuf sept sept, bonjour, je vous écoute."
+    )
