@@ -57,7 +57,7 @@ from callcenter.store import callbacks as callbacks_store
 from callcenter.store import db
 from callcenter.store import dossiers as repo
 from callcenter.store.trail import CallTrail
-from callcenter.transfer import TransferError, TransferKind, TransferPolicy, TransferTarget
+from callcenter.transfer import TransferError, TransferPolicy, TransferTarget, check_target
 from callcenter.transport.sip_tcp import SipTcpTransport
 from callcenter.transport.sip_udp import SipUdpTransport
 from callcenter.web.agent_api import add_agent_routes
@@ -669,18 +669,27 @@ class Service:
         call_id = str(arguments.get("call_id"))
         agent_id = str(arguments.get("agent"))
         kind = arguments.get("kind")
-        target = (
-            TransferTarget(TransferKind(kind), str(arguments.get("value")))
-            if isinstance(kind, str)
-            else None
-        )
-        if call_id not in self.calls:
+        action = str(arguments.get("action"))
+        if call_id not in self.calls or self.routing is None:
             return 409, "the call is not handled by this node"
         try:
+            target = None
+            if isinstance(kind, str):
+                # Checked again here: this node's queues, colleagues and allowed numbers.
+                target = check_target(
+                    kind,
+                    arguments.get("value"),
+                    queues=self.routing.config.queues,
+                    agent_exists=self.routing.router.is_logged_in,
+                    policy=TransferPolicy(allowed_numbers=self.config.transfers.allowed_numbers),
+                    from_agent=agent_id,
+                )
+            if (operation == "transfer" or action == "start") and target is None:
+                return 400, "a destination is required"
             if operation == "transfer" and target is not None:
                 await self.transfer_call(call_id, agent_id, target)
-            elif operation == "consult":
-                await self.consult_call(call_id, agent_id, str(arguments.get("action")), target)
+            elif operation == "consult" and action in ("start", "complete", "cancel"):
+                await self.consult_call(call_id, agent_id, action, target)
             else:
                 return 400, f"unknown request {operation!r}"
         except TransferError as exc:

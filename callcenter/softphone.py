@@ -267,10 +267,25 @@ class SoftphoneHub:
     # -- plumbing --------------------------------------------------------------------------------
     def _deliver(self, login: str, message: Message) -> None:
         call_id = message.get("call_id")
-        if message.get("type") == "ring" and isinstance(call_id, str):
+        kind = message.get("type")
+        if kind == "ring" and isinstance(call_id, str):
             self._call_nodes[call_id] = str(message.get("node", self.node_id))
             self._rung[call_id] = login
-        elif message.get("type") == "call_state" and message.get("state") == "ended":
+            _bound(self._call_nodes)
+            _bound(self._rung)
+        elif kind == "call_renamed" and isinstance(call_id, str):
+            # A consultation handed over: the colleague's leg now carries the caller's id.
+            old = str(message.get("from"))
+            node = self._call_nodes.pop(old, None)
+            if node is not None:
+                self._call_nodes[call_id] = node
+            if self._rung.pop(old, None) is not None:
+                self._rung[call_id] = login
+        elif (
+            kind == "call_state"
+            and message.get("state") == "ended"
+            and self._rung.get(str(call_id)) == login  # not another agent's leg of that call
+        ):
             self._call_nodes.pop(str(call_id), None)
             self._rung.pop(str(call_id), None)
         for sink in list(self._sinks.get(login, ())):
@@ -319,7 +334,12 @@ class SoftphoneHub:
         channel = self._agent_channel(login)
         self._subscribed.discard(channel)
         await self._pubsub.unsubscribe(channel)
-        await self._redis.delete(self._presence_key(login))
+        if login in self._sinks:  # attached again meanwhile (a reload)
+            await self._resubscribe()
+            return
+        key = self._presence_key(login)
+        if await self._redis.get(key) == self.node_id:  # not another node's panel
+            await self._redis.delete(key)
 
     async def _publish(self, channel: str, payload: Message) -> None:
         try:
@@ -360,7 +380,11 @@ class SoftphoneHub:
                 reply = payload["reply"]
                 waiting = self._waiting.get(str(reply.get("id")))
                 if waiting is not None and not waiting.done():
-                    waiting.set_result((int(reply.get("status", 500)), str(reply.get("message"))))
+                    try:
+                        status = int(reply.get("status", 500))
+                    except (TypeError, ValueError):
+                        status = 500
+                    waiting.set_result((status, str(reply.get("message"))))
                 continue
             if not isinstance(payload.get("message"), dict):
                 continue
@@ -396,3 +420,12 @@ class SoftphoneHub:
 
     def _presence_key(self, login: str) -> str:
         return f"{self.prefix}:softphone:presence:{login}"
+
+
+MAX_TRACKED_CALLS = 10_000
+"""Calls remembered for relaying (oldest forgotten: their ``ended`` may have been missed)."""
+
+
+def _bound(table: dict[str, str]) -> None:
+    while len(table) > MAX_TRACKED_CALLS:
+        del table[next(iter(table))]

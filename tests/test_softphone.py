@@ -146,3 +146,22 @@ async def test_a_request_runs_on_the_node_holding_the_call(
     finally:
         await node_a.aclose()
         await node_b.aclose()
+
+
+async def test_a_handed_over_call_keeps_its_routes_under_its_new_id() -> None:
+    hub = SoftphoneHub()
+    await hub.start()
+    try:
+        hub.attach("alice", lambda m: None)
+        hub.attach("bob", lambda m: None)
+        await hub.to_agent("alice", {"type": "ring", "call_id": "X", "pop": {}})
+        await hub.to_agent("bob", {"type": "ring", "call_id": "X~consult", "pop": {}})
+        await hub.to_agent("bob", {"type": "call_renamed", "call_id": "X", "from": "X~consult"})
+        assert hub.calls_of("bob") == ["X"]
+        # alice's leg of X ends (she handed the caller over): bob's route to X stays.
+        await hub.to_agent("alice", {"type": "call_state", "call_id": "X", "state": "ended"})
+        assert hub.calls_of("bob") == ["X"] and hub.calls_of("alice") == []
+        await hub.to_agent("bob", {"type": "call_state", "call_id": "X", "state": "ended"})
+        assert hub.calls_of("bob") == []
+    finally:
+        await hub.aclose()

@@ -92,6 +92,9 @@ class WebRtcLeg:
         self._closed = False
         self._answering = False
         self._reconnecting = False
+        self._lost_since: float | None = None
+        self._reconnect_idle = asyncio.Event()
+        self._reconnect_idle.set()
 
     # -- commands from the call ------------------------------------------------------------------
     async def start(self) -> str:
@@ -142,6 +145,8 @@ class WebRtcLeg:
         """Seconds without audio from the browser while connected and not on hold."""
         peer = self.peer
         if peer is None or not self.answered or self.ended or self.held:
+            return 0.0
+        if self._lost_since is not None:  # within the reload grace, which decides
             return 0.0
         last = max(peer.last_rx_time or 0.0, self._media_since or 0.0)
         return max(0.0, now - last)
@@ -207,13 +212,14 @@ class WebRtcLeg:
                 # The panel was reloaded (or its network changed) during the call: a new
                 # peer connection replaces the old one; the call and the bridge go on.
                 self._reconnecting = True
+                self._reconnect_idle.clear()
                 self._spawn(self._reconnect(sdp))
-        elif kind == "reject" or (kind == "hangup" and not self.answered):
+        elif kind in ("reject", "hangup") and not self.answered:
             self.ended = True
             self._close_peer()
             self._state("ended", "rejected")
             self._on_event(LegFailed(self, 603, "rejected"))
-        elif kind == "hangup":
+        elif kind in ("hangup", "reject"):  # answered: a late "reject" is a hang-up
             self.ended = True
             self._state("ended", "agent_hangup")
             self._close_peer()
@@ -272,7 +278,11 @@ class WebRtcLeg:
             raise WebRtcError("the peer connection failed")
 
     async def _lost(self, peer: WebRtcPeer) -> None:
+        self._lost_since = _now()
         await asyncio.sleep(RECONNECT_GRACE_S)
+        await self._reconnect_idle.wait()  # an offer came in time: let it finish
+        if peer is self.peer:
+            self._lost_since = None
         if peer is self.peer and not self.ended:
             self.ended = True
             self._state("ended", "media_failed")
@@ -288,7 +298,9 @@ class WebRtcLeg:
             return
         finally:
             self._reconnecting = False
+            self._reconnect_idle.set()
         old, self.peer = self.peer, peer
+        self._lost_since = None
         if self._has_ended():
             self._close_peer()
             return
@@ -296,6 +308,8 @@ class WebRtcLeg:
         if old is not None:
             self._spawn(old.close())
         self._state("connected", "reconnected")
+        if self.held:  # the reloaded panel shows the hold it had put
+            self._state("held")
 
     async def _answer(self, offer_sdp: str) -> None:
         if self.ended:  # the offer ended while the answer was on its way

@@ -152,3 +152,18 @@ async def test_only_the_agent_rung_can_answer_and_a_late_answer_opens_nothing() 
     finally:
         leg.close()
         await browser.close()
+
+
+async def test_a_reject_after_the_answer_is_a_hang_up() -> None:
+    leg, panel, events = await start_leg()
+    browser = BrowserPeer(440.0)
+    try:
+        await panel.answer(browser)
+        await eventually(lambda: any(isinstance(e, LegAnswered) for e in events))
+        await panel.hub.from_browser("ag1", {"type": "reject", "call_id": "call-1"})
+        ended = events[-1]
+        assert isinstance(ended, LegEnded) and ended.by_agent  # the call ends, not left hanging
+        assert not any(isinstance(e, LegFailed) for e in events)
+    finally:
+        leg.close()
+        await browser.close()

@@ -318,6 +318,15 @@ function handle(msg) {
       softphoneCalls = new Set(msg.softphone_calls || []);
       phone.setIceServers(msg.ice_servers);
       applyMe(msg.agent, true);
+      for (const id of softphoneCalls) {
+        // A consultation we were in when the page reloaded (outside routing): its audio too.
+        if (softphoneEnabled && id.endsWith("~consult") && !phone.pc && !call) {
+          startCall(id, "connected");
+          announce("Rétablissement de l’audio de la consultation en cours…");
+          phone.answer(id);
+          break;
+        }
+      }
       break;
     case "state":
       if (!me) return;

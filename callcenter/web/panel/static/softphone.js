@@ -232,7 +232,8 @@ export class Softphone {
 
   /** The server's SDP answer ("answer_sdp"). */
   async applyAnswer(callId, sdp) {
-    if (!this.pc || callId !== this.callId) return;
+    // Another tab's answer to its own offer (the server broadcasts to the agent's panels).
+    if (!this.pc || callId !== this.callId || this.pc.signalingState !== "have-local-offer") return;
     try {
       await this.pc.setRemoteDescription({ type: "answer", sdp });
     } catch (err) {
