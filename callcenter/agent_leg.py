@@ -503,7 +503,7 @@ class AgentLeg:
         else:
             self.rtp.session.update(media)
         self.media = media
-        self.media_since = _loop_time()
+        self.media_since = loop_time()
         return True
 
     def _answer_reinvite(self, event: sip_events.ReInviteReceived) -> None:
@@ -526,7 +526,7 @@ class AgentLeg:
         self._version += 1
         self.rtp.session.update(media)
         self.media = media
-        self.media_since = _loop_time()
+        self.media_since = loop_time()
         self.dialer.answer_reinvite_call(self.call_id, bytes(media.answer))
 
     def _make_offer(
@@ -546,7 +546,7 @@ class AgentLeg:
         return offer
 
 
-def _loop_time() -> float:
+def loop_time() -> float:
     """The running loop's clock (the RTP endpoint stamps packets with it)."""
     try:
         return asyncio.get_running_loop().time()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import ipaddress
 import logging
 import secrets
 import signal
@@ -37,7 +36,7 @@ from callcenter import call as call_module
 from callcenter.bot import FaqRegistry, VoiceBot
 from callcenter.call import Call, CallServices
 from callcenter.callbacks import CALLBACK_SERVICE_PROMPTS, CallbackService
-from callcenter.config import Config
+from callcenter.config import Config, is_loopback_host
 from callcenter.identity import IdentityService
 from callcenter.media.asr import AsrError, AsrService, AsrSettings, load_service
 from callcenter.media.audio import AudioFormatError, load_wav_8k
@@ -71,16 +70,6 @@ PARIS = ZoneInfo("Europe/Paris")
 """The département's time zone (the panel's "today")."""
 # faster-whisper logs every utterance's duration at INFO: one line per caller turn is noise.
 logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-
-
-def _is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address or name (the HTTP API's default)."""
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class StartupError(Exception):
@@ -231,7 +220,7 @@ class Service:
             health=self.health,
             dossier_api=DossierApi(store=store, tokens=dict(cfg.http.api_tokens)),
             # Beyond the machine, the call trail (callers' numbers) needs a token too.
-            trail_requires_token=not _is_loopback(cfg.http.host),
+            trail_requires_token=not is_loopback_host(cfg.http.host),
         )
         if self.routing is not None:
             # Agents' REST + WebSocket API (503 until the store is migrated below).

@@ -1684,7 +1684,7 @@ class Call:
         if consult is not None and leg is not consult.leg:
             self._consult = None
             self._record("consult_hangup", cause="agent_left")
-            self._drop_consult_leg(consult.leg)
+            self._end_leg(consult.leg)
         if self._agent_watch is not None:
             self._agent_watch.cancel()
             self._agent_watch = None
@@ -1823,7 +1823,7 @@ class Call:
         if consult is not None:  # the caller left during a consultation
             self._consult = None
             self._record("consult_hangup", cause="caller_left")
-            self._drop_consult_leg(consult.leg)
+            self._end_leg(consult.leg)
         if router is not None and state in ("waiting", "offered", "bridged"):
             if state == "bridged" and leg is not None:
                 self._end_bridge(leg)
@@ -1840,13 +1840,8 @@ class Call:
                     )
         self._stop_routing(state="done" if state != "none" else "none")
         for other in (leg, *self._old_legs):
-            if other is None:
-                continue
-            if other.answered and not other.ended:
-                other.hangup()
-            elif not other.ended:
-                other.cancel()
-            other.close()
+            if other is not None:
+                self._end_leg(other)
         self._leg = None
         self._old_legs.clear()
 
@@ -2263,14 +2258,14 @@ class Call:
         self._consult = None
         if consult is None:
             return
-        self._drop_consult_leg(consult.leg)
+        self._end_leg(consult.leg)
         self._consult_state(how, agent=consult.agent_id)
         if self._routing_state == "bridged" and self._leg is not None:
             await self._agent_hold(False, pipeline)
 
     @staticmethod
-    def _drop_consult_leg(leg: Leg) -> None:
-        """Hang up (or cancel) a consultation's leg and release it."""
+    def _end_leg(leg: Leg) -> None:
+        """Hang up (answered) or cancel (ringing) a leg, and release it."""
         if not leg.ended:
             if leg.answered:
                 leg.hangup()

@@ -629,7 +629,7 @@ def _check(config: Config) -> None:
     _check_callbacks(config.callbacks)
     _check_transfers(config.transfers)
     _check_panel(config.panel, config.webrtc)
-    if not config.panel.secure_cookies and not _loopback_host(config.http.host):
+    if not config.panel.secure_cookies and not is_loopback_host(config.http.host):
         # A session cookie without Secure would travel in clear beyond this machine.
         raise ConfigError(
             "panel.secure_cookies: may be false only while http.host is loopback "
@@ -666,7 +666,8 @@ def _check_routing(settings: RoutingSettings) -> None:
         raise ConfigError(f"routing.node_ttl_s: must be at least 1 s, got {settings.node_ttl_s}")
 
 
-def _loopback_host(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` is a loopback address or name (127.0.0.1, ::1, localhost)."""
     if host in ("localhost", "ip6-localhost"):
         return True
     try:

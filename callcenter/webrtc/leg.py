@@ -17,7 +17,6 @@ Messages the leg sends to the panel (see :mod:`callcenter.web.panel.ws`): ``ring
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -32,6 +31,7 @@ from callcenter.agent_leg import (
     LegRinging,
     MediaEvent,
     PcmAudio,
+    loop_time,
 )
 from callcenter.config import WebRtcConfig
 from callcenter.softphone import Message, SoftphoneHub
@@ -232,7 +232,7 @@ class WebRtcLeg:
             held = kind == "hold"
             if held != self.held:
                 self.held = held
-                self._media_since = _now()
+                self._media_since = loop_time()
                 self._state("held" if held else "resumed")
                 self._on_event(LegHold(self, held))
         elif kind == "mute" and self.answered:
@@ -278,7 +278,7 @@ class WebRtcLeg:
             raise WebRtcError("the peer connection failed")
 
     async def _lost(self, peer: WebRtcPeer) -> None:
-        self._lost_since = _now()
+        self._lost_since = loop_time()
         await asyncio.sleep(RECONNECT_GRACE_S)
         await self._reconnect_idle.wait()  # an offer came in time: let it finish
         if peer is self.peer:
@@ -304,7 +304,7 @@ class WebRtcLeg:
         if self._has_ended():
             self._close_peer()
             return
-        self._media_since = _now()
+        self._media_since = loop_time()
         if old is not None:
             self._spawn(old.close())
         self._state("connected", "reconnected")
@@ -330,7 +330,7 @@ class WebRtcLeg:
             self._close_peer()
             return
         self.answered = True
-        self._media_since = _now()
+        self._media_since = loop_time()
         self._state("connected")
         self._on_event(LegAnswered(self, peer.codec or "opus"))
 
@@ -378,11 +378,3 @@ class WebRtcLeg:
         if peer is not None:
             self._spawn(peer.close())
         self.stop_media()
-
-
-def _now() -> float:
-    with contextlib.suppress(RuntimeError):
-        return asyncio.get_running_loop().time()
-    import time
-
-    return time.monotonic()

@@ -52,7 +52,7 @@ from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 # The lead's config module holds the dataclass (parsed from [webrtc]); re-exported here.
-from callcenter.config import WebRtcConfig
+from callcenter.config import WebRtcConfig, is_loopback_host
 
 logger = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ class WebRtcPeer:
             transceiver = self._pc.addTransceiver(self._track, direction="sendrecv")
             transceiver.setCodecPreferences(self._preferences)
             if self._config.host_addresses and all(
-                _is_loopback(a) for a in self._config.host_addresses
+                is_loopback_host(a) for a in self._config.host_addresses
             ):
                 offer_sdp = loopback_candidates_only(offer_sdp)
             await self._pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -481,13 +481,6 @@ class WebRtcPeer:
         return f"<WebRtcPeer codec={self.codec} state={self.connection_state}>"
 
 
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 def loopback_candidates_only(sdp_text: str) -> str:
     """The SDP without its non-loopback ICE candidates.
 
@@ -499,7 +492,7 @@ def loopback_candidates_only(sdp_text: str) -> str:
     for line in sdp_text.splitlines(keepends=True):
         if line.startswith("a=candidate:"):
             fields = line.split()
-            if len(fields) < 5 or not _is_loopback(fields[4]):
+            if len(fields) < 5 or not is_loopback_host(fields[4]):
                 continue
         kept.append(line)
     return "".join(kept)

@@ -115,30 +115,32 @@ REPLICA_WAIT_S = 2.0
 """With several nodes, how long a ring may run ahead of this node's router replica."""
 
 
-async def _rung_pop(state: PanelState, login: str, call_id: str) -> dict[str, Any] | None:
-    """The pop of the ring of ``call_id``; the routing ``offer`` may arrive first (wait a bit)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + REPLICA_WAIT_S
-    while (pop := state.pop_for(login, call_id)) is None:
-        if loop.time() >= deadline or _current_call(state, login) != call_id:
-            return None
-        await asyncio.sleep(0.05)
-    return pop
+async def _soon(check: Callable[[], bool]) -> bool:
+    """Whether ``check()`` holds now or within :data:`REPLICA_WAIT_S`.
 
-
-async def _is_current_call(state: PanelState, login: str, call_id: str) -> bool:
-    """Whether ``call_id`` is the agent's call (offered, in conversation or in wrap-up).
-
-    The ring of a call held by another node comes through Redis pub/sub, which may overtake
-    the routing stream: this node's replica may learn of the offer a moment later.
+    With several nodes the routing ``offer`` (the routing stream) and the ``ring`` (Redis
+    pub/sub) of one call may reach this node in either order, a moment apart.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + REPLICA_WAIT_S
-    while _current_call(state, login) != call_id:
+    while not check():
         if loop.time() >= deadline:
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+async def _rung_pop(state: PanelState, login: str, call_id: str) -> dict[str, Any] | None:
+    """The pop of the ring of ``call_id`` (waited for while the call is the agent's)."""
+    await _soon(
+        lambda: state.pop_for(login, call_id) is not None or _current_call(state, login) != call_id
+    )
+    return state.pop_for(login, call_id)
+
+
+async def _is_current_call(state: PanelState, login: str, call_id: str) -> bool:
+    """Whether ``call_id`` is the agent's call (offered, in conversation or in wrap-up)."""
+    return await _soon(lambda: _current_call(state, login) == call_id)
 
 
 # -- consult, then transfer ---------------------------------------------------------------------
@@ -246,9 +248,9 @@ async def _call_dossier(request: web.Request) -> web.StreamResponse:
     response = await _read_dossier(state, user, usager_id, reason, via="call", verified=verified)
     if response.status == 200:
         pop["_dossier_id"] = usager_id  # the wrap-up links the contact to the dossier shown
-    started = pop.get("_rung_at")
-    if response.status == 200 and isinstance(started, float):
-        state.metrics.screen_pop_seconds.observe(max(0.0, time.monotonic() - started))
+        started = pop.get("_rung_at")
+        if isinstance(started, float):
+            state.metrics.screen_pop_seconds.observe(max(0.0, time.monotonic() - started))
     return response
 
 
