@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := sip-tester baresip kamailio espeak-ng sox tcpdump iproute2 util-linux chromium
+DEBIAN_PACKAGES := sip-tester baresip kamailio espeak-ng sox tcpdump iproute2 util-linux chromium prometheus
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint check-debian clean
