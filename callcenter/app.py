@@ -265,6 +265,8 @@ class Service:
         if cfg.asr.engine != "none":
             try:
                 self.asr = await asyncio.to_thread(load_service, self._asr_settings())
+                asr = self.asr
+                self.metrics.watch_asr_errors(asr.engine.name, lambda: asr.errors)
             except AsrError as exc:
                 raise StartupError(f"speech recognition: {exc}") from None
         try:
@@ -326,6 +328,7 @@ class Service:
         )
         # Start-up objects (flows, prompt audio, modules) live for the whole run: keep them out
         # of the collector's full passes, which would otherwise walk them during calls.
+        await self.probe()
         gc.collect()
         gc.freeze()
         self.health.state = "ok"
@@ -513,7 +516,8 @@ class Service:
         if store is None or self.callbacks is None:
             return {"pending": 0, "overdue": 0, "next_due": None}
         pending = await asyncio.to_thread(callbacks_store.open_callbacks, store)
-        now = time.time()
+        # Due times are on the routing clock (pinned on the demo line), not the wall clock.
+        now = self.routing.now() if self.routing is not None else time.time()
         dues = sorted(c.callback.due_at for c in pending if c.callback.due_at is not None)
         return {
             "pending": len(pending),
@@ -522,6 +526,42 @@ class Service:
                 datetime.fromtimestamp(dues[0], UTC).isoformat(timespec="seconds") if dues else None
             ),
         }
+
+    async def probe(self) -> None:
+        """Refresh the gauges read outside the call path: dependencies, callbacks, opening hours.
+
+        Run at start-up and every ``_PROBE_INTERVAL_S`` seconds; a failing probe sets its gauge
+        to 0 (that is what the alert rules watch) and never stops the loop.
+        """
+        metrics = self.metrics
+        store = self.store_engine
+        if store is not None:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(db.ping, store), _PROBE_TIMEOUT_S)
+            except (SQLAlchemyError, TimeoutError) as exc:
+                logger.warning("database probe failed (%s)", type(exc).__name__)
+                metrics.set_dependency("database", False)
+            else:
+                metrics.set_dependency("database", True)
+        service = self.routing
+        if isinstance(service, RedisRoutingService):
+            metrics.set_dependency("redis", service.mode != "local")
+        if service is not None:
+            router = service.router
+            now = service.now()
+            metrics.set_queues_open({q: router.is_open(q, now) for q in router.config.queues})
+        if self.callbacks is not None:
+            try:
+                view = await asyncio.wait_for(self._callbacks_view(), _PROBE_TIMEOUT_S)
+            except (SQLAlchemyError, TimeoutError) as exc:
+                logger.warning("callbacks probe failed (%s)", type(exc).__name__)
+            else:
+                metrics.set_callbacks(view["pending"], view["overdue"])
+
+    async def _probe_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(_PROBE_INTERVAL_S)
+            await self.probe()
 
     async def refresh_agents(self) -> None:
         """Reload the agents' SIP URIs from the store (a store error keeps the last ones)."""
@@ -952,6 +992,7 @@ class Service:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         watcher = asyncio.create_task(self._watch_flows(), name="flows-watch")
         purger = asyncio.create_task(self._purge_transcripts(), name="retention")
+        prober = asyncio.create_task(self._probe_periodically(), name="metrics-probe")
         try:
             await stop.wait()
             logger.info("stopping: draining calls")
@@ -959,12 +1000,19 @@ class Service:
         finally:
             watcher.cancel()
             purger.cancel()
+            prober.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
     def stop(self) -> None:
         """Ask :meth:`run_until_stopped` to drain and return."""
         self._stop.set()
+
+
+_PROBE_INTERVAL_S = 10.0
+"""Seconds between two refreshes of the probed gauges (a Prometheus scrape is every 15 s)."""
+_PROBE_TIMEOUT_S = 5.0
+"""A dependency that does not answer a probe in this time counts as down."""
 
 
 def _default_aor(registrar: str, username: str) -> str:

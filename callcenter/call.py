@@ -98,6 +98,7 @@ from callcenter.media.frames import (
     ListenFrame,
     PlayPromptFrame,
     PromptFinishedFrame,
+    PromptStartedFrame,
     SpeechStartedFrame,
     SpeechTimeoutFrame,
     StopListeningFrame,
@@ -431,6 +432,8 @@ _LEAVE_PROMPTS = {
 _REPEAT_LOOKUP_TIMEOUT_S = 2.0
 """How long the repeat-caller lookup may delay joining the queue (then: not a repeat caller)."""
 _MENU_PATH_MAX = 50
+_REPLY_WINDOW_S = 30.0
+"""A reply later than this after the caller's turn is not a reply to it (not measured)."""
 """Flow nodes kept for the screen pop (a looping menu must not grow it without bound)."""
 _VOICED_PEAK = 300
 """A 20 ms frame whose peak exceeds this (PCM16) counts as voiced in the bridge statistics."""
@@ -570,7 +573,11 @@ class Call:
         self._who: Verification | None = None
         self._own_prompts: list[str] = []
         self._bot_path: list[str] = []
+        self._reply_from: float | None = None
+        """Loop time of the end of the caller's last spoken turn, until the bot's reply starts."""
         self._intents: list[str] = []
+        self._answered: list[str] = []
+        """Intents the bot answered in this call (FAQ answers and dossier answers)."""
         self._said: list[str] = []
         """What the caller said to the bot (the contact's summary; erased after retention)."""
         # Queue and agent (see the module docstring).
@@ -642,6 +649,15 @@ class Call:
             self._inputs.put_nowait(_Dtmf(event.digit, "rfc4733"))
 
     def _on_media_frame(self, frame: Frame) -> None:
+        if isinstance(frame, PromptStartedFrame):
+            if self._reply_from is not None:
+                # The caller's silence after their turn: recognition, understanding, the
+                # answer's synthesis and the first frame's pacing.
+                reply_from, self._reply_from = self._reply_from, None
+                waited = asyncio.get_running_loop().time() - reply_from
+                if waited <= _REPLY_WINDOW_S:
+                    self.services.metrics.bot_replied(waited)
+            return
         if isinstance(
             frame,
             PromptFinishedFrame
@@ -718,11 +734,13 @@ class Call:
                 outcome = "queued"
             if self._bot_used:
                 if self._handed_over:
-                    metrics.bot_call("handed_over")
+                    bot_result = "handed_over"
                 elif cause == "satisfied":
-                    metrics.bot_call("contained")
+                    bot_result = "contained"
                 else:
-                    metrics.bot_call("abandoned")
+                    bot_result = "abandoned"
+                metrics.bot_call(bot_result)
+                metrics.bot_intents(self._answered, bot_result)
             metrics.call_ended(outcome, self.services.sip.now() - self._created_at)
             self._record("hangup", cause=cause, side=side)
             for prompt_id in self._own_prompts:
@@ -1049,6 +1067,8 @@ class Call:
                 self._record("answer", intent=action.intent, prompt_id=action.prompt_id)
                 self.services.metrics.bot_answer(action.intent)
                 self._intents.append(action.intent)
+                self._answered.append(action.intent)
+                self._bot_used = True
             elif isinstance(action, ivr_flows.LookupCaller | ivr_flows.VerifyIdentity):
                 self._inputs.put_nowait(_FlowEvent(await self._identify(action)))
             elif isinstance(action, ivr_flows.PrepareDossierAnswer):
@@ -2779,6 +2799,8 @@ class Call:
         prompt_id = await self._say(answer.text)
         if prompt_id is None:
             return ivr_flows.DossierAnswerReady(None, handover=True, reason="tts_failed")
+        self._answered.append(intent)
+        self._bot_used = True  # a self-service answer, even by keypad
         return ivr_flows.DossierAnswerReady(prompt_id, answer.handover, reason)
 
     async def _say(self, text: str, *, slow: bool = False) -> str | None:
@@ -2844,6 +2866,7 @@ class Call:
     def _heard(self, frame: TranscriptFrame) -> ivr_flows.Event:
         transcript = frame.transcript
         latency = frame.latency_s
+        self._reply_from = frame.end_of_turn
         self._record(
             "transcript",
             text=transcript.text,

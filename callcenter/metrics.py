@@ -22,6 +22,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 OTHER = "other"
 """Label value for anything outside a bounded set."""
@@ -111,6 +113,15 @@ BOT_RESULTS: tuple[str, ...] = ("contained", "handed_over", "abandoned")
 ASR_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 """Buckets of the speech-recognition latency histograms, in seconds."""
 
+ASR_ENGINES: tuple[str, ...] = ("whisper", "vosk", "scripted")
+"""Values of the ``engine`` label (the engine family; others count as ``other``)."""
+
+BOT_RESPONSE_BUCKETS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+"""Buckets of ``callcenter_bot_response_seconds`` (the caller's silence before the reply)."""
+
+DEPENDENCIES: tuple[str, ...] = ("database", "redis")
+"""Values of the ``dependency`` label of ``callcenter_dependency_up``."""
+
 CALL_DURATION_BUCKETS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 """Buckets of ``callcenter_call_duration_seconds``: a few seconds to an hour."""
 
@@ -120,6 +131,38 @@ _REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
 def _bounded(value: str, allowed: tuple[str, ...] | frozenset[str]) -> str:
     return value if value in allowed else OTHER
+
+
+def _engine_family(engine: str) -> str:
+    # "whisper-base", "vosk-model-small-fr"...: the family is the label.
+    return _bounded(engine.split("-", 1)[0], ASR_ENGINES)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("callcenter")
+    except PackageNotFoundError:
+        return "unknown"
+    return value if re.fullmatch(r"[0-9A-Za-z.+_-]{1,32}", value) else OTHER
+
+
+class _AsrErrorsCollector(Collector):
+    """``callcenter_asr_errors_total`` by engine, read from the speech services' counters."""
+
+    def __init__(self, sources: Mapping[str, Callable[[], int]]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "callcenter_asr_errors",
+            "Speech recognitions that failed with an engine error, by engine.",
+            labels=["engine"],
+        )
+        for engine, read in sorted(self._sources.items()):
+            family.add_metric([engine], float(read()))
+        yield family
 
 
 class Metrics:
@@ -230,6 +273,19 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.bot_intent_calls = Counter(
+            "callcenter_bot_intent_calls",
+            "Calls in which the bot answered an intent, by intent and by how the call ended "
+            "(contained, handed_over, abandoned): containment per intent.",
+            ["intent", "result"],
+            registry=r,
+        )
+        self.bot_response = Histogram(
+            "callcenter_bot_response_seconds",
+            "From the end of the caller's spoken turn to the first audio of the bot's reply.",
+            buckets=BOT_RESPONSE_BUCKETS,
+            registry=r,
+        )
         self.handoffs = Counter(
             "callcenter_handoffs",
             "Hand-offs to a skill queue, by reason (menu choice, agent request, not helped...).",
@@ -326,6 +382,37 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.callbacks_pending = Gauge(
+            "callcenter_callbacks_pending",
+            "Callbacks waiting to be placed (all nodes: read from the shared store).",
+            registry=r,
+        )
+        self.callbacks_overdue = Gauge(
+            "callcenter_callbacks_overdue",
+            "Callbacks waiting to be placed whose due time has passed.",
+            registry=r,
+        )
+        self.queue_open = Gauge(
+            "callcenter_queue_open",
+            "1 while the queue's opening hours say open (holidays and closures included), else 0.",
+            ["queue"],
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "callcenter_dependency_up",
+            "1 if the last probe of a dependency (database, redis) succeeded, else 0.",
+            ["dependency"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "callcenter_build_info",
+            "Always 1; the version label tells which release this node runs.",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(version=_version()).set(1)
+        self._asr_errors: dict[str, Callable[[], int]] = {}
+        r.register(_AsrErrorsCollector(self._asr_errors))
         self.routing_local_mode = Gauge(
             "callcenter_routing_local_mode",
             "1 while the Redis routing backend is unreachable and this node routes its own calls "
@@ -396,6 +483,38 @@ class Metrics:
         """Declare the knowledge base's intent ids (label values; others count as ``other``)."""
         self._intents = frozenset(intents) | {"none"}
 
+    def watch_asr_errors(self, engine: str, errors: Callable[[], int]) -> None:
+        """Export ``callcenter_asr_errors_total`` for ``engine`` read from ``errors`` at scrape.
+
+        The speech service counts failed recognitions itself (they happen in worker threads);
+        the counter is read when Prometheus scrapes, like a process counter.
+        """
+        self._asr_errors[_engine_family(engine)] = errors
+
+    def bot_replied(self, seconds: float) -> None:
+        """Observe the silence between the end of the caller's turn and the bot's reply."""
+        self.bot_response.observe(max(0.0, seconds))
+
+    def bot_intents(self, intents: Iterable[str], result: str) -> None:
+        """Count one call's answered intents (each once) with how the call ended."""
+        label = _bounded(result, BOT_RESULTS)
+        for intent in sorted(set(intents)):
+            self.bot_intent_calls.labels(intent=_bounded(intent, self._intents), result=label).inc()
+
+    def set_callbacks(self, pending: int, overdue: int) -> None:
+        """Set the callbacks waiting to be placed and those past their due time."""
+        self.callbacks_pending.set(pending)
+        self.callbacks_overdue.set(overdue)
+
+    def set_queues_open(self, open_now: Mapping[str, bool]) -> None:
+        """Set whether each queue is open now (by its opening hours)."""
+        for queue, is_open in open_now.items():
+            self.queue_open.labels(queue=self._queue(queue)).set(1 if is_open else 0)
+
+    def set_dependency(self, dependency: str, up: bool) -> None:
+        """Record the result of the last probe of ``database`` or ``redis``."""
+        self.dependency_up.labels(dependency=_bounded(dependency, DEPENDENCIES)).set(1 if up else 0)
+
     def asr_result(self, engine: str, latency: float, decode: float) -> None:
         """Observe one recognised utterance.
 
@@ -404,8 +523,7 @@ class Metrics:
             latency: Seconds from the end of the turn to the transcript.
             decode: Seconds spent decoding.
         """
-        # "whisper-base", "vosk-model-small-fr"...: the family is the label.
-        label = _bounded(engine.split("-", 1)[0], ("whisper", "vosk", "scripted"))
+        label = _engine_family(engine)
         self.asr_latency.labels(engine=label).observe(max(0.0, latency))
         self.asr_decode.labels(engine=label).observe(max(0.0, decode))
 

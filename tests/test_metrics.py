@@ -178,3 +178,41 @@ def test_routing_mode_is_read_at_each_scrape_and_transfers_are_counted() -> None
     text = metrics.render()[0].decode()
     assert "callcenter_routing_local_mode 1.0" in text
     assert "callcenter_routing_mode_changes 1.0" in text
+
+
+def test_supervision_gauges_containment_per_intent_and_asr_errors() -> None:
+    m = Metrics(process_metrics=False)
+    m.set_intents(["horaires", "suivi_dossier_apa"])
+    m.set_queues(["apa"])
+    # Each answered intent counts once per call, with how the call ended.
+    m.bot_intents(["horaires", "horaires", "suivi_dossier_apa"], "contained")
+    m.bot_intents(["horaires"], "handed_over")
+    m.bot_intents(["Jean Dupont 0612345678"], "whatever")  # free text never becomes a label
+    assert value(m, "callcenter_bot_intent_calls_total", intent="horaires", result="contained") == 1
+    assert (
+        value(m, "callcenter_bot_intent_calls_total", intent="horaires", result="handed_over") == 1
+    )
+    assert value(m, "callcenter_bot_intent_calls_total", intent="other", result="other") == 1
+    m.bot_replied(0.8)
+    m.bot_replied(-1.0)  # a clock step backwards is a zero, not a negative observation
+    assert value(m, "callcenter_bot_response_seconds_count") == 2
+    assert value(m, "callcenter_bot_response_seconds_sum") == 0.8
+    m.set_callbacks(5, 2)
+    assert value(m, "callcenter_callbacks_pending") == 5
+    assert value(m, "callcenter_callbacks_overdue") == 2
+    m.set_queues_open({"apa": True, "inconnue": False})
+    assert value(m, "callcenter_queue_open", queue="apa") == 1
+    assert value(m, "callcenter_queue_open", queue="other") == 0
+    # Only the dependencies a node has are exported (no Redis on one node: no false alarm).
+    assert not [s for s in samples(m) if s.name == "callcenter_dependency_up"]
+    m.set_dependency("database", True)
+    m.set_dependency("redis", False)
+    assert value(m, "callcenter_dependency_up", dependency="database") == 1
+    assert value(m, "callcenter_dependency_up", dependency="redis") == 0
+    errors = {"n": 0}
+    m.watch_asr_errors("whisper-base", lambda: errors["n"])
+    assert value(m, "callcenter_asr_errors_total", engine="whisper") == 0
+    errors["n"] = 3  # read at each scrape
+    assert value(m, "callcenter_asr_errors_total", engine="whisper") == 3
+    [info] = [s for s in samples(m) if s.name == "callcenter_build_info"]
+    assert info.value == 1 and info.labels["version"]

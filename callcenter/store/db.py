@@ -146,6 +146,12 @@ def head_revision() -> str:
     return head
 
 
+def ping(engine: Engine) -> None:
+    """Run ``SELECT 1`` on a pooled connection (blocking); raises ``SQLAlchemyError`` if down."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
 def current_revision(engine: Engine) -> str | None:
     """Return the database's Alembic revision, or None if it was never migrated (blocking)."""
     with engine.connect() as conn:

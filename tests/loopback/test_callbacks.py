@@ -272,8 +272,14 @@ async def test_busy_line_schedules_a_retry(tmp_path: Path, audio: tuple[Path, Pa
         waiting = await _wait_status(service, stored.id, CallbackStatus.WAITING)
         now = rs.now()
         ag1 = rs.router.agent("ag1")
+        await service.probe()  # what the periodic probe sets for the supervisors' gauges
         metrics = service.metrics.render()[0].decode()
     assert waiting.last_outcome == "busy" and len(waiting.callback.attempts) == 1
+    # The retry waits for its due time: pending, not overdue. The queue took the call: open.
+    assert "callcenter_callbacks_pending 1.0" in metrics, metrics
+    assert "callcenter_callbacks_overdue 0.0" in metrics, metrics
+    assert 'callcenter_queue_open{queue="accueil_general"} 1.0' in metrics, metrics
+    assert 'callcenter_dependency_up{dependency="database"} 1.0' in metrics, metrics
     assert waiting.callback.due_at is not None
     assert 100 < waiting.callback.due_at - now <= 121  # first_retry_s after the attempt
     assert ag1.state is routing.AgentState.AVAILABLE  # nobody talked: no wrap-up

@@ -422,6 +422,8 @@ def assert_handed_over(call: Placed, reason: str, detail: str) -> None:
 
 
 def test_known_caller_types_birth_date_and_hears_the_dossier(line: Line) -> None:
+    contained = 'callcenter_bot_intent_calls_total{intent="suivi_dossier_apa",result="contained"}'
+    before = line.svc.metrics().get(contained, 0.0)
     [call] = place(line, Caller("martin", MARTIN_PHONE, ["05031942"], dialled=E2E_LINE))
     trail = call.trail
     detail = explain(line, call)
@@ -435,6 +437,8 @@ def test_known_caller_types_birth_date_and_hears_the_dossier(line: Line) -> None
     played = [p["prompt_id"] for p in events(trail, "prompt_played")]
     assert any(p.startswith("call-") for p in played), played
     assert events(trail, "hangup")[0]["cause"] == "satisfied", detail
+    # Self-service containment per intent: the dossier answer ended the call satisfied.
+    assert line.svc.metrics().get(contained, 0.0) == before + 1, line.svc.metrics()
     log = line.svc.log_path.read_text(errors="replace")
     assert "0612345678" not in log and "05031942" not in log and "Martin" not in log
     line.assert_log_clean()

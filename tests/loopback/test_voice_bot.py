@@ -118,6 +118,13 @@ def test_spoken_question_is_transcribed_understood_and_answered(tmp_path: Path) 
         metrics = svc.metrics()
         assert metrics['callcenter_asr_latency_seconds_count{engine="whisper"}'] >= 1, metrics
         assert sum(v for k, v in metrics.items() if k.startswith("callcenter_bot_decisions")) >= 1
+        # The caller's silence before the bot's reply: measured once per spoken turn, and
+        # within what baresip heard (the reply was loud 0.9 s after the speech).
+        turns = metrics["callcenter_bot_response_seconds_count"]
+        assert turns >= 1, metrics
+        assert 0 < metrics["callcenter_bot_response_seconds_sum"] / turns < 5, metrics
+        assert metrics['callcenter_asr_errors_total{engine="whisper"}'] == 0, metrics
+        assert metrics['callcenter_dependency_up{dependency="database"}'] == 1, metrics
 
     # The contact history keeps the call, unidentified, with what the caller said.
     engine = db.make_engine(f"sqlite:///{tmp_path / 'data' / 'callcenter.sqlite3'}")

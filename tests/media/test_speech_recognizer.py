@@ -357,6 +357,8 @@ async def test_engine_failure_gives_an_empty_transcript(
         await send_audio(h, SILENCE, 0.04)
         frame = await wait_for(h, TranscriptFrame)
     assert isinstance(frame, TranscriptFrame) and frame.transcript.empty
+    # Counted for callcenter_asr_errors_total (the "ASR failing" alert).
+    assert service.errors >= 1
 
 
 async def test_streaming_engine_is_advanced_while_the_caller_speaks() -> None:

@@ -166,6 +166,8 @@ class AsrService:
             max_workers=settings.workers, thread_name_prefix="asr"
         )
         self._closed = False
+        self.errors = 0
+        """Recognitions that failed with an engine error (read by the metrics at scrape)."""
 
     def submit(self, fn: Callable[[], _T]) -> concurrent.futures.Future[_T]:
         """Run ``fn`` in the pool (raises ``RuntimeError`` once the service is closed)."""

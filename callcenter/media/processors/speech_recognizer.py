@@ -352,6 +352,7 @@ class SpeechRecognizerProcessor(FrameProcessor):
         error = future.exception()
         if error is not None:
             self.logger.error("%s: recognition failed: %r", self.name, error)
+            self.service.errors += 1
             return Transcript("", 0.0, name, 0.0, 0.0)
         return future.result()
 
