@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("agents", help="agents: add, list, set-skills, token, disable, enable")
     sub.add_parser("callbacks", help="callbacks callers asked for: list, cancel (see --help)")
+    sub.add_parser("plan", help="staffing: erlang (Erlang C/A), simulate (days, 4 policies)")
     calls = sub.add_parser("calls", help="the call event trail")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     show = calls_sub.add_parser(
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DELEGATED = ("faq", "models", "dossiers", "agents", "callbacks")
+_DELEGATED = ("faq", "models", "dossiers", "agents", "callbacks", "plan")
 """Sub-commands with a command line of their own (their arguments are passed on as they are)."""
 
 
@@ -161,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from callcenter.callbacks_cli import callbacks_main
 
             return callbacks_main(args_list[1:], prog="callcenter callbacks")
+        if args_list[0] == "plan":
+            from callcenter.plan_cli import plan_main
+
+            return plan_main(args_list[1:], prog="callcenter plan")
         if args_list[0] == "dossiers":
             from callcenter.dossiers_cli import dossiers_main
 

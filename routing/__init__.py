@@ -2,7 +2,8 @@
 
 Events and ``now`` in, decisions out: :class:`Router` (the state machine) and
 :func:`choose_agent` (one call), the queue configuration, wait estimates, KPIs and callback
-scheduling. No IO apart from reading configuration files, no clock, no asyncio.
+scheduling; staffing formulas (Erlang B/C/A) and the simulation of a peak hour or of days.
+No IO apart from reading configuration files, no clock, no asyncio.
 """
 
 from .engine import (
@@ -71,7 +72,27 @@ from .queue_config import (
     load_skill_catalogue,
     routing_config_from_dict,
 )
-from .simulation import Scenario, SimulationResult, compare_policies, simulate
+from .simulation import (
+    PeriodResult,
+    PeriodScenario,
+    Policy,
+    Scenario,
+    SimulationResult,
+    compare_period_policies,
+    compare_policies,
+    simulate,
+    simulate_period,
+)
+from .staffing import (
+    QueueFigures,
+    StaffingTarget,
+    erlang_a_figures,
+    erlang_b,
+    erlang_c,
+    erlang_c_figures,
+    required_agents,
+    scheduled_agents,
+)
 
 __all__ = [
     "Agent",
@@ -114,9 +135,13 @@ __all__ = [
     "OfferRejected",
     "OfferTimedOut",
     "Overflow",
+    "PeriodResult",
+    "PeriodScenario",
+    "Policy",
     "Priority",
     "PriorityRules",
     "QueueConfig",
+    "QueueFigures",
     "QueueKpi",
     "QueuedCall",
     "RelaxationStep",
@@ -128,6 +153,7 @@ __all__ = [
     "Scenario",
     "SimulationResult",
     "Skill",
+    "StaffingTarget",
     "Tick",
     "UnknownAgentError",
     "UnknownCallError",
@@ -136,12 +162,20 @@ __all__ = [
     "WrapUpDone",
     "WrapUpEnded",
     "choose_agent",
+    "compare_period_policies",
     "compare_policies",
     "default_routing_config_path",
+    "erlang_a_figures",
+    "erlang_b",
+    "erlang_c",
+    "erlang_c_figures",
     "load_routing_config",
     "load_skill_catalogue",
     "overflow_chain",
     "replay",
+    "required_agents",
     "routing_config_from_dict",
+    "scheduled_agents",
     "simulate",
+    "simulate_period",
 ]

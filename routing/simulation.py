@@ -1,4 +1,4 @@
-"""Discrete-event simulation of the line's busiest hour, driving the real :class:`Router`.
+"""Discrete-event simulation of the line's busiest hour or days, driving the real :class:`Router`.
 
 Pure and deterministic: no asyncio, no clock, every draw from :class:`random.Random` seeded
 from ``(seed, purpose)``. Callers arrive, are routed by the shipped configuration
@@ -45,6 +45,18 @@ Assumptions (not measured locally; calibrate them from the trail once the line r
 Each caller ends one way (:attr:`SimulationResult.outcomes`): ``answered``, ``abandoned``,
 ``max_wait``, ``closed``, ``refused_full``, ``refused_closed``, ``callback_completed`` or
 ``callback_failed``; the run goes on after the arrivals until every caller has ended.
+
+Days and weeks (:func:`simulate_period`, :class:`PeriodScenario`; the same run, a longer
+profile): calls per year / working days per year (100 000 / 251) × a weekday factor (Monday
+1.25, Tuesday 1.05, Wednesday 0.95, Thursday 0.9, Friday 0.85) spread over the half hours
+the line is open — read from the configuration (``accueil_general``'s hours: 09:00-12:30,
+13:30-17:00, public holidays closed) — by :data:`DEFAULT_HOURLY_PROFILE` (the first hour 20 %
+of the day). Callers still waiting at 12:30 or 17:00 end ``closed``; kept callbacks carry
+over to the next opening. A fixed team (14 agents) stays logged in all along. Four
+:data:`POLICIES` see the same callers: baseline, callbacks, the voice bot, both. The bot
+(:func:`apply_bot`) ends a share of each queue's calls (:data:`DEFAULT_BOT_CONTAINMENT`,
+27 % of the mix, derived from the FAQ matcher's blind-set figures) and hands the others to
+the queue after 45 s.
 """
 
 from __future__ import annotations
@@ -100,6 +112,7 @@ from .events import (
     WrapUpDone,
     WrapUpEnded,
 )
+from .hours import open_intervals
 from .kpi import KpiBook, QueueKpi
 from .model import AgentState, Priority, QueuedCall
 from .queue_config import RoutingConfig, default_routing_config_path, load_routing_config
@@ -213,6 +226,9 @@ class Scenario:
     """Retries and back-off of failed callbacks."""
     config_path: Path | None = None
     """Routing configuration; None: the shipped ``routing/solidarites.yaml``."""
+    horizon_s: float | None = None
+    """The run stops this long after opening even if callers are still pending (kept
+    callbacks carry over lunch and evenings); None: one day."""
 
     def start_time(self, tz: ZoneInfo) -> float:
         """Return the opening instant of the simulated day (POSIX seconds)."""
@@ -339,6 +355,23 @@ def draw_callers(scenario: Scenario, seed: int, start: float) -> list[Caller]:
 
 
 @dataclass(frozen=True, slots=True)
+class CallerRecord:
+    """How one caller ended."""
+
+    call_id: str
+    """Opaque call id."""
+    queue: str
+    """Queue the call was handed to."""
+    arrival: float
+    """When they joined the queue (POSIX seconds)."""
+    outcome: str
+    """One of the outcomes of the module docstring."""
+    end_s: float
+    """Seconds from joining the queue to the outcome (the wait of an answered or abandoned
+    caller)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SimulationResult:
     """What one run measured."""
 
@@ -365,6 +398,10 @@ class SimulationResult:
     last_outcome_s: float
     """Seconds from opening until the last caller's outcome (answer, abandon, callback
     completed or failed...)."""
+    records: tuple[CallerRecord, ...] = ()
+    """How each caller ended and when, in arrival order."""
+    busy_s: float = 0.0
+    """Agent time spent ringing, talking and wrapping up, summed over the agents."""
 
     def summary(self) -> dict[str, Any]:
         """Return the figures as plain data (JSON-ready), overall and per queue."""
@@ -455,6 +492,7 @@ class _Contact:
     offered_callback: bool = False
     connected: bool | None = None  # the current callback attempt reaches the caller
     outcome: str | None = None
+    ended_at: float = 0.0
 
 
 class _Run:
@@ -504,8 +542,9 @@ class _Run:
             self.push(caller.arrival, _Arrival(caller))
         self.push(self.start + scenario.arrival_window_s, _Mark())
         window_end = self.start + scenario.arrival_window_s
-        # Safety horizon: the next morning (kept callbacks carry over lunch and evening).
-        horizon = self.start + 86400.0
+        # Safety horizon: by default the next morning (kept callbacks carry over lunch and
+        # evening).
+        horizon = self.start + (86400.0 if scenario.horizon_s is None else scenario.horizon_s)
         while self.open_contacts > 0 or self._agents_busy():
             timer = self.router.get_timer()
             nxt = self.heap[0][0] if self.heap else None
@@ -525,6 +564,18 @@ class _Run:
         for agent_id in list(self.router.agents):
             self.handle(AgentLoggedOut(agent_id, end))
         total = self.book.total()
+        busy = sum(kpi.busy_s for kpi in self.book.agent_snapshots(end).values())
+        records = tuple(
+            CallerRecord(
+                c.caller.call_id,
+                c.caller.queue,
+                c.caller.arrival,
+                c.outcome,
+                c.ended_at - c.caller.arrival,
+            )
+            for c in (self.contacts[caller.call_id] for caller in self.callers)
+            if c.outcome is not None
+        )
         return SimulationResult(
             scenario=scenario.name,
             callbacks=self.callbacks,
@@ -537,6 +588,8 @@ class _Run:
             occupancy=self.occupancy,
             events=self.events,
             last_outcome_s=self.last_end - self.start,
+            records=records,
+            busy_s=busy,
         )
 
     def _agents_busy(self) -> bool:
@@ -634,6 +687,7 @@ class _Run:
     def finish(self, contact: _Contact, outcome: str, at: float) -> None:
         assert contact.outcome is None, (contact.caller.call_id, contact.outcome, outcome)
         contact.outcome = outcome
+        contact.ended_at = at
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self.open_contacts -= 1
         self.last_end = max(self.last_end, at)
@@ -836,3 +890,470 @@ def _mean_summary(runs: Sequence[SimulationResult]) -> dict[str, Any]:
         "occupancy": mean([r.occupancy for r in runs]),
         "last_outcome_min": mean([r.last_outcome_s / 60.0 for r in runs], 1),
     }
+
+
+# -- days and weeks ----------------------------------------------------------------------------
+
+DEFAULT_WEEKDAY_FACTORS: tuple[float, ...] = (1.25, 1.05, 0.95, 0.9, 0.85, 0.0, 0.0)
+"""Calls of each weekday (Monday first) as a multiple of an average working day (mean 1 over
+Monday-Friday; D21: a Monday runs at ~1.25 × an average day)."""
+
+DEFAULT_HOURLY_PROFILE: tuple[tuple[str, float], ...] = (
+    ("09:00", 11.0),
+    ("09:30", 9.0),
+    ("10:00", 8.5),
+    ("10:30", 8.5),
+    ("11:00", 7.0),
+    ("11:30", 7.0),
+    ("12:00", 5.0),
+    ("13:30", 9.0),
+    ("14:00", 8.0),
+    ("14:30", 7.0),
+    ("15:00", 6.5),
+    ("15:30", 5.5),
+    ("16:00", 4.5),
+    ("16:30", 3.5),
+)
+"""Share of a day's calls per half hour (local start time, weight). The first hour holds 20 %
+of the day (the opening peak, D21), the afternoon reopening a smaller second peak. Half hours
+the line is closed (read from the configuration) are dropped and the rest renormalised."""
+
+DEFAULT_BOT_CONTAINMENT: tuple[tuple[str, float], ...] = (
+    ("accueil_general", 0.16),
+    ("apa", 0.40),
+    ("mdph_adulte", 0.28),
+    ("mdph_enfant", 0.32),
+    ("paiement", 0.26),
+    ("aide_sociale_hebergement", 0.32),
+    ("urgence_sociale", 0.0),
+    ("reclamation", 0.32),
+)
+"""Share of each queue's calls the voice bot ends without an agent (27 % of the default mix).
+
+Derived from the FAQ matcher measured on the blind set ``tests/faq/data/holdout.tsv`` (never
+tuned on): the share of utterances whose intent the dialogue gets right (answered at once or
+confirmed) *and* whose hand-off policy is ``never`` or ``on_request`` (the answer is complete),
+per skill — apa 0.66, mdph_adulte 0.46, paiement 0.43, accueil_general 0.27 (out-of-scope
+callers land there through the menu), 0.54 pooled for the skills with fewer than 30
+utterances, 0 for distress — times 0.6, the assumed share of those callers who accept the
+answer and hang up rather than asking for a person (not measured: calibrate it from the
+trail's containment counts). The dev set (tuned on) gives 0.55 instead of 0.45 before that
+factor."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the line offers callers."""
+
+    name: str
+    """Name in reports (``baseline``, ``callbacks``, ``bot``, ``bot+callbacks``)."""
+    bot: bool
+    """The voice bot answers first: some calls end there, the others reach the queue later."""
+    callbacks: bool
+    """Keep-place callbacks are offered when the announced wait is long."""
+
+
+POLICIES: tuple[Policy, ...] = (
+    Policy("baseline", bot=False, callbacks=False),
+    Policy("callbacks", bot=False, callbacks=True),
+    Policy("bot", bot=True, callbacks=False),
+    Policy("bot+callbacks", bot=True, callbacks=True),
+)
+"""The four policies compared by :func:`compare_period_policies`."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodScenario:
+    """Days or weeks of the line: yearly volume spread over weekdays and half hours.
+
+    Staffing is a fixed team logged in from the first opening to the end (``base.teams``;
+    :func:`scaled_teams` resizes it): the simulation shows what a given roster gives, and
+    :mod:`routing.staffing` says what roster a target needs.
+    """
+
+    name: str = "seed_week"
+    """Name in reports."""
+    first_day: dt.date = dt.date(2025, 9, 1)
+    """First simulated day (a Monday of the back-to-school peak)."""
+    days: int = 5
+    """Working days simulated (days the line is closed — weekends, public holidays — are
+    skipped)."""
+    calls_per_year: float = 100_000.0
+    """Calls to the line per year (D21: MDPH 31 000, APA ~45 000, the rest ~25 000)."""
+    working_days_per_year: float = 251.0
+    """Days the line is open in a year (2025: 261 weekdays, 10 public holidays)."""
+    weekday_factors: tuple[float, ...] = DEFAULT_WEEKDAY_FACTORS
+    """Calls per weekday (Monday first, 7 values) as a multiple of the average day."""
+    hourly_profile: tuple[tuple[str, float], ...] = DEFAULT_HOURLY_PROFILE
+    """Share of the day's calls per half hour (``"HH:MM"`` start, weight)."""
+    hours_queue: str = "accueil_general"
+    """Queue whose opening hours are the line's hours."""
+    bot_containment: tuple[tuple[str, float], ...] = DEFAULT_BOT_CONTAINMENT
+    """Share of each queue's calls the bot ends (policies with the bot)."""
+    bot_s: float = 45.0
+    """Time with the bot before a call it does not end joins the queue (not counted as a
+    wait)."""
+    base: Scenario = DEFAULT_SCENARIO
+    """Behaviours (mix, talk times, patience, callbacks...) and the team."""
+
+    @property
+    def calls_per_day(self) -> float:
+        """Calls on an average working day."""
+        return self.calls_per_year / self.working_days_per_year
+
+
+def scaled_teams(teams: Sequence[Team], agents: int) -> tuple[Team, ...]:
+    """Resize a roster to ``agents`` agents, keeping the teams' proportions.
+
+    Largest remainders; every team keeps at least one agent when ``agents`` allows it.
+
+    Args:
+        teams: The roster.
+        agents: Agents wanted (>= 1).
+
+    Returns:
+        The resized teams.
+
+    Raises:
+        ValueError: If ``agents`` < 1.
+    """
+    if agents < 1:
+        raise ValueError(f"agents must be >= 1, got {agents}")
+    total = sum(team.count for team in teams)
+    quotas = [team.count * agents / total for team in teams]
+    counts = [math.floor(q) for q in quotas]
+    order = sorted(range(len(teams)), key=lambda i: (counts[i] > 0, counts[i] - quotas[i]))
+    for i in order[: agents - sum(counts)]:
+        counts[i] += 1
+    return tuple(dataclasses.replace(team, count=n) for team, n in zip(teams, counts, strict=True))
+
+
+def _minutes(text: str) -> int:
+    hour, _, minute = text.partition(":")
+    return int(hour) * 60 + int(minute)
+
+
+def _open_days(period: PeriodScenario, config: RoutingConfig) -> list[dt.date]:
+    schedule = config.queues[period.hours_queue].hours
+    days: list[dt.date] = []
+    day = period.first_day
+    while len(days) < period.days:
+        if (
+            schedule is None
+            or not schedule.is_closed_day(day)
+            and schedule.weekly.get(day.weekday())
+        ):
+            days.append(day)
+        day += dt.timedelta(days=1)
+        if (day - period.first_day).days > 366 + period.days * 7:
+            raise ValueError(f"queue {period.hours_queue!r} is never open")
+    return days
+
+
+def period_scenario(period: PeriodScenario, config: RoutingConfig) -> Scenario:
+    """Build the :class:`Scenario` of a period: one profile slot per half hour.
+
+    The arrival rate of a half hour is ``calls_per_day × weekday factor × its share`` when the
+    line is open for the whole half hour (opening hours of ``period.hours_queue``), else 0.
+
+    Args:
+        period: The period.
+        config: Routing configuration (opening hours, timezone).
+
+    Returns:
+        A scenario starting at the first day's first profile slot.
+
+    Raises:
+        ValueError: If the hours queue is unknown, never open, or the profile is empty.
+    """
+    if period.hours_queue not in config.queues:
+        raise ValueError(f"unknown queue {period.hours_queue!r} for the opening hours")
+    if len(period.weekday_factors) != 7:
+        raise ValueError("weekday_factors needs 7 values, Monday first")
+    if not period.hourly_profile:
+        raise ValueError("the hourly profile is empty")
+    tz = config.timezone
+    schedule = config.queues[period.hours_queue].hours
+    slot_s = 1800.0
+    days = _open_days(period, config)
+    first = min(_minutes(start) for start, _ in period.hourly_profile)
+    start = dt.datetime.combine(days[0], dt.time(first // 60, first % 60), tzinfo=tz)
+    rates: list[float] = []
+    for day in days:
+        open_slots: list[tuple[int, float]] = []
+        for text, weight in period.hourly_profile:
+            minutes = _minutes(text)
+            at = dt.datetime.combine(day, dt.time(minutes // 60, minutes % 60), tzinfo=tz)
+            last = at + dt.timedelta(seconds=slot_s - 1)
+            if schedule is None or (schedule.is_open(at) and schedule.is_open(last)):
+                index = round((at.timestamp() - start.timestamp()) / slot_s)
+                open_slots.append((index, weight))
+        weights = sum(w for _, w in open_slots)
+        if weights <= 0:
+            continue
+        day_calls = period.calls_per_day * period.weekday_factors[day.weekday()]
+        for index, weight in open_slots:
+            while len(rates) <= index:
+                rates.append(0.0)
+            rates[index] += day_calls * weight / weights * (3600.0 / slot_s)
+    peak = max(rates, default=0.0)
+    if peak <= 0:
+        raise ValueError("no calls in the period (closed line or zero volume)")
+    return dataclasses.replace(
+        period.base,
+        name=period.name,
+        day=days[0],
+        start=start.time(),
+        peak_calls_per_hour=peak,
+        profile=tuple(rate / peak for rate in rates),
+        slot_s=slot_s,
+        horizon_s=len(rates) * slot_s + 3 * 86400.0,
+    )
+
+
+def apply_bot(
+    callers: Sequence[Caller],
+    containment: Mapping[str, float],
+    bot_s: float,
+    seed: int,
+) -> tuple[list[Caller], dict[str, int]]:
+    """Let the voice bot take the calls first.
+
+    One uniform draw per caller (its own random stream: the callers stay the same as without
+    the bot): below the queue's containment the bot ends the call; the others join the
+    queue ``bot_s`` later.
+
+    Args:
+        callers: Callers in arrival order.
+        containment: Share of each queue's calls the bot ends (missing queues: 0).
+        bot_s: Time with the bot before joining the queue.
+        seed: The run's seed.
+
+    Returns:
+        The callers who reach a queue, and the count the bot ended per queue.
+    """
+    rng = random.Random(f"{seed}:bot")
+    reached: list[Caller] = []
+    ended: dict[str, int] = {}
+    for caller in callers:
+        if rng.random() < containment.get(caller.queue, 0.0):
+            ended[caller.queue] = ended.get(caller.queue, 0) + 1
+            continue
+        shift = bot_s
+        reached.append(
+            dataclasses.replace(
+                caller,
+                arrival=caller.arrival + shift,
+                previous_contact_at=None
+                if caller.previous_contact_at is None
+                else caller.previous_contact_at + shift,
+            )
+        )
+    return reached, ended
+
+
+LOST_OUTCOMES = frozenset(
+    {"abandoned", "max_wait", "closed", "refused_full", "refused_closed", "callback_failed"}
+)
+"""Outcomes of a caller who got no conversation (abandons under the short threshold are not
+lost: they are counted apart, as in :mod:`routing.kpi`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HourFigures:
+    """One clock hour of a period run (callers by the hour they called)."""
+
+    start: float
+    """Start of the hour (POSIX seconds)."""
+    calls: int
+    """Calls to the line (before the bot)."""
+    bot_ended: int
+    """Calls the bot ended."""
+    reached_queue: int
+    """Calls that joined a queue."""
+    answered: int
+    """Answered live."""
+    answered_20s: int
+    """Answered live within 20 s."""
+    answered_60s: int
+    """Answered live within 60 s."""
+    lost: int
+    """Callers who got no conversation (:data:`LOST_OUTCOMES`, short abandons excluded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodResult:
+    """What a period run measured, for one policy."""
+
+    policy: Policy
+    """The policy."""
+    run: SimulationResult
+    """The underlying run (KPIs per queue, outcomes, records)."""
+    calls: int
+    """Calls to the line (before the bot)."""
+    bot_ended: Mapping[str, int]
+    """Calls the bot ended, per queue."""
+    lost: int
+    """Callers who got no conversation (:data:`LOST_OUTCOMES`, short abandons excluded)."""
+    short_abandoned: int
+    """Callers who hung up within the short-abandon threshold."""
+    wait_p90_s: float | None
+    """90th percentile of the wait of the callers answered live."""
+    open_s: float
+    """Opening time of the line over the period (seconds)."""
+    occupancy: float | None
+    """Agents' busy time / (agents × opening time)."""
+    hours: tuple[HourFigures, ...]
+    """Per clock hour with calls."""
+    elapsed_events: int
+    """Router events processed (cost of the run)."""
+
+    def summary(self) -> dict[str, Any]:
+        """Return the headline figures as plain data (JSON-ready)."""
+        total = self.run.total
+        bot = sum(self.bot_ended.values())
+        return {
+            "policy": self.policy.name,
+            "calls": self.calls,
+            "bot_ended": bot,
+            "offered": total.offered,
+            "answered": total.answered,
+            "answered_rate": _round(total.answered / self.calls if self.calls else None),
+            "served_rate": _round(
+                (total.answered + bot + total.callbacks_completed) / self.calls
+                if self.calls
+                else None
+            ),
+            "abandoned": total.abandoned - total.abandoned_short,
+            "abandoned_rate": _round(total.abandonment_rate),
+            "lost": self.lost,
+            "lost_rate": _round(self.lost / self.calls if self.calls else None),
+            "service_level_20s": _round(total.service_level(20.0)),
+            "service_level_60s": _round(total.service_level(60.0)),
+            "asa_s": _round(total.asa_s, 1),
+            "wait_p90_s": _round(self.wait_p90_s, 1),
+            "callbacks_requested": total.callbacks_requested,
+            "callbacks_completed": total.callbacks_completed,
+            "callbacks_failed": total.callbacks_failed,
+            "occupancy": _round(self.occupancy),
+            "agents": self.run.agents,
+        }
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = max(0, math.ceil(q * len(ordered)) - 1)
+    return ordered[index]
+
+
+def _open_seconds(period: PeriodScenario, scenario: Scenario, config: RoutingConfig) -> float:
+    schedule = config.queues[period.hours_queue].hours
+    begin = scenario.start_time(config.timezone)
+    end = begin + scenario.arrival_window_s
+    if schedule is None:
+        return end - begin
+    return sum(
+        min(close, end) - max(opening, begin)
+        for opening, close in open_intervals(schedule, config.timezone, begin, end)
+    )
+
+
+def simulate_period(
+    period: PeriodScenario = PeriodScenario(),  # noqa: B008 (frozen, immutable default)
+    *,
+    policy: Policy,
+    seed: int = 1,
+    config: RoutingConfig | None = None,
+) -> PeriodResult:
+    """Simulate days or weeks of the line under one policy, driving the real router.
+
+    Every policy sees the same callers for a seed (common random numbers); the bot removes
+    some and delays the others (:func:`apply_bot`).
+
+    Args:
+        period: Volumes, profiles, bot figures, behaviours and team.
+        policy: Bot and/or callbacks.
+        seed: Seed of every random draw.
+        config: Routing configuration (default: ``period.base.config_path`` or the shipped one).
+
+    Returns:
+        The figures, overall and per hour.
+    """
+    if config is None:
+        config = load_routing_config(period.base.config_path or default_routing_config_path())
+    scenario = period_scenario(period, config)
+    start = scenario.start_time(config.timezone)
+    drawn = draw_callers(scenario, seed, start)
+    callers: list[Caller] = drawn
+    bot_ended: dict[str, int] = {}
+    if policy.bot:
+        callers, bot_ended = apply_bot(drawn, dict(period.bot_containment), period.bot_s, seed)
+    run = _Run(scenario, config, callbacks=policy.callbacks, seed=seed, callers=callers).run()
+    short_s = KpiBook().short_abandon_s
+    lost = short = 0
+    waits: list[float] = []
+    hours: dict[int, list[int]] = {}
+
+    def bucket(at: float) -> list[int]:
+        return hours.setdefault(int((at - start) // 3600.0), [0] * 7)
+
+    for caller in drawn:
+        bucket(caller.arrival)[0] += 1
+    bot_s = period.bot_s if policy.bot else 0.0
+    for record in run.records:
+        row = bucket(record.arrival - bot_s)
+        row[2] += 1
+        if record.outcome == "answered":
+            row[3] += 1
+            row[4] += int(record.end_s <= 20.0)
+            row[5] += int(record.end_s <= 60.0)
+            waits.append(record.end_s)
+        elif record.outcome == "abandoned" and record.end_s < short_s:
+            short += 1
+        elif record.outcome in LOST_OUTCOMES:
+            row[6] += 1
+            lost += 1
+    for row in hours.values():
+        row[1] = row[0] - row[2]
+    open_s = _open_seconds(period, scenario, config)
+    staffed = open_s * scenario.agent_count
+    return PeriodResult(
+        policy=policy,
+        run=run,
+        calls=len(drawn),
+        bot_ended=MappingProxyType(dict(sorted(bot_ended.items()))),
+        lost=lost,
+        short_abandoned=short,
+        wait_p90_s=_percentile(waits, 0.9),
+        open_s=open_s,
+        occupancy=run.busy_s / staffed if staffed > 0 else None,
+        hours=tuple(
+            HourFigures(start + index * 3600.0, *row) for index, row in sorted(hours.items())
+        ),
+        elapsed_events=run.events,
+    )
+
+
+def compare_period_policies(
+    period: PeriodScenario = PeriodScenario(),  # noqa: B008 (frozen, immutable default)
+    *,
+    policies: Sequence[Policy] = POLICIES,
+    seed: int = 1,
+    config: RoutingConfig | None = None,
+) -> list[PeriodResult]:
+    """Run a period under several policies with the same callers.
+
+    Args:
+        period: The period.
+        policies: Policies to compare.
+        seed: Seed (the same callers for every policy).
+        config: Routing configuration (default: the period's).
+
+    Returns:
+        One result per policy, in order.
+    """
+    if config is None:
+        config = load_routing_config(period.base.config_path or default_routing_config_path())
+    return [simulate_period(period, policy=p, seed=seed, config=config) for p in policies]
