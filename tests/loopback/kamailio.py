@@ -29,7 +29,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -321,8 +321,13 @@ def run_dispatcher(
     fr_timer_ms: int = 1500,
     config: Path = DISPATCHER_CONFIG,
     start_timeout: float = 10.0,
+    extra_defines: Sequence[str] = (),
 ) -> Iterator[KamailioDispatcher]:
-    """Start deploy/kamailio/dispatcher.cfg in front of ``nodes``; stop it on exit."""
+    """Start deploy/kamailio/dispatcher.cfg in front of ``nodes``; stop it on exit.
+
+    ``extra_defines`` are more ``-A`` pre-processor defines, e.g. ``KAM_PIKE_DENSITY=10`` or
+    ``KAM_TRUSTED="127.0.0.4/32"`` (flood protection).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     listing = workdir / "dispatcher.list"
     listing.write_text("".join(f"1 sip:{host}:{port}\n" for host, port in nodes))
@@ -332,6 +337,7 @@ def run_dispatcher(
         f'KAM_DS_LIST="{listing}"',
         f"KAM_PING_INTERVAL={int(ping_interval_s)}",
         f"KAM_FR_TIMER={int(fr_timer_ms)}",
+        *extra_defines,
     ]
     with _run(workdir, config, defines, start_timeout) as (port, pid):
         yield KamailioDispatcher(HOST, port, tuple(nodes), workdir, pid)
