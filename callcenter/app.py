@@ -52,6 +52,7 @@ from callcenter.sip.engine import RegistrationConfig, SipEngine, SipEngineConfig
 from callcenter.sip.ratelimit import SourceRateLimiter
 from callcenter.softphone import SoftphoneHub
 from callcenter.store import agents as agents_store
+from callcenter.store import audit as audit_store
 from callcenter.store import callbacks as callbacks_store
 from callcenter.store import db
 from callcenter.store import dossiers as repo
@@ -152,6 +153,37 @@ def prompt_specs(flows: Iterable[ivr_flows.Flow], flow_dir: Path) -> list[Prompt
     return list(specs.values())
 
 
+def service_prompt_specs(
+    config: Config, flows: Iterable[ivr_flows.Flow], flow_dir: Path, bot: VoiceBot
+) -> list[PromptSpec]:
+    """Every prompt the service plays: flows, FAQ answers, queue and callback messages.
+
+    Raises:
+        PromptConflictError: A flow uses an id reserved for the FAQ, or two flows disagree.
+    """
+    specs = prompt_specs(flows, flow_dir)
+    taken = {spec[0] for spec in specs}
+    for spec in bot.prompt_specs():
+        if spec[0] in taken:
+            raise PromptConflictError(
+                f"prompt {spec[0]!r}: ids starting with 'faq_answer_' or 'faq_label_' are "
+                "reserved for the FAQ answers; rename the flow's prompt"
+            )
+        specs.append(spec)
+    if config.routing.enabled:
+        specs.extend(call_module.ROUTING_PROMPTS)
+        specs.extend(call_module.POSITION_PROMPTS)
+        if config.callbacks.enabled:
+            specs.extend(call_module.CALLBACK_PROMPTS)
+            specs.extend(CALLBACK_SERVICE_PROMPTS)
+    return specs
+
+
+def flow_ids(config: Config) -> tuple[str, ...]:
+    """The flows in service: the default one and those the numbers map to."""
+    return tuple(dict.fromkeys([config.flows.default, *(f for _, f in config.flows.numbers)]))
+
+
 class Service:
     """The running service: SIP, calls, HTTP, flows, store and metrics."""
 
@@ -161,10 +193,7 @@ class Service:
         self.metrics = Metrics()
         self.health = HealthState()
         data = config.data_path
-        flow_ids = tuple(
-            dict.fromkeys([config.flows.default, *(f for _, f in config.flows.numbers)])
-        )
-        self.flows = FlowRegistry(Path(config.flows.directory), flow_ids)
+        self.flows = FlowRegistry(Path(config.flows.directory), flow_ids(config))
         recordings = (
             Path(config.tts.recordings_dir) if config.tts.recordings_dir else data / "prompts"
         )
@@ -349,6 +378,7 @@ class Service:
             engine="vosk" if asr.engine == "vosk" else "whisper",
             cache_dir=cache,
             vosk_model_dir=Path(asr.vosk_model_dir) if asr.vosk_model_dir else None,
+            whisper_model_dir=Path(asr.whisper_model_dir) if asr.whisper_model_dir else None,
             threads=asr.threads,
             workers=asr.workers,
             end_of_turn_s=asr.end_of_turn_s,
@@ -358,21 +388,7 @@ class Service:
 
     async def _prepare_prompts(self, flows: Iterable[ivr_flows.Flow], bot: VoiceBot) -> None:
         """Render every prompt of the flows and of the bot, at the normal and the slow rate."""
-        specs = prompt_specs(flows, self.flows.directory)
-        taken = {spec[0] for spec in specs}
-        for spec in bot.prompt_specs():
-            if spec[0] in taken:
-                raise PromptConflictError(
-                    f"prompt {spec[0]!r}: ids starting with 'faq_answer_' or 'faq_label_' are "
-                    "reserved for the FAQ answers; rename the flow's prompt"
-                )
-            specs.append(spec)
-        if self.config.routing.enabled:
-            specs.extend(call_module.ROUTING_PROMPTS)
-            specs.extend(call_module.POSITION_PROMPTS)
-            if self.config.callbacks.enabled:
-                specs.extend(call_module.CALLBACK_PROMPTS)
-                specs.extend(CALLBACK_SERVICE_PROMPTS)
+        specs = service_prompt_specs(self.config, flows, self.flows.directory, bot)
         await self.prompts.prepare(specs)
         # "plus lentement": the same prompts, slower (a recording is played as it is).
         await self.slow_prompts.prepare(specs)
@@ -915,6 +931,7 @@ class Service:
                 else:
                     if erased:
                         logger.info("retention: erased %d contact summaries", erased)
+            await self._apply_retention()
             if self.callbacks is not None:
                 try:
                     erased = await self.callbacks.erase_numbers()
@@ -926,6 +943,34 @@ class Service:
                     if erased:
                         logger.info("retention: erased %d callback numbers", erased)
             await asyncio.sleep(retention.purge_interval_s)
+
+    async def _apply_retention(self) -> None:
+        """Erase caller numbers, then delete old calls and old audit entries."""
+        retention = self.config.retention
+        now = datetime.now(UTC)
+        try:
+            deleted = await self.trail.apply_retention(
+                numbers_before=now - timedelta(days=retention.caller_number_days),
+                calls_before=now - timedelta(days=retention.trail_days),
+            )
+        except SQLAlchemyError as exc:
+            logger.warning("call trail purge failed (%s); retried later", type(exc).__name__)
+        else:
+            if deleted:
+                logger.info("retention: deleted %d call(s) and their trail", deleted)
+        if self.store_engine is None:
+            return
+        try:
+            deleted = await asyncio.to_thread(
+                audit_store.purge_audit,
+                self.store_engine,
+                now - timedelta(days=retention.audit_days),
+            )
+        except SQLAlchemyError as exc:
+            logger.warning("audit purge failed (%s); retried later", type(exc).__name__)
+        else:
+            if deleted:
+                logger.info("retention: deleted %d audit entries", deleted)
 
     async def _reload_logged(self) -> None:
         """Reload for the watcher and SIGHUP: a surprise (e.g. a full disk) is logged, not fatal."""

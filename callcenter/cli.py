@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from callcenter.config import Config, ConfigError, load_config
@@ -42,6 +43,49 @@ def _cmd_flows_check(args: argparse.Namespace) -> int:
     from ivr_flows import check_files
 
     return check_files(args.files)
+
+
+def _cmd_flows_prompts(args: argparse.Namespace) -> int:
+    """Print every prompt the service plays as ``id<TAB>text`` (what a recording must say)."""
+    import ivr_flows
+    from callcenter.app import FlowRegistry, PromptConflictError, flow_ids, service_prompt_specs
+    from callcenter.bot import FaqRegistry
+    from faq.loader import FaqError
+
+    config = _config_from_args(args)
+    registry = FlowRegistry(Path(config.flows.directory), flow_ids(config))
+    try:
+        flows, _ = registry.load_all()
+        bot, _ = FaqRegistry.from_setting(config.faq.file).load()
+        specs = service_prompt_specs(config, flows.values(), registry.directory, bot)
+    except (ivr_flows.FlowError, FaqError, PromptConflictError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for prompt_id, text, _ in specs:
+        print(f"{prompt_id}\t{' '.join((text or '').split())}")
+    return 0
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    """``db status``: the database's and the code's Alembic revisions; ``db upgrade``: migrate."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from callcenter.store import db
+
+    config = _config_from_args(args)
+    engine = db.make_engine(config.db_url)
+    try:
+        if args.db_command == "upgrade":
+            db.upgrade_schema(engine)
+        current = db.current_revision(engine)
+    except SQLAlchemyError as exc:
+        print(f"database {db.safe_url(config.db_url)}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    head = db.head_revision()
+    print(f"database {current or 'empty'}, code {head}")
+    return 0 if current == head else 1
 
 
 def _cmd_calls_show(args: argparse.Namespace) -> int:
@@ -114,6 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     check = flows_sub.add_parser("check", help="validate flow files (exit 1 on errors)")
     check.add_argument("files", nargs="+")
     check.set_defaults(func=_cmd_flows_check)
+    prompts = flows_sub.add_parser(
+        "prompts",
+        parents=[common],
+        help="list every prompt the service plays (id<TAB>text), e.g. to record them",
+    )
+    prompts.set_defaults(func=_cmd_flows_prompts)
+
+    database = sub.add_parser("db", help="the store's schema (Alembic)")
+    db_sub = database.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser(
+        "status", parents=[common], help="database and code revisions (exit 1 if behind)"
+    ).set_defaults(func=_cmd_db)
+    db_sub.add_parser(
+        "upgrade", parents=[common], help="migrate the database to the code's revision"
+    ).set_defaults(func=_cmd_db)
 
     token = sub.add_parser(
         "api-token", help="make a bearer token for a client of the dossier API (prints its hash)"

@@ -145,6 +145,9 @@ class AsrConfig:
     """Where the Whisper model joined from its PyPI parts is kept (default <data-dir>/models)."""
     vosk_model_dir: str = ""
     """The unpacked Vosk model folder (``callcenter models install vosk-fr-small``)."""
+    whisper_model_dir: str = ""
+    """A CTranslate2 Whisper model folder (e.g. ``small`` or ``medium`` converted with
+    ``ct2-transformers-converter``) used instead of the bundled Whisper base."""
     threads: int = 2
     """CPU threads per decode."""
     workers: int = 2
@@ -171,6 +174,12 @@ class RetentionConfig:
 
     transcript_days: int = 30
     """Transcripts of what callers said are erased after this many days."""
+    caller_number_days: int = 90
+    """The caller's number is erased from the call trail after this many days."""
+    trail_days: int = 365
+    """Calls and their event trail are deleted after this many days (the statistics of a year)."""
+    audit_days: int = 365
+    """Audit entries (who read which dossier) are deleted after this many days."""
     purge_interval_s: float = 3600.0
     """Seconds between purges."""
 
@@ -583,6 +592,9 @@ def _check(config: Config) -> None:
         ("asr.end_of_turn_s", config.asr.end_of_turn_s),
         ("asr.max_utterance_s", config.asr.max_utterance_s),
         ("retention.transcript_days", config.retention.transcript_days),
+        ("retention.caller_number_days", config.retention.caller_number_days),
+        ("retention.trail_days", config.retention.trail_days),
+        ("retention.audit_days", config.retention.audit_days),
         ("retention.purge_interval_s", config.retention.purge_interval_s),
     ]
     not_negative: list[tuple[str, float]] = [
@@ -604,6 +616,13 @@ def _check(config: Config) -> None:
         raise ConfigError(
             "asr.vosk_model_dir: the vosk engine needs a model folder "
             "(callcenter models install vosk-fr-small)"
+        )
+    kept = config.retention
+    if kept.trail_days < max(kept.caller_number_days, kept.transcript_days):
+        raise ConfigError(
+            f"retention.trail_days: must be >= retention.caller_number_days "
+            f"({kept.caller_number_days}) and retention.transcript_days "
+            f"({kept.transcript_days}), got {kept.trail_days}"
         )
     if not 80 <= config.tts.rate <= 450:
         raise ConfigError(

@@ -87,6 +87,18 @@ def test_bad_env_value_names_the_variable() -> None:
         load_config(env={"CALLCENTER_SIP_PROT": "1"})
 
 
+def test_retention_periods_are_checked_together() -> None:
+    config = load_config(
+        env={"CALLCENTER_RETENTION_TRAIL_DAYS": "400", "CALLCENTER_ASR_WHISPER_MODEL_DIR": "/m"}
+    )
+    assert config.retention.trail_days == 400 and config.retention.caller_number_days == 90
+    assert config.asr.whisper_model_dir == "/m"
+    with pytest.raises(ConfigError, match=r"^retention.trail_days: must be >= .* got 30$"):
+        load_config(env={"CALLCENTER_RETENTION_TRAIL_DAYS": "30"})
+    with pytest.raises(ConfigError, match=r"^retention.audit_days: must be > 0"):
+        load_config(env={"CALLCENTER_RETENTION_AUDIT_DAYS": "0"})
+
+
 def test_api_tokens_and_nir_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import hashlib
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, select
 from sqlmodel import SQLModel
 
 from callcenter.store import dossier_models
@@ -152,6 +152,17 @@ def audit_log(
         )
         for row in rows
     ]
+
+
+def purge_audit(bind: Engine | Connection, before: datetime) -> int:
+    """Delete audit entries older than ``before`` (``retention.audit_days``); count them.
+
+    The audit log is kept long enough to answer a person's access request and to investigate a
+    misuse (CNIL: six months to a year for access traces), then deleted like the rest.
+    """
+    with transaction(bind) as conn:
+        result = conn.execute(delete(AUDIT).where(AUDIT.c.at < as_utc(before)))
+    return int(result.rowcount or 0)
 
 
 def as_utc(value: datetime) -> datetime:

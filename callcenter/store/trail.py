@@ -35,7 +35,17 @@ from types import TracebackType
 from typing import Any, Self, TypeAlias
 
 import phonenumbers
-from sqlalchemy import Connection, Engine, RowMapping, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 
 from callcenter.store import db, models
@@ -396,6 +406,18 @@ class CallTrail:
         """
         return await asyncio.to_thread(purge_transcripts, self._engine, before)
 
+    async def apply_retention(self, *, numbers_before: datetime, calls_before: datetime) -> int:
+        """Erase caller numbers, then delete whole calls, older than the given instants.
+
+        Returns:
+            How many calls were deleted.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: The database is unavailable.
+        """
+        await asyncio.to_thread(erase_caller_numbers, self._engine, numbers_before)
+        return await asyncio.to_thread(purge_calls, self._engine, calls_before)
+
     async def get_call(self, sip_call_id: str) -> dict[str, Any] | None:
         """Return one call with its caller number and its events in order, or None.
 
@@ -694,6 +716,50 @@ def purge_transcripts(engine: Engine, before: datetime, *, chunk: int = 500) -> 
         if len(rows) < chunk:
             return erased
         last_id = rows[-1].id
+
+
+def erase_caller_numbers(engine: Engine, before: datetime) -> int:
+    """Erase the caller number of calls started before ``before`` (blocking); count them.
+
+    The number serves the repeat-caller window (hours) and a callback's read-back; the call's
+    timings, path and outcome stay for the statistics until :func:`purge_calls`.
+    """
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(_CALL)
+            .where(_CALL.c.started_at < _utc(before), _CALL.c.caller.is_not(None))
+            .values(caller=None)
+        )
+    return int(result.rowcount or 0)
+
+
+def purge_calls(engine: Engine, before: datetime, *, chunk: int = 500) -> int:
+    """Delete calls started before ``before`` with their events (blocking); count the calls.
+
+    In chunks, each in its own transaction, so that a year of calls does not hold a long lock
+    on SQLite or a huge transaction on PostgreSQL.
+    """
+    cutoff = _utc(before)
+    deleted = 0
+    while True:
+        with engine.begin() as conn:
+            ids = [
+                row.id
+                for row in conn.execute(
+                    select(_CALL.c.id)
+                    .where(_CALL.c.started_at < cutoff)
+                    .order_by(_CALL.c.id)
+                    .limit(chunk)
+                )
+            ]
+            if ids:
+                # Events first: the foreign key cascades on PostgreSQL, but an SQLite connection
+                # without ``PRAGMA foreign_keys`` would leave them behind.
+                conn.execute(delete(_EVENT).where(_EVENT.c.call_id.in_(ids)))
+                conn.execute(delete(_CALL).where(_CALL.c.id.in_(ids)))
+        deleted += len(ids)
+        if len(ids) < chunk:
+            return deleted
 
 
 def read_call(engine: Engine, sip_call_id: str) -> dict[str, Any] | None:

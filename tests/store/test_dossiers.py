@@ -478,6 +478,18 @@ def test_every_read_is_audited_without_personal_data(engine: Engine) -> None:
     assert audit_log(engine, since=datetime.now(UTC) + timedelta(hours=1)) == []
 
 
+def test_audit_entries_are_deleted_after_their_retention(engine: Engine) -> None:
+    from callcenter.store.audit import purge_audit
+
+    usager_id, _ = load(engine)
+    find_by_phone(engine, USAGER_PHONE, **BOT)
+    contacts_for(engine, usager_id, **AGENT)
+    assert purge_audit(engine, datetime.now(UTC) - timedelta(days=1)) == 0  # all recent
+    assert len(audit_log(engine)) == 2
+    assert purge_audit(engine, datetime.now(UTC) + timedelta(seconds=1)) == 2
+    assert audit_log(engine) == []
+
+
 def test_reads_without_actor_or_reason_are_refused(engine: Engine) -> None:
     usager_id, _ = load(engine)
     with pytest.raises(ValueError, match="reason is required"):

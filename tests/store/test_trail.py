@@ -21,7 +21,7 @@ from callcenter.store import (
     show_call,
     show_calls,
 )
-from callcenter.store.trail import purge_transcripts
+from callcenter.store.trail import purge_calls, purge_transcripts
 from tests.store.conftest import FAST
 
 CALLER = "+33612345678"
@@ -336,3 +336,30 @@ async def test_transcripts_are_purged_after_retention(trail: CallTrail) -> None:
     # Idempotent, and paging over purged rows still finds nothing more.
     assert await trail.purge_transcripts(cutoff) == 0
     assert purge_transcripts(trail.engine, at(200_000), chunk=2) == 1
+
+
+async def test_caller_numbers_then_whole_calls_go_after_their_retention(trail: CallTrail) -> None:
+    """Numbers are erased first (the statistics stay), then calls and events are deleted."""
+    for index in range(5):  # more than one chunk below
+        full_call(trail, f"old-{index}", start=index)
+    full_call(trail, "middle", start=100_000)
+    full_call(trail, "new", start=300_000)
+    assert await trail.flush() is True
+    deleted = await trail.apply_retention(numbers_before=at(200_000), calls_before=at(50_000))
+    assert deleted == 5
+    assert await trail.get_call("old-0") is None
+    middle = await trail.get_call("middle")
+    new = await trail.get_call("new")
+    assert middle is not None and new is not None
+    assert middle["caller"] is None and middle["outcome"] == "queued"  # the call stays
+    assert len(middle["events"]) == 7
+    assert new["caller"] == CALLER
+    with trail.engine.connect() as conn:
+        orphans = conn.exec_driver_sql(
+            "SELECT count(*) FROM call_event WHERE call_id NOT IN (SELECT id FROM call)"
+        ).scalar_one()
+    assert orphans == 0
+    # Idempotent; chunked deletion finds the rest.
+    assert await trail.apply_retention(numbers_before=at(0), calls_before=at(50_000)) == 0
+    assert purge_calls(trail.engine, at(400_000), chunk=1) == 2
+    assert await trail.list_calls() == []

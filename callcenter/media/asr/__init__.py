@@ -52,7 +52,13 @@ def load_engine(settings: AsrSettings) -> AsrEngine:
     from callcenter.media.asr.models import ensure_whisper_base
     from callcenter.media.asr.whisper import WhisperEngine
 
-    model_dir = settings.whisper_model_dir or ensure_whisper_base(settings.cache_dir)
+    model_dir = settings.whisper_model_dir
+    if model_dir is not None and not (model_dir / "model.bin").is_file():
+        raise AsrError(
+            f"whisper_model_dir {model_dir}: no CTranslate2 model there (model.bin missing); "
+            "convert a Whisper model with ct2-transformers-converter (docs/operations.md)"
+        )
+    model_dir = model_dir or ensure_whisper_base(settings.cache_dir)
     engine = WhisperEngine(model_dir, settings)
     engine.warm_up()
     return engine

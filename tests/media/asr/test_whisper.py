@@ -144,3 +144,26 @@ async def test_processor_end_to_end_with_real_engine(
     assert errors / len(ref) <= 0.5
     assert frame.speculative
     assert frame.end_of_turn - frame.speech_end >= 0.79
+
+
+def test_another_whisper_model_folder_is_used_and_a_bad_one_refused(
+    tmp_path: Path, whisper_dir: Path
+) -> None:
+    from callcenter.media.asr import load_engine
+
+    # A converted model elsewhere (a larger one in production; here a copy of base) is loaded
+    # from its folder, and the bundled model is not joined into the (empty) cache.
+    other = tmp_path / "whisper-small-ct2"
+    other.mkdir()
+    for item in whisper_dir.iterdir():
+        if item.is_file() and not item.name.startswith("."):
+            (other / item.name).symlink_to(item)
+    cache = tmp_path / "cache"
+    engine = load_engine(AsrSettings(cache_dir=cache, whisper_model_dir=other))
+    try:
+        assert engine.name.startswith("whisper")
+    finally:
+        engine.close()
+    assert not cache.exists()
+    with pytest.raises(AsrError, match=r"whisper_model_dir .*model\.bin missing"):
+        load_engine(AsrSettings(cache_dir=cache, whisper_model_dir=tmp_path / "nothing"))
