@@ -1,0 +1,1 @@
+"""Grafana dashboards as code (``dashboards/generate.py``) and their provisioning files."""
