@@ -357,6 +357,7 @@ class Service:
         )
         # Start-up objects (flows, prompt audio, modules) live for the whole run: keep them out
         # of the collector's full passes, which would otherwise walk them during calls.
+        self.metrics.set_registration_configured(bool(cfg.sip.registrar))
         await self.probe()
         gc.collect()
         gc.freeze()
@@ -475,19 +476,24 @@ class Service:
         elif isinstance(decision, routing.CallRejectedClosed):
             metrics.queue_event("closed", decision.queue, decision.wait_s)
         elif isinstance(decision, routing.CallRejectedQueueFull):
-            metrics.queue_event("full", decision.queue, 0.0)
+            metrics.queue_event("full", decision.queue)
+        elif isinstance(decision, routing.CallKeptForCallback):
+            metrics.queue_event("callback", decision.queue, decision.wait_s)
         elif isinstance(decision, routing.CallMaxWaitReached):
             metrics.queue_event("max_wait", decision.queue, decision.wait_s)
         # Gauges: what is waiting and who is doing what, after every decision (a few queues and
         # tens of agents: cheap, and exact at scrape time).
         router = self.routing.router if self.routing is not None else None
         if router is not None:
-            metrics.set_waiting({q: router.queue_size(q) for q in router.config.queues})
-            metrics.set_agent_states(
-                (a.state.value, a.pause_reason)
-                for a in router.agents.values()
-                if a.state is not routing.AgentState.OFFLINE
+            queues = router.config.queues
+            metrics.set_waiting({q: router.queue_size(q) for q in queues})
+            logged_in = [
+                a for a in router.agents.values() if a.state is not routing.AgentState.OFFLINE
+            ]
+            metrics.set_queue_agents(
+                {q: sum(1 for a in logged_in if a.proficiency(q) > 0) for q in queues}
             )
+            metrics.set_agent_states((a.state.value, a.pause_reason) for a in logged_in)
 
     def _add_panel(self, app: web.Application, store: Engine) -> None:
         """The agent panel: login, pages, JSON API, WebSocket, softphone hub (issue 6)."""

@@ -721,6 +721,7 @@ class Call:
             if self._rtp is not None:
                 self._rtp.close()
                 metrics.rtp_lost_packet(self._rtp.session.stats.packets_lost)
+                metrics.rtp_received_packet(self._rtp.session.stats.packets_received)
                 metrics.rtp_late_frame(self._rtp.session.stats.packets_late)
             if self._player is not None:
                 metrics.prompt_underrun(self._player.underruns)
@@ -1109,6 +1110,7 @@ class Call:
             # Nobody is logged in who could ever take it: waiting would only run into the
             # maximum wait. The flow goes on as without routing (holding message, then next).
             self._record("queue_unstaffed", skill=action.skill)
+            self.services.metrics.queue_event("unstaffed", action.skill)
             self._queue_name = action.skill
             if self._callbacks_on() and self.services.callbacks is not None:
                 if self.services.callbacks.slots(action.skill):

@@ -20,6 +20,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily
@@ -79,7 +80,7 @@ BOT_FAILURES: tuple[str, ...] = ("no_input", "no_match", "not_understood", "inva
 BOT_DECISIONS: tuple[str, ...] = ("answer", "clarify", "menu", "handover", "none")
 """Values of the ``decision`` label of ``callcenter_bot_decisions_total``."""
 
-QUEUE_REFUSALS: tuple[str, ...] = ("closed", "full", "max_wait")
+QUEUE_REFUSALS: tuple[str, ...] = ("closed", "full", "max_wait", "unstaffed")
 """Values of the ``reason`` label of ``callcenter_queue_refused_total``."""
 
 AGENT_OFFER_RESULTS: tuple[str, ...] = ("answered", "rejected", "no_answer", "failed", "withdrawn")
@@ -148,20 +149,30 @@ def _version() -> str:
     return value if re.fullmatch(r"[0-9A-Za-z.+_-]{1,32}", value) else OTHER
 
 
-class _AsrErrorsCollector(Collector):
-    """``callcenter_asr_errors_total`` by engine, read from the speech services' counters."""
+class _FunctionCounters(Collector):
+    """Counters read from functions at scrape time (counts kept elsewhere, e.g. in a thread).
 
-    def __init__(self, sources: Mapping[str, Callable[[], int]]) -> None:
+    ``sources`` maps a label value (or ``""`` without a label) to the function returning the
+    count; it may gain entries after registration.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        label: str | None,
+        sources: Mapping[str, Callable[[], int]],
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._label = label
         self._sources = sources
 
     def collect(self) -> Iterable[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "callcenter_asr_errors",
-            "Speech recognitions that failed with an engine error, by engine.",
-            labels=["engine"],
-        )
-        for engine, read in sorted(self._sources.items()):
-            family.add_metric([engine], float(read()))
+        labels = [self._label] if self._label else []
+        family = CounterMetricFamily(self._name, self._documentation, labels=labels)
+        for value, read in sorted(self._sources.items()):
+            family.add_metric([value] if self._label else [], float(read()))
         yield family
 
 
@@ -181,6 +192,10 @@ class Metrics:
             registry: Registry to register on; a new one by default.
             process_metrics: Also export ``process_*`` (CPU, memory, file descriptors).
         """
+        # No ``*_created`` samples: Prometheus does not need them (counter resets are seen in the
+        # values) and they were a third of the exposition (bench/metrics_scrape.py). The switch
+        # is process-wide in prometheus_client; this service has no other registry.
+        disable_created_metrics()
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.calls = Counter(
@@ -320,7 +335,8 @@ class Metrics:
         self.queue_wait = Histogram(
             "callcenter_queue_wait_seconds",
             "Wait from joining the queue to an agent taking the call or the caller leaving, by "
-            "queue and result (answered, abandoned, refused).",
+            "queue and result (answered, abandoned, callback: the place kept as a callback, "
+            "refused: closed or maximum wait).",
             ["queue", "result"],
             buckets=QUEUE_WAIT_BUCKETS,
             registry=r,
@@ -412,17 +428,44 @@ class Metrics:
         )
         self.build_info.labels(version=_version()).set(1)
         self._asr_errors: dict[str, Callable[[], int]] = {}
-        r.register(_AsrErrorsCollector(self._asr_errors))
+        r.register(
+            _FunctionCounters(
+                "callcenter_asr_errors",
+                "Speech recognitions that failed with an engine error, by engine.",
+                "engine",
+                self._asr_errors,
+            )
+        )
+        self.registration_configured = Gauge(
+            "callcenter_registration_configured",
+            "1 if this node registers to an upstream IPBX/trunk ([sip] registrar set), else 0.",
+            registry=r,
+        )
+        self.queue_agents = Gauge(
+            "callcenter_queue_agents",
+            "Agents logged in (any state but offline) who have the queue's skill, by queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.rtp_received_packets = Counter(
+            "callcenter_rtp_received_packets",
+            "Inbound RTP packets received from callers (the denominator of the loss rate).",
+            registry=r,
+        )
         self.routing_local_mode = Gauge(
             "callcenter_routing_local_mode",
             "1 while the Redis routing backend is unreachable and this node routes its own calls "
             "to its own agents (reconciled when Redis is back); 0 otherwise.",
             registry=r,
         )
-        self.routing_mode_changes = Gauge(
-            "callcenter_routing_mode_changes",
-            "Switches between shared (Redis) and local routing since the node started.",
-            registry=r,
+        self._mode_changes: dict[str, Callable[[], int]] = {}
+        r.register(
+            _FunctionCounters(
+                "callcenter_routing_mode_changes",
+                "Switches between shared (Redis) and local routing since the node started.",
+                None,
+                self._mode_changes,
+            )
         )
         self.transfers = Counter(
             "callcenter_transfers",
@@ -561,6 +604,7 @@ class Metrics:
             self.queue_answered.labels(queue=queue)
             self.queue_abandoned.labels(queue=queue)
             self.queue_waiting.labels(queue=queue)
+            self.queue_agents.labels(queue=queue)
             for flag in RESOLVED:
                 self.queue_wrapups.labels(queue=queue, resolved=flag)
 
@@ -576,6 +620,19 @@ class Metrics:
         self.queue_handle.labels(queue=label).observe(max(0.0, handle_s))
         flag = "unknown" if resolved is None else ("yes" if resolved else "no")
         self.queue_wrapups.labels(queue=label, resolved=flag).inc()
+
+    def set_queue_agents(self, counts: Mapping[str, int]) -> None:
+        """Set how many logged-in agents have each queue's skill."""
+        for queue, count in counts.items():
+            self.queue_agents.labels(queue=self._queue(queue)).set(count)
+
+    def set_registration_configured(self, configured: bool) -> None:
+        """Record whether this node registers upstream (the registration alert needs it)."""
+        self.registration_configured.set(1 if configured else 0)
+
+    def rtp_received_packet(self, count: int = 1) -> None:
+        """Count inbound RTP packets received."""
+        self.rtp_received_packets.inc(count)
 
     def set_waiting(self, sizes: Mapping[str, int]) -> None:
         """Set the number of calls waiting per queue."""
@@ -603,14 +660,20 @@ class Metrics:
     def queue_event(self, kind: str, queue: str, wait_s: float | None = None) -> None:
         """Count a queue event, with its wait in the histogram when given.
 
-        ``kind``: ``joined``, ``answered``, ``abandoned``, or a refusal reason (``closed``,
-        ``full``, ``max_wait``).
+        ``kind``: ``joined``, ``answered``, ``abandoned``, ``callback`` (the place kept as a
+        callback), or a refusal reason (``closed``, ``full``, ``max_wait``, ``unstaffed``).
+        Refusals at the door (``full``, ``unstaffed``) come without a wait: they are not calls
+        that ended in the queue.
         """
         label = self._queue(queue)
         if kind == "joined":
             self.queue_joined.labels(queue=label).inc()
             return
-        if kind == "answered":
+        if kind == "callback":
+            # The caller kept their place as a callback: the wait ended without an answer (the
+            # service level counts it as not answered in time, as routing.kpi does).
+            result = "callback"
+        elif kind == "answered":
             self.queue_answered.labels(queue=label).inc()
             result = "answered"
         elif kind == "abandoned":
@@ -629,7 +692,7 @@ class Metrics:
     def watch_routing_mode(self, local: Callable[[], bool], changes: Callable[[], int]) -> None:
         """Read the routing backend's mode at each scrape (the Redis backend)."""
         self.routing_local_mode.set_function(lambda: 1.0 if local() else 0.0)
-        self.routing_mode_changes.set_function(lambda: float(changes()))
+        self._mode_changes[""] = changes
 
     def panel_action(self, action: str) -> None:
         """Count a softphone action from the panel."""

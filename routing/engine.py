@@ -599,15 +599,20 @@ class Router:
             out.append(EventIgnored("CallbackKept", None, call_id, "call not waiting", now))
             return
         record.kept = True
+        waited = _elapsed(record.call, now)
         if record.phase is _CallPhase.OFFERED:
             # The caller asked while an agent's phone was being rung for the live call, and is
             # hanging up: that offer rings for nobody. The agent is free again (not penalised),
             # and the entry, back in its place, will be offered to dial out.
             self._withdraw_offer(record, OfferEndReason.CALL_CANCELLED, now, out)
             self._requeue(record, now, out)
-            out.append(CallKeptForCallback(call_id, record.call.skill, self.position(call_id), now))
+            out.append(
+                CallKeptForCallback(call_id, record.call.skill, self.position(call_id), now, waited)
+            )
             return
-        out.append(CallKeptForCallback(call_id, record.call.skill, self.position(call_id), now))
+        out.append(
+            CallKeptForCallback(call_id, record.call.skill, self.position(call_id), now, waited)
+        )
         if record.phase is _CallPhase.WAITING:
             record.version += 1
             self._schedule_call(record, now)

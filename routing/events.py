@@ -369,6 +369,8 @@ class CallKeptForCallback:
     """1-based position, None while an agent is being offered it."""
     at: float
     """When."""
+    wait_s: float = 0.0
+    """How long the caller had waited on the line before keeping the place."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,7 +177,7 @@ def test_routing_mode_is_read_at_each_scrape_and_transfers_are_counted() -> None
     state.update(local=True, changes=1)
     text = metrics.render()[0].decode()
     assert "callcenter_routing_local_mode 1.0" in text
-    assert "callcenter_routing_mode_changes 1.0" in text
+    assert "callcenter_routing_mode_changes_total 1.0" in text
 
 
 def test_supervision_gauges_containment_per_intent_and_asr_errors() -> None:
@@ -214,5 +214,22 @@ def test_supervision_gauges_containment_per_intent_and_asr_errors() -> None:
     assert value(m, "callcenter_asr_errors_total", engine="whisper") == 0
     errors["n"] = 3  # read at each scrape
     assert value(m, "callcenter_asr_errors_total", engine="whisper") == 3
+    # Refusals at the door have no wait; a place kept as a callback ends the wait unanswered.
+    m.queue_event("unstaffed", "apa")
+    m.queue_event("full", "apa")
+    m.queue_event("callback", "apa", 42.0)
+    assert value(m, "callcenter_queue_refused_total", queue="apa", reason="unstaffed") == 1
+    assert value(m, "callcenter_queue_wait_seconds_count", queue="apa", result="callback") == 1
+    assert not [
+        s
+        for s in samples(m)
+        if s.name.startswith("callcenter_queue_wait") and s.labels.get("result") == "refused"
+    ]
+    m.set_queue_agents({"apa": 3})
+    assert value(m, "callcenter_queue_agents", queue="apa") == 3
+    m.set_registration_configured(True)
+    assert value(m, "callcenter_registration_configured") == 1
+    m.rtp_received_packet(500)
+    assert value(m, "callcenter_rtp_received_packets_total") == 500
     [info] = [s for s in samples(m) if s.name == "callcenter_build_info"]
     assert info.value == 1 and info.labels["version"]

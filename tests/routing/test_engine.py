@@ -527,7 +527,7 @@ def test_kept_callback_keeps_its_place_and_has_no_max_wait(checker: Checker) -> 
     checker.handle(queued("c1", at_=T0))
     checker.handle(queued("c2", at_=T0 + 10))
     out = checker.handle(CallbackKept("c1", T0 + 30))
-    assert out == [CallKeptForCallback("c1", "apa", 1, T0 + 30)]
+    assert out == [CallKeptForCallback("c1", "apa", 1, T0 + 30, 30.0)]
     out = checker.handle(Tick(T0 + 2000))
     assert [d.call_id for d in of_type(out, CallMaxWaitReached)] == ["c2"]
     out = checker.handle(AgentLoggedIn("a1", APA_EXPERT, T0 + 2001))
