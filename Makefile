@@ -53,6 +53,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) -m dashboards.generate --check
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
