@@ -42,7 +42,7 @@ from callcenter.media.asr import AsrError, AsrService, AsrSettings, load_service
 from callcenter.media.audio import AudioFormatError, load_wav_8k
 from callcenter.media.tts.espeak import EspeakConfig, EspeakTts, TtsUnavailableError
 from callcenter.media.tts.prompt_cache import PromptCache, PromptCacheError, PromptSpec
-from callcenter.metrics import Metrics
+from callcenter.metrics import Metrics, QueueMetrics
 from callcenter.routing_redis import RedisRoutingConfig, RedisRoutingService
 from callcenter.routing_service import RoutingBackend, RoutingService
 from callcenter.sip import events as sip_events
@@ -217,7 +217,7 @@ class Service:
         self.outbound: dict[str, Callable[[sip_events.SipEvent], None]] = {}
         """Owners of outbound Call-IDs (agent legs): their SIP events go there."""
         self.routing: RoutingBackend | None = None
-        self._dial_out: set[str] = set()
+        self._queue_metrics = QueueMetrics(self.metrics)
         """Callback entries being offered (their answer is not a queue answer time)."""
         """The router of queued calls; None when ``routing.file = "none"``."""
         self.handle_times: dict[str, HandleTimes] = {}
@@ -448,52 +448,34 @@ class Service:
         self.metrics.set_pause_reasons(config.pause_reasons)
         self.handle_times = {queue: HandleTimes() for queue in config.queues}
         self.routing.listen(self._on_routing_decision)
+        self.metrics.before_render(self._refresh_router_gauges)
         logger.info("routing: %d queues from %s", len(config.queues), path)
 
     def _on_routing_decision(self, decision: routing.Decision) -> None:
         """Global listener: handle times for the estimates, queue metrics."""
-        metrics = self.metrics
         if isinstance(decision, routing.WrapUpEnded):
             times = self.handle_times.get(decision.queue)
             if times is not None:
                 times.add(decision.handle_s)
-            metrics.wrap_up_ended(decision.queue, decision.handle_s, decision.resolved)
-        elif isinstance(decision, routing.CallEnqueued):
-            metrics.queue_event("joined", decision.queue)
-        elif isinstance(decision, routing.OfferCall):
-            if decision.dial_out:
-                self._dial_out.add(decision.call.call_id)
-        elif isinstance(decision, routing.CallAnswered):
-            if decision.call_id in self._dial_out:
-                # An agent took a callback: nobody waited on the line (not an answer time).
-                self._dial_out.discard(decision.call_id)
-            else:
-                metrics.queue_event("answered", decision.queue, decision.wait_s)
-        elif isinstance(decision, routing.OfferEnded):
-            self._dial_out.discard(decision.call_id)
-        elif isinstance(decision, routing.CallAbandoned):
-            metrics.queue_event("abandoned", decision.queue, decision.wait_s)
-        elif isinstance(decision, routing.CallRejectedClosed):
-            metrics.queue_event("closed", decision.queue, decision.wait_s)
-        elif isinstance(decision, routing.CallRejectedQueueFull):
-            metrics.queue_event("full", decision.queue)
-        elif isinstance(decision, routing.CallKeptForCallback):
-            metrics.queue_event("callback", decision.queue, decision.wait_s)
-        elif isinstance(decision, routing.CallMaxWaitReached):
-            metrics.queue_event("max_wait", decision.queue, decision.wait_s)
-        # Gauges: what is waiting and who is doing what, after every decision (a few queues and
-        # tens of agents: cheap, and exact at scrape time).
+        self._queue_metrics.apply(decision)
+
+    def _refresh_router_gauges(self) -> None:
+        """Waiting calls and agents from this node's router replica, at every scrape.
+
+        Every node holds the whole shared state (D22), so every node exports it fresh; setting
+        these after this node's own decisions only left another node's values stale.
+        """
         router = self.routing.router if self.routing is not None else None
-        if router is not None:
-            queues = router.config.queues
-            metrics.set_waiting({q: router.queue_size(q) for q in queues})
-            logged_in = [
-                a for a in router.agents.values() if a.state is not routing.AgentState.OFFLINE
-            ]
-            metrics.set_queue_agents(
-                {q: sum(1 for a in logged_in if a.proficiency(q) > 0) for q in queues}
-            )
-            metrics.set_agent_states((a.state.value, a.pause_reason) for a in logged_in)
+        if router is None:
+            return
+        metrics = self.metrics
+        queues = router.config.queues
+        metrics.set_waiting({q: router.queue_size(q) for q in queues})
+        logged_in = [a for a in router.agents.values() if a.state is not routing.AgentState.OFFLINE]
+        metrics.set_queue_agents(
+            {q: sum(1 for a in logged_in if a.proficiency(q) > 0) for q in queues}
+        )
+        metrics.set_agent_states((a.state.value, a.pause_reason) for a in logged_in)
 
     def _add_panel(self, app: web.Application, store: Engine) -> None:
         """The agent panel: login, pages, JSON API, WebSocket, softphone hub (issue 6)."""

@@ -26,6 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+import routing
+
 OTHER = "other"
 """Label value for anything outside a bounded set."""
 
@@ -80,7 +82,7 @@ BOT_FAILURES: tuple[str, ...] = ("no_input", "no_match", "not_understood", "inva
 BOT_DECISIONS: tuple[str, ...] = ("answer", "clarify", "menu", "handover", "none")
 """Values of the ``decision`` label of ``callcenter_bot_decisions_total``."""
 
-QUEUE_REFUSALS: tuple[str, ...] = ("closed", "full", "max_wait", "unstaffed")
+QUEUE_REFUSALS: tuple[str, ...] = ("closed", "full", "max_wait", "removed", "unstaffed")
 """Values of the ``reason`` label of ``callcenter_queue_refused_total``."""
 
 AGENT_OFFER_RESULTS: tuple[str, ...] = ("answered", "rejected", "no_answer", "failed", "withdrawn")
@@ -195,8 +197,9 @@ class Metrics:
         # No ``*_created`` samples: Prometheus does not need them (counter resets are seen in the
         # values) and they were a third of the exposition (bench/metrics_scrape.py). The switch
         # is process-wide in prometheus_client; this service has no other registry.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._refreshers: list[Callable[[], None]] = []
         r = self.registry
         self.calls = Counter(
             "callcenter_calls", "Calls ended, by outcome.", ["outcome"], registry=r
@@ -661,7 +664,8 @@ class Metrics:
         """Count a queue event, with its wait in the histogram when given.
 
         ``kind``: ``joined``, ``answered``, ``abandoned``, ``callback`` (the place kept as a
-        callback), or a refusal reason (``closed``, ``full``, ``max_wait``, ``unstaffed``).
+        callback), or a reason for leaving without an agent (``closed``, ``full``, ``max_wait``,
+        ``removed`` on request, ``unstaffed``).
         Refusals at the door (``full``, ``unstaffed``) come without a wait: they are not calls
         that ended in the queue.
         """
@@ -780,6 +784,82 @@ class Metrics:
         """
         Gauge(name, documentation, registry=self.registry).set_function(function)
 
+    def before_render(self, refresh: Callable[[], None]) -> None:
+        """Call ``refresh`` before each rendering (gauges read from shared state at scrape)."""
+        self._refreshers.append(refresh)
+
     def render(self) -> tuple[bytes, str]:
         """Return the exposition text and its content type, for ``GET /metrics``."""
+        for refresh in self._refreshers:
+            refresh()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class QueueMetrics:
+    """Turns the router's decisions into the queue metrics, counted as ``routing.kpi.KpiBook``.
+
+    A refusal at the door has no wait; a place kept as a callback ends the caller's wait once
+    (``callback``), and what happens to that entry afterwards (re-entering the queue, dialled,
+    closed out, cancelled) belongs to the callbacks' metrics, not to a second queue outcome. So
+    ``callcenter_queue_wait_seconds_count`` minus the short abandons is the book's ``ended``.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        """Count into ``metrics``."""
+        self.metrics = metrics
+        self._dial_out: set[str] = set()
+        self._kept: set[str] = set()
+
+    def apply(self, decision: routing.Decision) -> None:
+        """Account for one decision of this node's calls (others are ignored)."""
+        metrics = self.metrics
+        kept = self._kept
+        match decision:
+            case routing.WrapUpEnded(queue=queue, handle_s=handle, resolved=resolved):
+                metrics.wrap_up_ended(queue, handle, resolved)
+            case routing.CallEnqueued(call_id=call_id, queue=queue, callback=callback):
+                if callback or call_id in kept:
+                    kept.add(call_id)  # a slot or a retry: counted when it was asked for
+                else:
+                    metrics.queue_event("joined", queue)
+            case routing.OfferCall(call=call, dial_out=True):
+                self._dial_out.add(call.call_id)
+            case routing.CallAnswered(call_id=call_id, queue=queue, wait_s=wait):
+                if call_id in self._dial_out or call_id in kept:
+                    # An agent took a callback: nobody waited on the line (not an answer time).
+                    self._dial_out.discard(call_id)
+                    kept.discard(call_id)
+                else:
+                    metrics.queue_event("answered", queue, wait)
+            case routing.OfferEnded(call_id=call_id):
+                self._dial_out.discard(call_id)
+            case routing.CallAbandoned(call_id=call_id, queue=queue, wait_s=wait):
+                if call_id in kept:
+                    kept.discard(call_id)  # a callback cancelled
+                else:
+                    metrics.queue_event("abandoned", queue, wait)
+            case routing.CallRemoved(call_id=call_id, queue=queue):
+                # Left on request (a caller's own choice, not a wait that ended): no wait.
+                if call_id in kept:
+                    kept.discard(call_id)
+                else:
+                    metrics.queue_event("removed", queue)
+            case routing.CallRejectedClosed(
+                call_id=call_id, queue=queue, wait_s=wait, kept_callback=kept_callback
+            ):
+                if kept_callback or call_id in kept:
+                    kept.discard(call_id)  # a kept callback closed out: placed at the reopening
+                elif wait > 0:
+                    metrics.queue_event("closed", queue, wait)
+                else:
+                    metrics.queue_event("closed", queue)  # at the door: it never waited
+            case routing.CallRejectedQueueFull(queue=queue):
+                metrics.queue_event("full", queue)
+            case routing.CallKeptForCallback(call_id=call_id, queue=queue, wait_s=wait):
+                if call_id not in kept:
+                    kept.add(call_id)
+                    metrics.queue_event("callback", queue, wait)
+            case routing.CallMaxWaitReached(queue=queue, wait_s=wait):
+                metrics.queue_event("max_wait", queue, wait)
+            case _:
+                pass

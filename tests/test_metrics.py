@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -233,3 +234,56 @@ def test_supervision_gauges_containment_per_intent_and_asr_errors() -> None:
     assert value(m, "callcenter_rtp_received_packets_total") == 500
     [info] = [s for s in samples(m) if s.name == "callcenter_build_info"]
     assert info.value == 1 and info.labels["version"]
+
+
+def _count(m: Metrics, name: str, **labels: str) -> float:
+    return sum(
+        s.value
+        for s in samples(m)
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+@pytest.mark.parametrize("callbacks", [False, True])
+def test_queue_metrics_count_what_the_kpi_book_counts(callbacks: bool) -> None:
+    """The busiest hour's router decisions give Prometheus the KPI book's figures."""
+    from callcenter.metrics import QueueMetrics
+    from routing import load_routing_config, simulate
+    from routing.queue_config import default_routing_config_path
+
+    config = load_routing_config(default_routing_config_path())
+    m = Metrics(process_metrics=False)
+    m.set_queues(config.queues)
+    exporter = QueueMetrics(m)
+
+    def observe(_router: object, decisions: object) -> None:
+        for decision in decisions:  # type: ignore[attr-defined]
+            exporter.apply(decision)
+
+    result = simulate(callbacks=callbacks, seed=3, config=config, observer=observe)
+    assert result.total.offered > 50 and (result.total.callbacks_requested > 0) == callbacks
+    for queue, kpi in result.queues.items():
+        wait = "callcenter_queue_wait_seconds"
+        assert _count(m, "callcenter_queue_joined_total", queue=queue) == kpi.offered
+        assert _count(m, "callcenter_queue_answered_total", queue=queue) == kpi.answered
+        assert _count(m, "callcenter_queue_abandoned_total", queue=queue) == kpi.abandoned
+        short = _count(m, f"{wait}_bucket", queue=queue, result="abandoned", le="5.0")
+        assert short == kpi.abandoned_short
+        # The service level's denominator and numerators, as the recording rules compute them.
+        assert _count(m, f"{wait}_count", queue=queue) - short == kpi.ended, queue
+        assert (
+            _count(m, f"{wait}_bucket", queue=queue, result="answered", le="20.0")
+            == kpi.answered_within_20s
+        )
+        assert (
+            _count(m, f"{wait}_bucket", queue=queue, result="answered", le="60.0")
+            == kpi.answered_within_60s
+        )
+        assert _count(m, f"{wait}_count", queue=queue, result="callback") == kpi.callbacks_requested
+        refused = "callcenter_queue_refused_total"
+        assert _count(m, refused, queue=queue, reason="full") == kpi.rejected_full
+        assert (
+            _count(m, refused, queue=queue, reason="closed")
+            == kpi.rejected_closed + kpi.closed_while_waiting
+        )
+        assert _count(m, refused, queue=queue, reason="max_wait") == kpi.max_wait_reached
