@@ -1,11 +1,12 @@
 """Benchmark: the cost of ``GET /metrics`` with realistic label cardinality, and of the dashboards.
 
 Builds one ``callcenter.metrics.Metrics`` as a node running the shipped configuration would have
-it after a busy day: every queue of ``routing/solidarites.yaml`` with answered, abandoned and
-refused waits and wrap-ups, every pause reason, every intent of ``faq/solidarites.yaml`` decided,
-answered and contained, the hand-off reasons of the flow, SIP methods and codes, DTMF, ASR
-engines, callbacks, panel actions. Then it times ``Metrics.render()`` (the body of
-``GET /metrics``) and prints its size in bytes and samples (series).
+it after a busy day: every queue of ``routing/solidarites.yaml`` with answered, abandoned,
+callback and refused waits, every refusal reason, agents per queue and wrap-ups, every pause
+reason, every intent of ``faq/solidarites.yaml`` decided, answered and contained, the hand-off
+reasons of the flow, SIP methods and codes, DTMF, ASR engines, callbacks, panel actions, RTP.
+Then it times ``Metrics.render()`` (the body of ``GET /metrics``) and prints its size in bytes
+and samples (series).
 
 With ``--prometheus`` (needs Debian's ``/usr/bin/prometheus`` and ``promtool``) it also
 backfills ``--hours`` of that node's history at ``--step`` seconds (counters growing like a busy
@@ -84,13 +85,17 @@ def busy_node(rng: random.Random, scale: int = 1) -> Metrics:
     m.set_dependency("database", True)
     m.set_dependency("redis", True)
     m.set_registration_up(True)
+    m.set_registration_configured(True)
     for _ in range(scale):
         for queue in config.queues:
             m.queue_event("joined", queue)
             m.queue_event("answered", queue, rng.expovariate(1 / 40))
             m.queue_event("abandoned", queue, rng.expovariate(1 / 90))
+            m.queue_event("callback", queue, rng.uniform(30, 300))
             for reason in QUEUE_REFUSALS:
-                m.queue_event(reason, queue, rng.uniform(0, 900))
+                # Refusals at the door (full, unstaffed) come without a wait, as in the service.
+                waited = reason in ("closed", "max_wait")
+                m.queue_event(reason, queue, rng.uniform(0, 900) if waited else None)
             m.wrap_up_ended(queue, rng.uniform(60, 900), rng.choice((True, False, None)))
         for intent in intents:
             m.bot_answer(intent)
@@ -128,6 +133,7 @@ def busy_node(rng: random.Random, scale: int = 1) -> Metrics:
         for action in PANEL_ACTIONS:
             m.panel_action(action)
         m.rtp_lost_packet(rng.randrange(3))
+        m.rtp_received_packet(rng.randrange(500, 15000))
         m.rtp_late_frame(rng.randrange(3))
     m.watch_asr_errors("whisper", lambda: 2)
     m.set_callbacks(pending=3, overdue=0)
@@ -136,6 +142,8 @@ def busy_node(rng: random.Random, scale: int = 1) -> Metrics:
     states += [("paused", reason) for reason in config.pause_reasons]
     m.set_agent_states(states)
     m.set_waiting({queue: rng.randrange(5) for queue in config.queues})
+    m.set_queue_agents({queue: rng.randrange(6) for queue in config.queues})
+    m.watch_routing_mode(lambda: False, lambda: 2)
     return m
 
 
@@ -155,7 +163,7 @@ def time_render(m: Metrics, rounds: int) -> dict[str, Any]:
         "render_ms_mean": round(statistics.fmean(times), 3),
         "bytes": len(body),
         "samples": len(samples),
-        "samples_without_created": len([s for s in samples if "_created" not in s.split(" ")[0]]),
+        "created_samples": len([s for s in samples if "_created" in s.split(" ")[0]]),
         "families": len(families),
         "rounds": rounds,
     }
@@ -182,6 +190,12 @@ def openmetrics_history(hours: float, step: int, end: float, rng: random.Random)
         m.queue_event("answered", rng.choice(("apa", "paiement")), rng.expovariate(1 / 40))
         if rng.random() < 0.1:
             m.queue_event("abandoned", "apa", rng.expovariate(1 / 90))
+        if rng.random() < 0.05:
+            m.queue_event("callback", "apa", rng.uniform(60, 300))
+        if rng.random() < 0.05:
+            m.queue_event(rng.choice(("full", "unstaffed")), "paiement")
+        m.rtp_received_packet(rng.randrange(1000, 10000))
+        m.rtp_lost_packet(rng.randrange(0, 20))
         m.set_waiting({"apa": rng.randrange(4), "paiement": rng.randrange(3)})
         family = ""
         for line in m.render()[0].decode().splitlines():
@@ -194,14 +208,11 @@ def openmetrics_history(hours: float, step: int, end: float, rng: random.Random)
                 if i == 0:
                     headers[family].append(line)
                 continue
-            match = _SAMPLE.match(line)
-            if match is None or match.group(1).endswith("_created"):
+            if _SAMPLE.match(line) is None:
                 continue
             samples[family].append(f"{line} {ts:.3f}")
     out: list[str] = []
     for family in order:
-        if family.endswith("_created"):
-            continue
         name = _om_name(family, headers[family])
         out += [h.replace(f" {family} ", f" {name} ", 1) for h in headers[family]]
         out += sorted(samples[family], key=_series_key)

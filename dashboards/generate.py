@@ -406,13 +406,23 @@ def live_supervision() -> Dashboard:
                         "Abandons",
                     ),
                     Query(
+                        _inc(
+                            f"callcenter_queue_wait_seconds_count{{{QUEUE}, {INST}, "
+                            'result="callback"}',
+                            "15m",
+                        ),
+                        "Rappel (place gardée)",
+                    ),
+                    Query(
                         "sum by (reason) (increase("
                         f"callcenter_queue_refused_total{{{QUEUE}, {INST}}}[15m]))",
                         "Refusés : {{reason}}",
                     ),
                 ),
                 description="Calls per 15 minutes: joined a queue, answered by an agent, "
-                "abandoned, refused (closed, full, maximum wait).",
+                "abandoned, kept their place as a callback, refused or left (closed, maximum "
+                "wait, removed on request; full and unstaffed: turned away at the door, they "
+                "never joined the queue).",
                 min=0,
                 width=8,
                 height=8,
@@ -423,11 +433,27 @@ def live_supervision() -> Dashboard:
         "Conseillers",
         (
             Panel(
+                "Conseillers connectés par file",
+                "bargauge",
+                (
+                    Query(
+                        f"queue:callcenter_queue_agents:max{{{QUEUE}}}", "{{queue}}", instant=True
+                    ),
+                ),
+                description="Agents logged in (any state but offline, paused included) who "
+                "have the queue's skill (max over nodes). Red at 0: an open queue with callers "
+                "waiting or turned away raises CallcenterNoAgentLoggedIn.",
+                thresholds=at_least(1),
+                decimals=0,
+                width=6,
+                height=8,
+            ),
+            Panel(
                 "Conseillers par état",
                 "bargauge",
                 (Query("max by (state) (callcenter_agents)", "{{state}}", instant=True),),
                 description="Agents logged in to routing, by state (max over nodes).",
-                width=8,
+                width=6,
                 height=8,
             ),
             Panel(
@@ -436,7 +462,7 @@ def live_supervision() -> Dashboard:
                 (Query("max by (reason) (callcenter_agents_paused)", "{{reason}}", instant=True),),
                 description="Paused agents by the pause reason they chose (routing "
                 "configuration's list; 'non réponse' after a call rang out).",
-                width=8,
+                width=6,
                 height=8,
             ),
             Panel(
@@ -452,7 +478,7 @@ def live_supervision() -> Dashboard:
                 "no_answer (rang out), failed, withdrawn.",
                 stacked=True,
                 min=0,
-                width=8,
+                width=6,
                 height=8,
             ),
         ),
@@ -687,6 +713,62 @@ def kpis() -> Dashboard:
             ),
         ),
     )
+    refused = f"callcenter_queue_refused_total{{{QUEUE}}}"
+    unserved = Row(
+        "Appels sans conseiller : refus et rappels",
+        (
+            Panel(
+                "Refus et sorties de file par motif",
+                "bargauge",
+                (Query(f"sum by (reason) (increase({refused}[{r}]))", "{{reason}}", instant=True),),
+                description="Calls no agent took, by reason: unstaffed (no agent logged in who "
+                "could take them: they never joined the queue), full (turned away at the door), "
+                "closed (queue closed on arrival or while waiting), max_wait (left at the "
+                "maximum wait), removed (taken out of the queue on request: transfer, another "
+                "way chosen). Full, unstaffed and closed on arrival are not offered calls (not "
+                "in 'entrés en file'); closed while waiting and max_wait ended in the queue, "
+                "unanswered. The first refusal of a queue and reason after a node start is not "
+                "counted (its series is created at 1).",
+                thresholds=NEUTRAL,
+                decimals=0,
+                width=8,
+                height=8,
+            ),
+            Panel(
+                "Refus par file et motif",
+                "bargauge",
+                (
+                    Query(
+                        f"sum by (queue, reason) (increase({refused}[{r}])) > 0",
+                        "{{queue}} : {{reason}}",
+                        instant=True,
+                    ),
+                ),
+                description="The same refusals per queue (only the queue/reason pairs that "
+                "happened over the period).",
+                decimals=0,
+                width=8,
+                height=8,
+            ),
+            Panel(
+                "Rappels demandés en gardant sa place, par file",
+                "bargauge",
+                (
+                    Query(
+                        f"sum by (queue) (increase({wait('callback')}[{r}]))",
+                        "{{queue}}",
+                        instant=True,
+                    ),
+                ),
+                description="Callers who kept their place as a callback: their wait ended "
+                "without an answer (counted as offered and not answered in time, as KpiBook "
+                "does). The callbacks themselves: live supervision, row 'Rappels'.",
+                decimals=0,
+                width=8,
+                height=8,
+            ),
+        ),
+    )
     daily = Row(
         "Jour par jour (30 jours)",
         (
@@ -720,7 +802,7 @@ def kpis() -> Dashboard:
         title="Centre d'appels — indicateurs et objectifs",
         description="Daily and weekly KPIs against the targets: 80 % answered, abandonment "
         "under 5 %, 80 % answered within 60 s. Definitions: docs/kpis.md.",
-        rows=(period, daily, weekly),
+        rows=(period, unserved, daily, weekly),
         time_from="now/d",
         time_to="now",
         refresh="1m",
@@ -961,6 +1043,9 @@ def voice_bot() -> Dashboard:
 def system_health() -> Dashboard:
     """Nodes, calls, CPU/memory, RTP, SIP, Redis and database."""
     job = 'job="callcenter"'
+    lost = f"sum by (instance) (rate(callcenter_rtp_lost_packets_total{{{INST}}}[15m]))"
+    received = f"sum by (instance) (rate(callcenter_rtp_received_packets_total{{{INST}}}[15m]))"
+    rtp_loss = f"{lost} / (({lost} + {received}) > 0)"
     nodes = Row(
         "Nœuds",
         (
@@ -976,9 +1061,17 @@ def system_health() -> Dashboard:
             Panel(
                 "Enregistrement SIP",
                 "stat",
-                (Query(f"callcenter_registration_up{{{INST}}}", "{{instance}}", instant=True),),
-                description="1 while the node's registration to the trunk/IPBX is valid (stays "
-                "0 on nodes without a registrar).",
+                (
+                    Query(
+                        f"callcenter_registration_up{{{INST}}} and on (instance) "
+                        f"callcenter_registration_configured{{{INST}}} == 1",
+                        "{{instance}}",
+                        instant=True,
+                    ),
+                ),
+                description="1 while the node's registration to the trunk/IPBX is valid, for "
+                "the nodes that register upstream ([sip] registrar set); no data when no node "
+                "does (calls come through Kamailio).",
                 thresholds=at_least(1),
                 width=6,
                 height=5,
@@ -1104,14 +1197,23 @@ def system_health() -> Dashboard:
         "Média et SIP",
         (
             Panel(
-                "RTP : paquets perdus et trames en retard",
+                "RTP : taux de perte des paquets entrants",
+                "timeseries",
+                (Query(rtp_loss, "{{instance}}"),),
+                unit="percentunit",
+                description="Inbound RTP packets lost (sequence gaps) / (lost + received), per "
+                "node over 15 minutes. Both counters grow when a call ends, hence the long "
+                "window. Above 1 % callers and the speech recognition start to suffer.",
+                thresholds=(Step(None, "green"), Step(0.01, "orange"), Step(0.03, "red")),
+                draw_thresholds=True,
+                min=0,
+                width=6,
+                height=8,
+            ),
+            Panel(
+                "RTP : trames en retard et trames sortantes manquées",
                 "timeseries",
                 (
-                    Query(
-                        "sum by (instance) (rate("
-                        f"callcenter_rtp_lost_packets_total{{{INST}}}[5m]))",
-                        "perdus {{instance}}",
-                    ),
                     Query(
                         f"sum by (instance) (rate(callcenter_rtp_late_frames_total{{{INST}}}[5m]))",
                         "en retard {{instance}}",
@@ -1123,10 +1225,10 @@ def system_health() -> Dashboard:
                     ),
                 ),
                 unit="cps",
-                description="Inbound packets never received (sequence gaps), inbound frames "
-                "too late for the jitter buffer, outbound prompt frames not ready in time.",
+                description="Inbound frames too late for the jitter buffer, outbound prompt "
+                "frames not ready in time.",
                 min=0,
-                width=8,
+                width=6,
                 height=8,
             ),
             Panel(
@@ -1141,7 +1243,7 @@ def system_health() -> Dashboard:
                 ),
                 unit="cps",
                 min=0,
-                width=8,
+                width=6,
                 height=8,
             ),
             Panel(
@@ -1156,7 +1258,7 @@ def system_health() -> Dashboard:
                 unit="cps",
                 description="malformed, rate_limited (a scanner?), forbidden.",
                 min=0,
-                width=8,
+                width=6,
                 height=8,
             ),
             Panel(

@@ -123,6 +123,8 @@ def exposition_names(text: str) -> dict[str, str]:
     """Sample names an exposition (text format) can carry, from its ``# TYPE`` lines -> type.
 
     Labelled metrics without children print HELP/TYPE but no sample: they count as exported.
+    The service exports no ``*_created`` samples (``disable_created_metrics()``), so none are
+    listed.
     """
     out: dict[str, str] = {}
     for line in text.splitlines():
@@ -134,13 +136,11 @@ def exposition_names(text: str) -> dict[str, str]:
         name, kind = parts[2], parts[3]
         out[name] = kind
         if kind in ("histogram", "gaugehistogram"):
-            for suffix in ("_bucket", "_sum", "_count", "_created"):
+            for suffix in ("_bucket", "_sum", "_count"):
                 out[name + suffix] = kind
         elif kind == "summary":
-            for suffix in ("_sum", "_count", "_created"):
+            for suffix in ("_sum", "_count"):
                 out[name + suffix] = kind
         elif kind == "counter":
-            base = name.removesuffix("_total")
-            out[base + "_total"] = kind
-            out[base + "_created"] = kind
+            out[name.removesuffix("_total") + "_total"] = kind
     return out

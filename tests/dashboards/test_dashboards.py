@@ -32,6 +32,7 @@ from tests.dashboards.promql import (
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "deploy" / "prometheus"
 CATALOGUE = REPO / "docs" / "metrics.md"
+KPI_DOC = REPO / "docs" / "kpis.md"
 JSON_FILES = sorted((REPO / "dashboards" / "json").glob("*.json"))
 SYNTHETIC = frozenset({"up"})
 """Series Prometheus writes itself for every target (``up``), not the service."""
@@ -155,14 +156,8 @@ def test_exposition_names_from_type_lines() -> None:
         "# TYPE c_total counter\n# TYPE h_seconds histogram\n# TYPE g gauge\n# HELP x help\ng 1\n"
     )
     names = exposition_names(text)
-    assert set(names) == {
-        "c_total",
-        "c_created",
-        "h_seconds",
-        "h_seconds_bucket",
-        "h_seconds_sum",
+    assert set(names) == {"c_total", "h_seconds", "h_seconds_bucket", "h_seconds_sum"} | {
         "h_seconds_count",
-        "h_seconds_created",
         "g",
     }
 
@@ -272,6 +267,37 @@ def test_kpi_dashboard_draws_the_targets() -> None:
     assert "[7d]" in by_title["Taux d'abandon par semaine"]["targets"][0]["expr"]
 
 
+def _panel_exprs(name: str) -> dict[str, list[str]]:
+    model = load(REPO / "dashboards" / "json" / name)
+    return {
+        p["title"]: [t["expr"] for t in p["targets"]] for p in model["panels"] if "targets" in p
+    }
+
+
+def test_dashboards_show_the_kpi_book_metrics() -> None:
+    # Agents per queue on the wall screen (the per-queue no-agent alert reads the same rule).
+    live = _panel_exprs("live.json")
+    assert live["Conseillers connectés par file"] == [
+        'queue:callcenter_queue_agents:max{queue=~"$queue"}'
+    ]
+    flows = " ".join(live["Entrées, décrochés, abandons (par 15 min)"])
+    assert 'result="callback"' in flows and "callcenter_queue_refused_total" in flows
+    # Calls no agent took, by refusal reason, over the chosen period.
+    kpi = _panel_exprs("kpis.json")
+    (by_reason,) = kpi["Refus et sorties de file par motif"]
+    assert by_reason.startswith("sum by (reason) (increase(callcenter_queue_refused_total{"), (
+        by_reason
+    )
+    assert "$__range" in by_reason
+    # RTP loss as a share of the inbound packets, not a packet rate.
+    system = _panel_exprs("system.json")
+    (loss,) = system["RTP : taux de perte des paquets entrants"]
+    assert "callcenter_rtp_lost_packets_total" in loss
+    assert "callcenter_rtp_received_packets_total" in loss
+    (registration,) = system["Enregistrement SIP"]
+    assert "callcenter_registration_configured" in registration
+
+
 def test_panel_titles_are_french() -> None:
     # User-facing text is French: a few English words that would betray an untranslated title.
     english = re.compile(r"\b(calls?|queue|waiting|agents?|rate|errors?|latency)\b", re.I)
@@ -379,6 +405,14 @@ def test_promtool_check_metrics_on_the_live_exposition(exposition: str) -> None:
 
 
 @pytest.mark.loopback
+def test_no_created_samples(exposition: str) -> None:
+    # Metrics calls disable_created_metrics(): no *_created gauge per counter and histogram child.
+    created = [line for line in exposition.splitlines() if "_created" in line]
+    assert not created, created[:5]
+    assert "callcenter_calls_total" in exposition  # the exposition is not empty
+
+
+@pytest.mark.loopback
 def test_labels_carry_no_personal_data(exposition: str) -> None:
     label_names = set(re.findall(r"[{,]([a-zA-Z_]\w*)=\"", exposition))
     forbidden = re.compile(r"caller|phone|number|name|login|agent|nir|user|email", re.I)
@@ -391,15 +425,34 @@ def test_labels_carry_no_personal_data(exposition: str) -> None:
 def test_catalogue_matches_the_exposition(exposition: str) -> None:
     text = CATALOGUE.read_text(encoding="utf-8")
     types = exposition_names(exposition)
-    families = [
-        name
-        for line in exposition.splitlines()
-        if line.startswith("# TYPE ")
-        for name in [line.split()[2]]
-        if not name.endswith("_created")
-    ]
+    families = [line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE ")]
     undocumented = [name for name in families if f"`{name}`" not in text]
     assert not undocumented, f"docs/metrics.md does not list: {undocumented}"
     documented = set(re.findall(r"`((?:callcenter|process)_[a-z0-9_]*[a-z0-9])\b", text))
     unknown = sorted(documented - set(types))
     assert not unknown, f"docs/metrics.md names metrics the service does not export: {unknown}"
+
+
+def test_docs_use_the_exposed_bucket_labels() -> None:
+    # prometheus_client writes le="20.0": a query with le="20" matches nothing.
+    for path in (CATALOGUE, KPI_DOC):
+        text = path.read_text(encoding="utf-8")
+        assert 'le="5.0"' in text and 'le="60.0"' in text, path.name
+        bad = re.findall(r'le="\d+"', text)
+        assert not bad, f"{path.name}: {bad}"
+    for path in JSON_FILES:
+        assert not re.findall(r'le=\\"\d+\\"', path.read_text(encoding="utf-8")), path.name
+    assert not re.findall(r'le="\d+"', RULES.read_text(encoding="utf-8"))
+
+
+@pytest.mark.loopback
+def test_kpi_page_names_only_exported_metrics(exposition: str) -> None:
+    text = KPI_DOC.read_text(encoding="utf-8")
+    named = set(re.findall(r"\b(callcenter_[a-z0-9_]*[a-z0-9])\b", text))
+    assert len(named) >= 15, named
+    unknown = sorted(named - set(exposition_names(exposition)))
+    assert not unknown, f"docs/kpis.md names metrics the service does not export: {unknown}"
+    for result in ("answered", "abandoned", "callback", "refused"):
+        assert f"`{result}`" in text, result
+    for reason in ("closed", "full", "max_wait", "removed", "unstaffed"):
+        assert f"`{reason}`" in text, reason

@@ -2,10 +2,12 @@
 
 Prometheus runs on 127.0.0.1 with a 1 s scrape and evaluation interval and the project's rules
 file. Three calls are placed: two callers who hang up 1.5 s into the welcome prompt and one who
-presses 1 and is handed to the ``apa`` queue (unstaffed: no agent). The expected counts come from
-the calls' trails (``GET /api/calls/{id}``), an independent source; PromQL must return them. Every
-recording and alerting rule must evaluate without error, and every dashboard query (variables
-replaced) must be valid PromQL for the real server.
+presses 1 and is handed to the ``apa`` queue (unstaffed: no agent, so it is refused at the door
+with reason ``unstaffed`` and never waits). The expected counts come from the calls' trails
+(``GET /api/calls/{id}``), an independent source; PromQL must return them. Every recording and
+alerting rule must evaluate without error (the per-queue no-agent alert must be active for apa
+exactly when apa is open), and every dashboard query (variables replaced) must be valid PromQL
+for the real server; the system dashboard's RTP loss panel must give 0 % on loopback.
 """
 
 from __future__ import annotations
@@ -117,6 +119,15 @@ def test_prometheus_counts_the_calls_placed(
         for (reason, priority), n in handoffs.items()
     }
     assert prom.values(f'sum(callcenter_queue_joined_total{{{job}, queue="apa"}})') == {"": 0.0}
+    # Turned away at the door as unstaffed: a refusal by reason, without a wait observation.
+    unstaffed = [e for e in events if e["type"] == "queue_unstaffed"]
+    assert prom.values(f"sum by (queue, reason) (callcenter_queue_refused_total{{{job}}})") == {
+        'queue="apa",reason="unstaffed"': float(len(unstaffed))
+    }
+    assert prom.values(f"sum(callcenter_queue_wait_seconds_count{{{job}}})") in ({}, {"": 0.0})
+    assert prom.values(f'callcenter_queue_agents{{{job}, queue="apa"}}') == {
+        f'instance="127.0.0.1:{svc.http_port}",{job},queue="apa"': 0.0
+    }
     digits = collections.Counter(e["data"]["method"] for e in events if e["type"] == "dtmf")
     assert digits, events
     got = prom.values(f"sum by (method) (callcenter_dtmf_digits_total{{{job}}})")
@@ -143,6 +154,10 @@ def test_prometheus_counts_the_calls_placed(
         assert len(waiting) == queues >= 8 and waiting['queue="apa"'] == 0.0, waiting
         assert prom.values("callcenter:agents_logged_in:max") == {"": 0.0}
 
+        assert prom.values('queue:callcenter_queue_agents:max{queue="apa"}') == {'queue="apa"': 0.0}
+        unstaffed_10m = prom.values("round(queue:callcenter_queue_refused_unstaffed:increase10m)")
+        assert unstaffed_10m == {'queue="apa"': 1.0}, unstaffed_10m
+
     eventually(rules_evaluated)
     groups = prom.api("rules")["groups"]
     evaluated = [rule for group in groups for rule in group["rules"]]
@@ -150,7 +165,33 @@ def test_prometheus_counts_the_calls_placed(
     assert len(evaluated) == sum(len(group["rules"]) for group in in_file) >= 20
     broken = [(r["name"], r.get("lastError")) for r in evaluated if r["health"] != "ok"]
     assert not broken, broken
-    assert not [a for a in prom.api("alerts")["alerts"] if a["state"] == "firing"]
+    # apa has no agent and turned a caller away: CallcenterNoAgentLoggedIn is active (pending,
+    # firing after 2 minutes) if and only if apa is within its opening hours right now.
+    apa_open = prom.values(f'callcenter_queue_open{{{job}, queue="apa"}}')
+    expected = ["apa"] if list(apa_open.values()) == [1.0] else []
+
+    def no_agent_alert() -> None:
+        alerts = prom.api("alerts")["alerts"]
+        no_agent = [
+            a["labels"]["queue"]
+            for a in alerts
+            if a["labels"]["alertname"] == "CallcenterNoAgentLoggedIn"
+        ]
+        assert no_agent == expected, (apa_open, alerts)
+
+    eventually(no_agent_alert)
+    alerts = prom.api("alerts")["alerts"]
+    others = [a for a in alerts if a["labels"]["alertname"] != "CallcenterNoAgentLoggedIn"]
+    assert not [a for a in others if a["state"] == "firing"], others
+    # The system dashboard's RTP loss: the callers' packets were received, none lost on loopback.
+    (loss_expr,) = [e for w, e in dashboard_exprs() if "taux de perte" in w]
+
+    def rtp_loss_is_zero() -> None:
+        assert prom.values(f"sum(callcenter_rtp_received_packets_total{{{job}}})")[""] > 0
+        loss = prom.values(grafana_to_promql(loss_expr))
+        assert loss == {f'instance="127.0.0.1:{svc.http_port}"': 0.0}, loss
+
+    eventually(rtp_loss_is_zero)
 
 
 def test_every_dashboard_query_is_valid_promql(prometheus: Prometheus) -> None:
