@@ -432,9 +432,9 @@ _LEAVE_PROMPTS = {
 _REPEAT_LOOKUP_TIMEOUT_S = 2.0
 """How long the repeat-caller lookup may delay joining the queue (then: not a repeat caller)."""
 _MENU_PATH_MAX = 50
+"""Flow nodes kept for the screen pop (a looping menu must not grow it without bound)."""
 _REPLY_WINDOW_S = 30.0
 """A reply later than this after the caller's turn is not a reply to it (not measured)."""
-"""Flow nodes kept for the screen pop (a looping menu must not grow it without bound)."""
 _VOICED_PEAK = 300
 """A 20 ms frame whose peak exceeds this (PCM16) counts as voiced in the bridge statistics."""
 
@@ -574,6 +574,8 @@ class Call:
         self._own_prompts: list[str] = []
         self._bot_path: list[str] = []
         self._reply_from: float | None = None
+        self._typing_number = False
+        """The flow collects several keys (a date, a number): they are masked in the trail."""
         """Loop time of the end of the caller's last spoken turn, until the bot's reply starts."""
         self._intents: list[str] = []
         self._answered: list[str] = []
@@ -984,8 +986,7 @@ class Call:
                 self._ended = True
                 return "completed", item.cause, "service"
             if isinstance(item, _Dtmf):
-                self._record("dtmf", digit=item.digit, method=item.method)
-                self.services.metrics.dtmf_digit(item.method)
+                self._record_key(item, secret=self._typing_number)
                 await pipeline.queue_frame(DtmfFrame(item.digit))
                 continue
             if isinstance(item, sip_events.ReInviteReceived):
@@ -1044,6 +1045,8 @@ class Call:
                     prompt_id = f"{prompt_id}.slow"
                 await pipeline.queue_frame(PlayPromptFrame(prompt_id, action.interruptible))
             elif isinstance(action, ivr_flows.CollectDigits):
+                # Several keys are a date, a dossier or a phone number: not kept in the trail.
+                self._typing_number = action.max_digits != 1
                 timeout = action.timeout_s
                 if timeout == float("inf") and self._listen_fallback is not None:
                     timeout = self._listen_fallback
@@ -1248,8 +1251,8 @@ class Call:
                 self._relay_key(item.digit, "agent")
             return None
         if isinstance(item, _Dtmf):
-            self._record("dtmf", digit=item.digit, method=item.method)
-            self.services.metrics.dtmf_digit(item.method)
+            # Keys to an agent may be anything the conversation asks for (a date, a number).
+            self._record_key(item, secret=state == "bridged")
             if state == "bridged" and self._leg is not None:
                 self._relay_key(item.digit, "caller")
             elif state in ("waiting", "offered") and item.digit == "*":
@@ -2619,8 +2622,7 @@ class Call:
                 await self._cb_repeat(pipeline)
             return True, None
         if isinstance(item, _Dtmf):
-            self._record("dtmf", digit=item.digit, method=item.method)
-            self.services.metrics.dtmf_digit(item.method)
+            self._record_key(item, secret=dialog.step == "type")  # a phone number typed
             await self._cb_key(item.digit, pipeline)
             return True, None
         if isinstance(item, _WaitTick):
@@ -2859,6 +2861,19 @@ class Call:
                 barge_in=action.barge_in,
             )
         )
+
+    def _record_key(self, item: _Dtmf, *, secret: bool) -> None:
+        """Trail one key: its value for a menu choice, only the fact for typed numbers.
+
+        A birth date, a dossier number or a phone number typed on the keypad is personal data
+        that the trail would keep for ``retention.trail_days``; the flow's own events
+        (``identification``, ``callback_requested``) say what came of it.
+        """
+        if secret:
+            self._record("dtmf", method=item.method, masked=True)
+        else:
+            self._record("dtmf", digit=item.digit, method=item.method)
+        self.services.metrics.dtmf_digit(item.method)
 
     def _speech_timeout(self, reason: str) -> ivr_flows.SpeechTimedOut:
         self._record("speech_timeout", reason=reason, grammar=self._grammar)

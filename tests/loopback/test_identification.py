@@ -437,6 +437,10 @@ def test_known_caller_types_birth_date_and_hears_the_dossier(line: Line) -> None
     played = [p["prompt_id"] for p in events(trail, "prompt_played")]
     assert any(p.startswith("call-") for p in played), played
     assert events(trail, "hangup")[0]["cause"] == "satisfied", detail
+    # The typed birth date is not kept in the trail: the keys are there, masked.
+    keys = events(trail, "dtmf")
+    assert len(keys) == 8 and all(k.get("masked") and "digit" not in k for k in keys), keys
+    assert "05031942" not in str(trail), detail
     # Self-service containment per intent: the dossier answer ended the call satisfied.
     assert line.svc.metrics().get(contained, 0.0) == before + 1, line.svc.metrics()
     log = line.svc.log_path.read_text(errors="replace")
