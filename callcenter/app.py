@@ -472,8 +472,14 @@ class Service:
         queues = router.config.queues
         metrics.set_waiting({q: router.queue_size(q) for q in queues})
         logged_in = [a for a in router.agents.values() if a.state is not routing.AgentState.OFFLINE]
+        # As ``call._staffed``: an agent of a queue it overflows to can serve it too, so 0 here
+        # is exactly when a call handed to the queue is turned away ``unstaffed``.
+        chains = {q: [n for n, _ in routing.overflow_chain(router.config, q)] for q in queues}
         metrics.set_queue_agents(
-            {q: sum(1 for a in logged_in if a.proficiency(q) > 0) for q in queues}
+            {
+                q: sum(1 for a in logged_in if any(a.proficiency(n) > 0 for n in chains[q]))
+                for q in queues
+            }
         )
         metrics.set_agent_states((a.state.value, a.pause_reason) for a in logged_in)
 

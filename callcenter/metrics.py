@@ -446,7 +446,8 @@ class Metrics:
         )
         self.queue_agents = Gauge(
             "callcenter_queue_agents",
-            "Agents logged in (any state but offline) who have the queue's skill, by queue.",
+            "Agents logged in (any state but offline) who may serve the queue (its skill or one "
+            "of its overflow queues'), by queue; 0 is when its calls are turned away unstaffed.",
             ["queue"],
             registry=r,
         )
@@ -608,6 +609,9 @@ class Metrics:
             self.queue_abandoned.labels(queue=queue)
             self.queue_waiting.labels(queue=queue)
             self.queue_agents.labels(queue=queue)
+            for reason in QUEUE_REFUSALS:
+                # At 0 from the start, so that increase() sees the first refusal.
+                self.queue_refused.labels(queue=queue, reason=reason)
             for flag in RESOLVED:
                 self.queue_wrapups.labels(queue=queue, resolved=flag)
 
