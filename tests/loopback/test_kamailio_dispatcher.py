@@ -315,3 +315,50 @@ def test_established_call_survives_a_flood_from_its_own_source(
         # The BYE went through the banned source's dispatcher and the node answered it.
         assert "BYE sip:" in outcome[0].messages
         assert re.search(r"SIP/2.0 200 OK\s.*CSeq: 2 BYE", outcome[0].messages, re.DOTALL)
+
+
+def _forged_in_dialog(src: str, sport: int, kport: int, ruri: str, n: int) -> bytes:
+    """An in-dialog INFO through our Record-Route to ``ruri``: what a relay abuser sends."""
+    return (
+        f"INFO {ruri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {src}:{sport};branch=z9hG4bK-forged{n}-{secrets.token_hex(4)};rport\r\n"
+        f"Route: <sip:{HOST}:{kport};lr>\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:x@{src}>;tag=f{n}\r\n"
+        f"To: <{ruri}>;tag=t{n}\r\n"
+        f"Call-ID: forged-{n}-{secrets.token_hex(6)}\r\n"
+        f"CSeq: {n + 1} INFO\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_in_dialog_requests_from_outside_only_reach_the_nodes(
+    tmp_path: Path, nodes: list[Node]
+) -> None:
+    """A forged Route cannot make the front relay or reflect requests to another address."""
+    a, b = nodes
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as victim,
+        run_dispatcher(tmp_path / "kamailio", [(HOST, a.port), (HOST, b.port)]) as dispatcher,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
+        victim.bind((HOST, 0))
+        victim.settimeout(0.2)
+        vport = victim.getsockname()[1]
+        sender.bind(("127.0.0.7", 0))
+        sport = sender.getsockname()[1]
+        for n in range(20):
+            forged = _forged_in_dialog(
+                "127.0.0.7", sport, dispatcher.port, f"sip:v@{HOST}:{vport}", n
+            )
+            sender.sendto(forged, (HOST, dispatcher.port))
+        relayed = 0
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                victim.recv(65535)
+                relayed += 1
+            except TimeoutError:
+                pass
+        assert relayed == 0, dispatcher.log
+        assert "to a non-node destination: dropped" in dispatcher.log
