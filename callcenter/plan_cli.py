@@ -188,17 +188,26 @@ def _cmd_erlang(args: argparse.Namespace) -> int:
         max_occupancy=args.max_occupancy,
         max_abandon=args.max_abandon,
     )
-    c_best = required_agents(
-        args.calls_per_hour, args.aht, dataclasses.replace(target, max_abandon=None)
-    )
-    a_best = (
-        None
-        if args.patience is None
-        else required_agents(args.calls_per_hour, args.aht, target, patience_s=args.patience)
-    )
-    low = max(1, min(c_best.agents, a_best.agents if a_best else c_best.agents) - 2)
+    if args.max_abandon is not None and args.patience is None:
+        raise ValueError("--max-abandon demande --patience (l'abandon vient d'Erlang A)")
+    try:
+        c_best = required_agents(
+            args.calls_per_hour, args.aht, dataclasses.replace(target, max_abandon=None)
+        )
+        a_best = (
+            None
+            if args.patience is None
+            else required_agents(args.calls_per_hour, args.aht, target, patience_s=args.patience)
+        )
+    except ValueError:
+        raise ValueError(
+            "aucun effectif raisonnable n'atteint l'objectif : vérifiez la charge et la cible"
+        ) from None
+    best = [c_best.agents, *([a_best.agents] if a_best else [])]
+    low = max(1, min(best) - 2)
     rows = []
-    for n in range(low, low + max(args.rows, c_best.agents - low + 2)):
+    # Both recommendations and two rows beyond the larger are in the table.
+    for n in range(low, low + max(args.rows, max(best) - low + 3)):
         rows.append(
             (
                 erlang_c_figures(n, args.calls_per_hour, args.aht, args.target_seconds),

@@ -127,6 +127,11 @@ def test_simulate_json_matches_the_policies() -> None:
         (["simulate", "--days", "0"], "--days: doit être >= 1"),
         (["simulate", "--config", "/nonexistent/routing.yaml"], "/nonexistent/routing.yaml"),
         (["forecast"], "invalid choice"),
+        (
+            ["erlang", "--calls-per-hour", "100", "--aht", "300", "--max-abandon", "0.01"],
+            "--max-abandon demande --patience",
+        ),
+        (["erlang", "--calls-per-hour", "1e9", "--aht", "300"], "aucun effectif raisonnable"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str) -> None:
@@ -142,3 +147,19 @@ def test_a_broken_routing_file_names_the_line(tmp_path: Path) -> None:
     proc = plan("simulate", "--days", "1", "--config", str(broken))
     assert proc.returncode == 2
     assert f"{broken}:3" in proc.stderr
+
+
+def test_the_erlang_a_recommendation_is_in_the_table_when_it_needs_more_agents() -> None:
+    # Impatient callers and at most 1 % abandons: Erlang A needs more than Erlang C's 80/60.
+    proc = plan(
+        "erlang",
+        *("--calls-per-hour", "100", "--aht", "300", "--target-sl", "0.8"),
+        *("--target-seconds", "60", "--patience", "60", "--max-abandon", "0.01", "--json"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    need_a = data["recommended"]["erlang_a"]["on_phones"]
+    assert need_a > data["recommended"]["erlang_c"]["on_phones"]
+    rows = {row["agents"]: row for row in data["table"]}
+    assert need_a in rows and need_a + 1 in rows
+    assert rows[need_a]["erlang_a"]["p_abandon"] <= 0.01 < rows[need_a - 1]["erlang_a"]["p_abandon"]
