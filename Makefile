@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := sip-tester baresip kamailio espeak-ng sox tcpdump iproute2 util-linux chromium prometheus
+DEBIAN_PACKAGES := sip-tester baresip kamailio espeak-ng sox tcpdump iproute2 util-linux chromium prometheus prometheus-alertmanager
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint check-debian clean

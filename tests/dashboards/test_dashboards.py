@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -369,6 +370,37 @@ def test_promtool_rule_unit_tests_can_fail(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "CallcenterServiceLevelLow" in result.stdout + result.stderr
+
+
+AMTOOL = shutil.which("amtool")
+
+
+@pytest.mark.skipif(
+    AMTOOL is None, reason="amtool missing (Debian package prometheus-alertmanager)"
+)
+def test_alertmanager_config_routes_every_alert_to_someone() -> None:
+    assert AMTOOL is not None
+    config = str(PROM_DIR / "alertmanager.yml")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AMTOOL, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    checked = run("check-config", config)
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout + checked.stderr
+    prometheus = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    [target] = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert target == "alertmanager:9093"
+    for rule in rules():
+        if "alert" not in rule:
+            continue
+        labels = [f"alertname={rule['alert']}", f"severity={rule['labels']['severity']}"]
+        routed = run("config", "routes", "test", f"--config.file={config}", *labels)
+        receivers = set(routed.stdout.strip().split(","))
+        # Everything reaches the supervisors; outages reach IT on-call as well.
+        expected = {"supervision", "exploitation"} if "critical" in labels[1] else {"supervision"}
+        assert receivers == expected, (rule["alert"], routed.stdout, routed.stderr)
 
 
 # --- against the live exposition ---------------------------------------------------------------
