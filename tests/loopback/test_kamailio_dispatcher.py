@@ -362,3 +362,49 @@ def test_in_dialog_requests_from_outside_only_reach_the_nodes(
                 pass
         assert relayed == 0, dispatcher.log
         assert "to a non-node destination: dropped" in dispatcher.log
+
+
+def _bye(src: str, sport: int, kport: int, ruri: str) -> bytes:
+    return (
+        f"BYE {ruri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {src}:{sport};branch=z9hG4bK-bye-{secrets.token_hex(4)};rport\r\n"
+        f"Route: <sip:{HOST}:{kport};lr>\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:c@{src}>;tag=caller\r\n"
+        "To: <sip:3975@callcenter>;tag=node\r\n"
+        f"Call-ID: advertised-{secrets.token_hex(6)}\r\n"
+        "CSeq: 2 BYE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("advertised", [True, False])
+def test_a_node_reached_at_its_advertised_address_gets_its_callers_bye(
+    tmp_path: Path, advertised: bool
+) -> None:
+    """Behind NAT a node's Contact names its public address, not its list entry (compose)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as node:
+        node.bind(("0.0.0.0", 0))  # listed as 127.0.0.1, advertising 127.0.0.2
+        node.settimeout(0.2)
+        port = node.getsockname()[1]
+        defines = ['KAM_NODE_NETS="127.0.0.2/32"'] if advertised else []
+        with (
+            run_dispatcher(tmp_path / "kam", [(HOST, port)], extra_defines=defines) as dispatcher,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller,
+        ):
+            caller.bind(("127.0.0.8", 0))
+            bye = _bye(
+                "127.0.0.8", caller.getsockname()[1], dispatcher.port, f"sip:cc@127.0.0.2:{port}"
+            )
+            caller.sendto(bye, (HOST, dispatcher.port))
+            reached = 0
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                try:
+                    reached += node.recv(65535).startswith(b"BYE ")
+                except TimeoutError:
+                    pass
+    if advertised:
+        assert reached >= 1, dispatcher.log
+    else:  # the same BYE to an address that is not a node's: dropped
+        assert reached == 0 and "non-node destination: dropped" in dispatcher.log
