@@ -728,7 +728,9 @@ class Call:
             if self._player is not None:
                 metrics.prompt_underrun(self._player.underruns)
             if self._cut_prompt is not None:  # a prompt cut short by the hang-up
-                self._record("prompt_played", prompt_id=self._cut_prompt, interrupted=True)
+                self._record(
+                    "prompt_played", prompt_id=_trail_prompt(self._cut_prompt), interrupted=True
+                )
             try:
                 await self._leave_routing()
             except Exception:  # the trail and the caller's end must still be recorded
@@ -999,7 +1001,9 @@ class Call:
                 flow_event = item.event
             if isinstance(item, PromptFinishedFrame):
                 self._record(
-                    "prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted
+                    "prompt_played",
+                    prompt_id=_trail_prompt(item.prompt_id),
+                    interrupted=item.interrupted,
                 )
                 flow_event = ivr_flows.PromptFinished(item.prompt_id, item.interrupted)
             elif isinstance(item, DigitsCollectedFrame):
@@ -1273,7 +1277,11 @@ class Call:
                 await self._agent_lost(item.leg, item.silent_s)
             return None
         if isinstance(item, PromptFinishedFrame):
-            self._record("prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted)
+            self._record(
+                "prompt_played",
+                prompt_id=_trail_prompt(item.prompt_id),
+                interrupted=item.interrupted,
+            )
             base_id = item.prompt_id.removesuffix(".slow")
             if state == "leaving" and base_id in _LEAVE_PROMPTS.values():
                 return await self._resume_flow(pipeline)
@@ -1697,7 +1705,8 @@ class Call:
                     sent = True
                 except ValueError:
                     sent = False
-        self._record("dtmf_relayed", digit=digit, source=source, sent=sent)
+        # Which key is not kept: keys to an agent may be a date or a number (see _record_key).
+        self._record("dtmf_relayed", source=source, sent=sent)
 
     def _end_bridge(self, leg: Leg) -> None:
         """Stop relaying; record what went through the bridge.
@@ -2578,7 +2587,9 @@ class Call:
             if dialog.step == "slots_pending":
                 if not self._is_hold_prompt(item.prompt_id):
                     return False, None
-                self._record("prompt_played", prompt_id=item.prompt_id, interrupted=False)
+                self._record(
+                    "prompt_played", prompt_id=_trail_prompt(item.prompt_id), interrupted=False
+                )
                 dialog.slots = (
                     self.services.callbacks.slots(self._queue_name or "")
                     if (self.services.callbacks is not None)
@@ -2591,7 +2602,11 @@ class Call:
                 return True, None
             if base_id != dialog.question and base_id not in ("callback_bad_number",):
                 return False, None
-            self._record("prompt_played", prompt_id=item.prompt_id, interrupted=item.interrupted)
+            self._record(
+                "prompt_played",
+                prompt_id=_trail_prompt(item.prompt_id),
+                interrupted=item.interrupted,
+            )
             if dialog.step == "intro":
                 await self._cb_ask_slots(pipeline)
             elif dialog.step == "done":
@@ -3016,6 +3031,18 @@ class Call:
             return
         sent = leg.hold() if held else leg.resume()
         self._record("caller_hold" if held else "caller_resume", agent=leg.agent_id, sent=sent)
+
+
+_DIGIT_PROMPT = re.compile(r"digit_[0-9*#]")
+
+
+def _trail_prompt(prompt_id: str) -> str:
+    """Return the prompt id as the trail keeps it.
+
+    A digit read back (of a dossier or phone number) is only ``digit``: the number cannot be
+    rebuilt from the trail (D34).
+    """
+    return "digit" if _DIGIT_PROMPT.fullmatch(prompt_id.removesuffix(".slow")) else prompt_id
 
 
 def _staffed(service: RoutingBackend, queue: str) -> bool:

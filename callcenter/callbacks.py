@@ -1028,9 +1028,5 @@ class _Attempt:
     def _relay_key(self, source: Leg, digit: str) -> None:
         other = self.callee if source is self.agent else self.agent
         sent = other.send_dtmf(digit) if other is not None else False
-        self.record(
-            "dtmf_relayed",
-            digit=digit,
-            source="agent" if source is self.agent else "callee",
-            sent=sent,
-        )
+        # Which key is not kept: it may be a date or a number typed to the agent (D34).
+        self.record("dtmf_relayed", source="agent" if source is self.agent else "callee", sent=sent)

@@ -345,7 +345,7 @@ async def test_agent_answers_audio_both_ways_then_hangs_up(
     (answered,) = events(call, "agent_answered")
     assert answered["agent"] == "ag1" and answered["within_20s"] and answered["within_60s"]
     (relayed,) = [d for d in events(call, "dtmf_relayed") if d["source"] == "caller"]
-    assert relayed == {"digit": "5", "source": "caller", "sent": True}
+    assert relayed == {"source": "caller", "sent": True}  # which key is not kept
     (bridge,) = events(call, "bridge_ended")
     # ~4 s of talk: 200 frames each way; speech (not silence) in both directions.
     assert bridge["to_agent_frames"] > 100 and bridge["to_caller_frames"] > 100, bridge
