@@ -163,13 +163,17 @@ class Dashboard:
 # --- KPI expressions (the definitions of docs/kpis.md, as in deploy/prometheus/alerts.yml) ---
 
 
-def _inc(selector: str, window: str) -> str:
-    return f"sum(increase({selector}[{window}]))"
+def _inc(selector: str, window: str, by: str = "") -> str:
+    group = f" by ({by})" if by else ""
+    return f"sum{group}(increase({selector}[{window}]))"
 
 
-def _inc0(selector: str, window: str) -> str:
-    # 0 rather than no data when the labelled histogram has no such child yet.
-    return f"({_inc(selector, window)} or vector(0))"
+def _inc0(selector: str, window: str, by: str = "") -> str:
+    # 0 rather than no data when the labelled histogram has no such child yet (per group: a
+    # 0 for every group that has any wait at all).
+    if not by:
+        return f"({_inc(selector, window)} or vector(0))"
+    return f"({_inc(selector, window, by)} or {_inc(wait(), window, by)} * 0)"
 
 
 def wait(result: str = "", le: str = "", part: str = "count") -> str:
@@ -183,28 +187,29 @@ def wait(result: str = "", le: str = "", part: str = "count") -> str:
     return f"callcenter_queue_wait_seconds_{suffix}{{{', '.join(labels)}}}"
 
 
-def short_abandons(window: str) -> str:
+def short_abandons(window: str, by: str = "") -> str:
     """Abandons within 5 s (misdials): out of both sides of the service level and abandonment."""
-    return _inc0(wait("abandoned", "5.0"), window)
+    return _inc0(wait("abandoned", "5.0"), window, by)
 
 
-def ended(window: str) -> str:
+def ended(window: str, by: str = "") -> str:
     """Calls whose wait ended in the queue, short abandons excluded.
 
     Ratios divide by ``(ended > 0)``: no call gives "no data" rather than NaN.
     """
-    return f"({_inc0(wait(), window)} - {short_abandons(window)})"
+    return f"({_inc0(wait(), window, by)} - {short_abandons(window, by)})"
 
 
-def service_level(seconds: int, window: str) -> str:
-    """Answered within ``seconds`` / ended (short abandons excluded)."""
-    return f"{_inc0(wait('answered', f'{seconds}.0'), window)} / ({ended(window)} > 0)"
+def service_level(seconds: int, window: str, by: str = "") -> str:
+    """Answered within ``seconds`` / ended (short abandons excluded), overall or per ``by``."""
+    answered = _inc0(wait("answered", f"{seconds}.0"), window, by)
+    return f"{answered} / ({ended(window, by)} > 0)"
 
 
-def abandonment(window: str) -> str:
-    """Abandoned after 5 s / ended (short abandons excluded)."""
-    abandoned = f"({_inc0(wait('abandoned'), window)} - {short_abandons(window)})"
-    return f"{abandoned} / ({ended(window)} > 0)"
+def abandonment(window: str, by: str = "") -> str:
+    """Abandoned after 5 s / ended (short abandons excluded), overall or per ``by``."""
+    abandoned = f"({_inc0(wait('abandoned'), window, by)} - {short_abandons(window, by)})"
+    return f"{abandoned} / ({ended(window, by)} > 0)"
 
 
 def answered_rate(window: str) -> str:
@@ -669,20 +674,10 @@ def kpis() -> Dashboard:
             Panel(
                 "Niveau de service 60 s par file",
                 "bargauge",
-                (
-                    Query(
-                        "sum by (queue) (increase("
-                        f'callcenter_queue_wait_seconds_bucket{{{QUEUE}, result="answered", '
-                        f'le="60.0"}}[{r}]))'
-                        f" / sum by (queue) (increase(callcenter_queue_wait_seconds_count"
-                        f"{{{QUEUE}}}[{r}]))",
-                        "{{queue}}",
-                        instant=True,
-                    ),
-                ),
+                (Query(service_level(60, r, by="queue"), "{{queue}}", instant=True),),
                 unit="percentunit",
                 description="Answered within 60 s / calls that ended in the queue, per queue "
-                "(short abandons included here).",
+                "(short abandons excluded, as the overall figure).",
                 thresholds=at_least(TARGET_SERVICE_LEVEL),
                 min=0,
                 max=1,
@@ -692,19 +687,10 @@ def kpis() -> Dashboard:
             Panel(
                 "Abandons par file",
                 "bargauge",
-                (
-                    Query(
-                        "sum by (queue) (increase("
-                        f'callcenter_queue_wait_seconds_count{{{QUEUE}, result="abandoned"}}[{r}]))'
-                        " / sum by (queue) (increase("
-                        f"callcenter_queue_wait_seconds_count{{{QUEUE}}}[{r}]))",
-                        "{{queue}}",
-                        instant=True,
-                    ),
-                ),
+                (Query(abandonment(r, by="queue"), "{{queue}}", instant=True),),
                 unit="percentunit",
-                description="Abandoned / calls that ended in the queue, per queue (short "
-                "abandons included here).",
+                description="Abandoned after 5 s / calls that ended in the queue, per queue "
+                "(short abandons excluded, as the overall figure).",
                 thresholds=at_most(TARGET_ABANDONED),
                 min=0,
                 max=1,
@@ -832,8 +818,7 @@ def voice_bot() -> Dashboard:
                 (
                     Query(
                         _inc0(f'callcenter_bot_calls_total{{{INST}, result="contained"}}', r)
-                        + " / "
-                        + _inc(calls, r),
+                        + f" / ({_inc(calls, r)} > 0)",
                         instant=True,
                     ),
                 ),
@@ -850,8 +835,7 @@ def voice_bot() -> Dashboard:
                 (
                     Query(
                         _inc0(f'callcenter_bot_decisions_total{{{INST}, decision="none"}}', r)
-                        + " / "
-                        + _inc(f"callcenter_bot_decisions_total{{{INST}}}", r),
+                        + f" / ({_inc(f'callcenter_bot_decisions_total{{{INST}}}', r)} > 0)",
                         instant=True,
                     ),
                 ),
@@ -892,8 +876,8 @@ def voice_bot() -> Dashboard:
                     Query(
                         "sum by (intent) (increase(callcenter_bot_intent_calls_total"
                         f'{{{INST}, result="contained"}}[{r}]))'
-                        " / sum by (intent) (increase(callcenter_bot_intent_calls_total"
-                        f"{{{INST}}}[{r}]))",
+                        " / (sum by (intent) (increase(callcenter_bot_intent_calls_total"
+                        f"{{{INST}}}[{r}])) > 0)",
                         "{{intent}}",
                         instant=True,
                     ),
@@ -1465,7 +1449,12 @@ def _variable(name: str, label: str, query: str) -> dict[str, Any]:
 
 def to_json(dashboard: Dashboard) -> dict[str, Any]:
     """The Grafana JSON model of ``dashboard`` (schema version 39)."""
-    variables = [_variable("instance", "Nœud", "label_values(callcenter_build_info, instance)")]
+    variables = []
+    if any("$instance" in q.expr for row in dashboard.rows for p in row.panels for q in p.queries):
+        # Only where a query filters on it (the KPI dashboard sums over every node).
+        variables.append(
+            _variable("instance", "Nœud", "label_values(callcenter_build_info, instance)")
+        )
     if dashboard.queue_variable:
         variables.append(
             _variable("queue", "File", "label_values(callcenter_queue_waiting, queue)")

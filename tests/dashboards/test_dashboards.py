@@ -204,7 +204,10 @@ def test_dashboard_structure(path: Path) -> None:
     assert re.fullmatch(r"[a-z0-9-]{1,40}", model["uid"]), model["uid"]
     assert model["title"] and model["time"]["from"] and model["refresh"]
     variables = {v["name"]: v for v in model["templating"]["list"]}
-    assert "instance" in variables
+    # Every variable offered filters something; the KPI dashboard sums over every node.
+    used = json.dumps(model["panels"])
+    assert all(f"${name}" in used for name in variables), sorted(variables)
+    assert ("instance" in variables) == (model["uid"] != "callcenter-kpis"), sorted(variables)
     for var in variables.values():
         assert var["datasource"]["uid"] == uid, var
         assert var["query"]["query"].startswith("label_values("), var
@@ -352,10 +355,30 @@ def test_promtool_rule_unit_tests() -> None:
 
 
 @needs_promtool
-def test_promtool_rule_unit_tests_can_fail(tmp_path: Path) -> None:
-    # The unit tests are not vacuous: the service-level alert at 40 % instead of 80 % fails them.
-    broken = RULES.read_text(encoding="utf-8").replace("ratio15m < 0.8", "ratio15m < 0.4")
-    assert broken != RULES.read_text(encoding="utf-8")
+@pytest.mark.parametrize(
+    ("rule", "mutated", "alert"),
+    [
+        # The service-level alert at 40 % instead of 80 %.
+        ("ratio15m < 0.8", "ratio15m < 0.4", "CallcenterServiceLevelLow"),
+        # The ASR alert without its volume floor (3 errors in 5 minutes).
+        ("[5m])) >= 3", "[5m])) >= 0", "CallcenterAsrFailing"),
+        # Refusals counted over a scrape gap (the rule before the series existed at 0).
+        (
+            'increase(callcenter_queue_refused_total{reason="unstaffed"}[10m])',
+            '(callcenter_queue_refused_total{reason="unstaffed"} unless '
+            'callcenter_queue_refused_total{reason="unstaffed"} offset 10m) or '
+            'increase(callcenter_queue_refused_total{reason="unstaffed"}[10m])',
+            "callcenter_queue_refused_unstaffed",
+        ),
+    ],
+)
+def test_promtool_rule_unit_tests_can_fail(
+    tmp_path: Path, rule: str, mutated: str, alert: str
+) -> None:
+    # The unit tests are not vacuous: each mutation of a rule makes them fail.
+    source = RULES.read_text(encoding="utf-8")
+    assert source.count(rule) == 1, rule
+    broken = source.replace(rule, mutated)
     (tmp_path / "alerts.yml").write_text(broken, encoding="utf-8")
     (tmp_path / "alerts.test.yml").write_text(
         (PROM_DIR / "alerts.test.yml").read_text(encoding="utf-8"), encoding="utf-8"
@@ -369,7 +392,7 @@ def test_promtool_rule_unit_tests_can_fail(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode != 0
-    assert "CallcenterServiceLevelLow" in result.stdout + result.stderr
+    assert alert in result.stdout + result.stderr
 
 
 AMTOOL = shutil.which("amtool")
