@@ -222,3 +222,41 @@ def test_admin_wrapper_runs_the_cli_with_the_service_environment(tmp_path: Path)
     assert result.stdout.strip() == "[]"
     # The store was created in the data dir named by the environment file (SQLite by default).
     assert (data / "callcenter.sqlite3").exists()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="the admin wrapper switches users: root and setpriv (util-linux) needed",
+)
+def test_admin_wrapper_reads_the_environment_file_as_systemd(tmp_path: Path) -> None:
+    """Values are taken literally (no shell expansion), blanks and CRs trimmed, junk skipped."""
+    data = tmp_path / "data"
+    data.mkdir()
+    env_file = tmp_path / "callcenter.env"
+    env_file.write_text(
+        f"CALLCENTER_DATA_DIR={data}  \r\n"
+        "  # a comment\n"
+        'PASSWORD_LIKE="a b $HOME `id` ; rm"\n'
+        "NO_EQUALS_SIGN\n"
+        "  INDENTED = kept\n"
+        "SINGLE='quoted'\n"
+    )
+    result = subprocess.run(
+        ["sh", str(ADMIN)],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "CALLCENTER_USER": "root",
+            "CALLCENTER_ENV_FILE": str(env_file),
+            "CALLCENTER_BIN": shutil.which("env") or "/usr/bin/env",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert seen["CALLCENTER_DATA_DIR"] == str(data)
+    assert seen["PASSWORD_LIKE"] == "a b $HOME `id` ; rm"
+    assert seen["INDENTED"] == "kept" and seen["SINGLE"] == "quoted"
+    assert "NO_EQUALS_SIGN" not in seen
