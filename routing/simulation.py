@@ -1121,7 +1121,8 @@ def apply_bot(
 
     One uniform draw per caller (its own random stream: the callers stay the same as without
     the bot): below the queue's containment the bot ends the call; the others join the
-    queue ``bot_s`` later.
+    queue ``bot_s`` later — so a caller who calls in the last ``bot_s`` before a closing is
+    handed over after it and refused as closed, as the service would do.
 
     Args:
         callers: Callers in arrival order.
@@ -1170,7 +1171,7 @@ class HourFigures:
     bot_ended: int
     """Calls the bot ended."""
     reached_queue: int
-    """Calls that joined a queue."""
+    """Calls handed to a queue (after the bot, if any), those refused at the door included."""
     answered: int
     """Answered live."""
     answered_20s: int
