@@ -192,10 +192,30 @@ def test_systemd_security_exposure_is_low(tmp_path: Path) -> None:
     assert level is not None and float(level.group(1)) <= 2.0, result.stdout[-500:]
 
 
-@pytest.mark.skipif(
+needs_root_and_setpriv = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None,
     reason="the admin wrapper switches users: root and setpriv (util-linux) needed",
 )
+
+
+def run_admin(env_file: Path, program: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``callcenter-admin`` as root with ``program`` standing for the installed CLI."""
+    return subprocess.run(
+        ["sh", str(ADMIN), *args],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "CALLCENTER_USER": "root",
+            "CALLCENTER_ENV_FILE": str(env_file),
+            "CALLCENTER_BIN": program,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@needs_root_and_setpriv
 def test_admin_wrapper_runs_the_cli_with_the_service_environment(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -205,18 +225,8 @@ def test_admin_wrapper_runs_the_cli_with_the_service_environment(tmp_path: Path)
             "CALLCENTER_DATA_DIR=/var/lib/callcenter", f"CALLCENTER_DATA_DIR={data}"
         )
     )
-    result = subprocess.run(
-        ["sh", str(ADMIN), "calls", "list", "--limit", "1"],
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "CALLCENTER_USER": "root",
-            "CALLCENTER_ENV_FILE": str(env_file),
-            "CALLCENTER_BIN": str(Path(sys.executable).parent / "callcenter"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_admin(
+        env_file, str(Path(sys.executable).parent / "callcenter"), "calls", "list", "--limit", "1"
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "[]"
@@ -224,10 +234,7 @@ def test_admin_wrapper_runs_the_cli_with_the_service_environment(tmp_path: Path)
     assert (data / "callcenter.sqlite3").exists()
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("setpriv") is None,
-    reason="the admin wrapper switches users: root and setpriv (util-linux) needed",
-)
+@needs_root_and_setpriv
 def test_admin_wrapper_reads_the_environment_file_as_systemd(tmp_path: Path) -> None:
     """Values are taken literally (no shell expansion), blanks and CRs trimmed, junk skipped."""
     data = tmp_path / "data"
@@ -241,19 +248,7 @@ def test_admin_wrapper_reads_the_environment_file_as_systemd(tmp_path: Path) -> 
         "  INDENTED = kept\n"
         "SINGLE='quoted'\n"
     )
-    result = subprocess.run(
-        ["sh", str(ADMIN)],
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "CALLCENTER_USER": "root",
-            "CALLCENTER_ENV_FILE": str(env_file),
-            "CALLCENTER_BIN": shutil.which("env") or "/usr/bin/env",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_admin(env_file, shutil.which("env") or "/usr/bin/env")
     assert result.returncode == 0, result.stderr
     seen = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert seen["CALLCENTER_DATA_DIR"] == str(data)
