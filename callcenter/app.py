@@ -571,7 +571,10 @@ class Service:
     async def _probe_periodically(self) -> None:
         while True:
             await asyncio.sleep(_PROBE_INTERVAL_S)
-            await self.probe()
+            try:
+                await self.probe()
+            except Exception:  # a surprise must not end the probing (CancelledError passes)
+                logger.exception("metrics probe failed; retried in %.0f s", _PROBE_INTERVAL_S)
 
     async def refresh_agents(self) -> None:
         """Reload the agents' SIP URIs from the store (a store error keeps the last ones)."""
