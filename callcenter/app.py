@@ -19,7 +19,7 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -905,69 +905,60 @@ class Service:
                 await self._reload_logged()
 
     async def _purge_transcripts(self) -> None:
-        """Erase transcripts older than the retention period, now and then periodically."""
+        """Apply the retention periods now and then periodically (D17, D34).
+
+        In order: transcripts and contact summaries (what callers said), caller numbers and
+        then whole calls of the trail, audit entries, ended callbacks' numbers.
+        """
         retention = self.config.retention
         while True:
-            cutoff = datetime.now(UTC) - timedelta(days=retention.transcript_days)
-            try:
-                erased = await self.trail.purge_transcripts(cutoff)
-            except SQLAlchemyError as exc:
-                logger.warning("transcript purge failed (%s); retried later", type(exc).__name__)
-            else:
-                if erased:
-                    logger.info("retention: erased %d transcript(s) older than %s", erased, cutoff)
+            now = datetime.now(UTC)
+            cutoff = now - timedelta(days=retention.transcript_days)
+            await self._purge(
+                "transcript",
+                self.trail.purge_transcripts(cutoff),
+                f"erased %d transcript(s) older than {cutoff}",
+            )
             if self.identity is not None:
-                try:
-                    erased = await asyncio.to_thread(
-                        repo.purge_contact_summaries, self.identity.engine, cutoff
-                    )
-                except SQLAlchemyError as exc:
-                    logger.warning(
-                        "contact summary purge failed (%s); retried later", type(exc).__name__
-                    )
-                else:
-                    if erased:
-                        logger.info("retention: erased %d contact summaries", erased)
-            await self._apply_retention()
+                await self._purge(
+                    "contact summary",
+                    asyncio.to_thread(repo.purge_contact_summaries, self.identity.engine, cutoff),
+                    "erased %d contact summaries",
+                )
+            await self._purge(
+                "call trail",
+                self.trail.apply_retention(
+                    numbers_before=now - timedelta(days=retention.caller_number_days),
+                    calls_before=now - timedelta(days=retention.trail_days),
+                ),
+                "deleted %d call(s) and their trail",
+            )
+            if self.store_engine is not None:
+                await self._purge(
+                    "audit",
+                    asyncio.to_thread(
+                        audit_store.purge_audit,
+                        self.store_engine,
+                        now - timedelta(days=retention.audit_days),
+                    ),
+                    "deleted %d audit entries",
+                )
             if self.callbacks is not None:
-                try:
-                    erased = await self.callbacks.erase_numbers()
-                except SQLAlchemyError as exc:
-                    logger.warning(
-                        "callback number purge failed (%s); retried later", type(exc).__name__
-                    )
-                else:
-                    if erased:
-                        logger.info("retention: erased %d callback numbers", erased)
+                await self._purge(
+                    "callback number", self.callbacks.erase_numbers(), "erased %d callback numbers"
+                )
             await asyncio.sleep(retention.purge_interval_s)
 
-    async def _apply_retention(self) -> None:
-        """Erase caller numbers, then delete old calls and old audit entries."""
-        retention = self.config.retention
-        now = datetime.now(UTC)
+    @staticmethod
+    async def _purge(what: str, work: Awaitable[int], done: str) -> None:
+        """Await one purge; a database error is logged and the purge retried at the next round."""
         try:
-            deleted = await self.trail.apply_retention(
-                numbers_before=now - timedelta(days=retention.caller_number_days),
-                calls_before=now - timedelta(days=retention.trail_days),
-            )
+            count = await work
         except SQLAlchemyError as exc:
-            logger.warning("call trail purge failed (%s); retried later", type(exc).__name__)
+            logger.warning("%s purge failed (%s); retried later", what, type(exc).__name__)
         else:
-            if deleted:
-                logger.info("retention: deleted %d call(s) and their trail", deleted)
-        if self.store_engine is None:
-            return
-        try:
-            deleted = await asyncio.to_thread(
-                audit_store.purge_audit,
-                self.store_engine,
-                now - timedelta(days=retention.audit_days),
-            )
-        except SQLAlchemyError as exc:
-            logger.warning("audit purge failed (%s); retried later", type(exc).__name__)
-        else:
-            if deleted:
-                logger.info("retention: deleted %d audit entries", deleted)
+            if count:
+                logger.info("retention: " + done, count)
 
     async def _reload_logged(self) -> None:
         """Reload for the watcher and SIGHUP: a surprise (e.g. a full disk) is logged, not fatal."""

@@ -574,9 +574,9 @@ class Call:
         self._own_prompts: list[str] = []
         self._bot_path: list[str] = []
         self._reply_from: float | None = None
+        """Loop time of the end of the caller's last spoken turn, until the bot's reply starts."""
         self._typing_number = False
         """The flow collects several keys (a date, a number): they are masked in the trail."""
-        """Loop time of the end of the caller's last spoken turn, until the bot's reply starts."""
         self._intents: list[str] = []
         self._answered: list[str] = []
         """Intents the bot answered in this call (FAQ answers and dossier answers)."""
@@ -728,9 +728,7 @@ class Call:
             if self._player is not None:
                 metrics.prompt_underrun(self._player.underruns)
             if self._cut_prompt is not None:  # a prompt cut short by the hang-up
-                self._record(
-                    "prompt_played", prompt_id=_trail_prompt(self._cut_prompt), interrupted=True
-                )
+                self._record_prompt(self._cut_prompt, True)
             try:
                 await self._leave_routing()
             except Exception:  # the trail and the caller's end must still be recorded
@@ -1000,11 +998,7 @@ class Call:
             if isinstance(item, _FlowEvent):
                 flow_event = item.event
             if isinstance(item, PromptFinishedFrame):
-                self._record(
-                    "prompt_played",
-                    prompt_id=_trail_prompt(item.prompt_id),
-                    interrupted=item.interrupted,
-                )
+                self._record_prompt(item.prompt_id, item.interrupted)
                 flow_event = ivr_flows.PromptFinished(item.prompt_id, item.interrupted)
             elif isinstance(item, DigitsCollectedFrame):
                 flow_event = ivr_flows.DigitsCollected(item.digits)
@@ -1277,11 +1271,7 @@ class Call:
                 await self._agent_lost(item.leg, item.silent_s)
             return None
         if isinstance(item, PromptFinishedFrame):
-            self._record(
-                "prompt_played",
-                prompt_id=_trail_prompt(item.prompt_id),
-                interrupted=item.interrupted,
-            )
+            self._record_prompt(item.prompt_id, item.interrupted)
             base_id = item.prompt_id.removesuffix(".slow")
             if state == "leaving" and base_id in _LEAVE_PROMPTS.values():
                 return await self._resume_flow(pipeline)
@@ -2587,9 +2577,7 @@ class Call:
             if dialog.step == "slots_pending":
                 if not self._is_hold_prompt(item.prompt_id):
                     return False, None
-                self._record(
-                    "prompt_played", prompt_id=_trail_prompt(item.prompt_id), interrupted=False
-                )
+                self._record_prompt(item.prompt_id, False)
                 dialog.slots = (
                     self.services.callbacks.slots(self._queue_name or "")
                     if (self.services.callbacks is not None)
@@ -2602,11 +2590,7 @@ class Call:
                 return True, None
             if base_id != dialog.question and base_id not in ("callback_bad_number",):
                 return False, None
-            self._record(
-                "prompt_played",
-                prompt_id=_trail_prompt(item.prompt_id),
-                interrupted=item.interrupted,
-            )
+            self._record_prompt(item.prompt_id, item.interrupted)
             if dialog.step == "intro":
                 await self._cb_ask_slots(pipeline)
             elif dialog.step == "done":
@@ -2876,6 +2860,10 @@ class Call:
                 barge_in=action.barge_in,
             )
         )
+
+    def _record_prompt(self, prompt_id: str, interrupted: bool) -> None:
+        """Trail a prompt played (or cut short); a digit read back keeps no value."""
+        self._record("prompt_played", prompt_id=_trail_prompt(prompt_id), interrupted=interrupted)
 
     def _record_key(self, item: _Dtmf, *, secret: bool) -> None:
         """Trail one key: its value for a menu choice, only the fact for typed numbers.

@@ -629,7 +629,7 @@ class Metrics:
         self.queue_wrapups.labels(queue=label, resolved=flag).inc()
 
     def set_queue_agents(self, counts: Mapping[str, int]) -> None:
-        """Set how many logged-in agents have each queue's skill."""
+        """Set how many logged-in agents may serve each queue (overflow queues' included)."""
         for queue, count in counts.items():
             self.queue_agents.labels(queue=self._queue(queue)).set(count)
 
