@@ -36,6 +36,34 @@ SHARED_CACHE = Path(os.environ.get("CALLCENTER_TEST_CACHE", "/tmp/callcenter-tes
 tests run one at a time); deleting it only costs the first start a few seconds."""
 
 
+_TIMESTAMP_KEYS = frozenset({"ts", "started_at", "answered_at", "ended_at"})
+
+
+def trail_text(trail: object) -> str:
+    """Every string a call's trail (or part of it) holds, timestamps left out, one per line.
+
+    For "this number is not in the trail" checks: a short number such as "3977" can occur in a
+    timestamp's microseconds (it did: ``10:49:58.397799``), and such a check must not fail on
+    that. Typed digits and numbers are stored as strings, so they are all in here.
+    """
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                found.append(str(key))
+                if key not in _TIMESTAMP_KEYS:
+                    walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(trail)
+    return "\n".join(found)
+
+
 def service_missing_reason() -> str | None:
     """Return why the real service cannot be started here, or None when it can."""
     if not (REPO / "callcenter" / "app.py").exists():

@@ -35,7 +35,7 @@ from callcenter.store import callbacks as cb_store
 from callcenter.store.dossiers import CONTACT
 from routing.callbacks import CallbackStatus
 from tests.loopback.audio import espeak_wav
-from tests.loopback.service import SHARED_CACHE, free_port, render_scenario
+from tests.loopback.service import SHARED_CACHE, free_port, render_scenario, trail_text
 from tests.loopback.test_agent_bridge import (
     HANG_UP,
     HOST,
@@ -157,7 +157,7 @@ async def _ask_callback(service: Service, tmp_path: Path, audio: Path) -> tuple[
     assert events(call, "hangup")[-1]["cause"] == "callback_requested"
     (requested,) = events(call, "callback_requested")
     assert requested["mode"] == "keep_place"
-    assert E164 not in str(call["events"]) and CALLER_ID not in str(call["events"])
+    assert E164 not in trail_text(call["events"]) and CALLER_ID not in trail_text(call["events"])
     engine = service.store_engine
     assert engine is not None
     stored = cb_store.get(engine, requested["callback"])

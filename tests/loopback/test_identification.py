@@ -51,6 +51,7 @@ from tests.loopback.service import (
     run_service,
     run_sipp,
     service_missing_reason,
+    trail_text,
 )
 from tests.store.seed import seed_apa_usager
 
@@ -440,7 +441,7 @@ def test_known_caller_types_birth_date_and_hears_the_dossier(line: Line) -> None
     # The typed birth date is not kept in the trail: the keys are there, masked.
     keys = events(trail, "dtmf")
     assert len(keys) == 8 and all(k.get("masked") and "digit" not in k for k in keys), keys
-    assert "05031942" not in str(trail), detail
+    assert "05031942" not in trail_text(trail), detail
     # Self-service containment per intent: the dossier answer ended the call satisfied.
     assert line.svc.metrics().get(contained, 0.0) == before + 1, line.svc.metrics()
     log = line.svc.log_path.read_text(errors="replace")
@@ -483,7 +484,7 @@ def test_unknown_caller_types_dossier_number_hears_it_read_back(line: Line) -> N
     start = prompts.index(("idk_readback", False))
     read_back = prompts[start + 1 : start + 1 + len(KEYPAD.numero_keys)]
     assert read_back == [("digit", False)] * len(KEYPAD.numero_keys), detail
-    assert KEYPAD.numero_keys.rstrip("#") not in str(call.trail), detail
+    assert KEYPAD.numero_keys.rstrip("#") not in trail_text(call.trail), detail
     assert prompts[start + 1 + len(KEYPAD.numero_keys)][0] == "idk_confirm", detail
     [ident] = call.events("identification")
     assert ident == {
