@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -799,71 +800,45 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+_QUEUE_EVENTS: Mapping[routing.QueueOutcome, tuple[str, bool]] = MappingProxyType(
+    {
+        routing.QueueOutcome.JOINED: ("joined", False),
+        routing.QueueOutcome.ANSWERED: ("answered", True),
+        routing.QueueOutcome.ABANDONED: ("abandoned", True),
+        # Left on request (a caller's own choice, not a wait that ended): no wait.
+        routing.QueueOutcome.REMOVED: ("removed", False),
+        routing.QueueOutcome.MAX_WAIT: ("max_wait", True),
+        routing.QueueOutcome.CLOSED_AT_DOOR: ("closed", False),
+        routing.QueueOutcome.CLOSED_WHILE_WAITING: ("closed", True),
+        routing.QueueOutcome.REJECTED_FULL: ("full", False),
+        routing.QueueOutcome.CALLBACK_KEPT: ("callback", True),
+    }
+)
+"""Queue outcome → (:meth:`Metrics.queue_event` kind, with its wait). The other outcomes are a
+callback's later life (entering the queue again, dialled, closed out, cancelled): the callbacks'
+metrics count them, not a second queue outcome of the same caller."""
+
+
 class QueueMetrics:
     """Turns the router's decisions into the queue metrics, counted as ``routing.kpi.KpiBook``.
 
-    A refusal at the door has no wait; a place kept as a callback ends the caller's wait once
-    (``callback``), and what happens to that entry afterwards (re-entering the queue, dialled,
-    closed out, cancelled) belongs to the callbacks' metrics, not to a second queue outcome. So
+    Both classify decisions with :class:`routing.QueueOutcomes`. A refusal at the door has no
+    wait; a place kept as a callback ends the caller's wait once (``callback``). So
     ``callcenter_queue_wait_seconds_count`` minus the short abandons is the book's ``ended``.
     """
 
     def __init__(self, metrics: Metrics) -> None:
         """Count into ``metrics``."""
         self.metrics = metrics
-        self._dial_out: set[str] = set()
-        self._kept: set[str] = set()
+        self.outcomes = routing.QueueOutcomes()
 
     def apply(self, decision: routing.Decision) -> None:
         """Account for one decision of this node's calls (others are ignored)."""
-        metrics = self.metrics
-        kept = self._kept
-        match decision:
-            case routing.WrapUpEnded(queue=queue, handle_s=handle, resolved=resolved):
-                metrics.wrap_up_ended(queue, handle, resolved)
-            case routing.CallEnqueued(call_id=call_id, queue=queue, callback=callback):
-                if callback or call_id in kept:
-                    kept.add(call_id)  # a slot or a retry: counted when it was asked for
-                else:
-                    metrics.queue_event("joined", queue)
-            case routing.OfferCall(call=call, dial_out=True):
-                self._dial_out.add(call.call_id)
-            case routing.CallAnswered(call_id=call_id, queue=queue, wait_s=wait):
-                if call_id in self._dial_out or call_id in kept:
-                    # An agent took a callback: nobody waited on the line (not an answer time).
-                    self._dial_out.discard(call_id)
-                    kept.discard(call_id)
-                else:
-                    metrics.queue_event("answered", queue, wait)
-            case routing.OfferEnded(call_id=call_id):
-                self._dial_out.discard(call_id)
-            case routing.CallAbandoned(call_id=call_id, queue=queue, wait_s=wait):
-                if call_id in kept:
-                    kept.discard(call_id)  # a callback cancelled
-                else:
-                    metrics.queue_event("abandoned", queue, wait)
-            case routing.CallRemoved(call_id=call_id, queue=queue):
-                # Left on request (a caller's own choice, not a wait that ended): no wait.
-                if call_id in kept:
-                    kept.discard(call_id)
-                else:
-                    metrics.queue_event("removed", queue)
-            case routing.CallRejectedClosed(
-                call_id=call_id, queue=queue, wait_s=wait, kept_callback=kept_callback
-            ):
-                if kept_callback or call_id in kept:
-                    kept.discard(call_id)  # a kept callback closed out: placed at the reopening
-                elif wait > 0:
-                    metrics.queue_event("closed", queue, wait)
-                else:
-                    metrics.queue_event("closed", queue)  # at the door: it never waited
-            case routing.CallRejectedQueueFull(queue=queue):
-                metrics.queue_event("full", queue)
-            case routing.CallKeptForCallback(call_id=call_id, queue=queue, wait_s=wait):
-                if call_id not in kept:
-                    kept.add(call_id)
-                    metrics.queue_event("callback", queue, wait)
-            case routing.CallMaxWaitReached(queue=queue, wait_s=wait):
-                metrics.queue_event("max_wait", queue, wait)
-            case _:
-                pass
+        if isinstance(decision, routing.WrapUpEnded):
+            self.metrics.wrap_up_ended(decision.queue, decision.handle_s, decision.resolved)
+            return
+        fact = self.outcomes.classify(decision)
+        if fact is None or fact.outcome not in _QUEUE_EVENTS:
+            return
+        kind, timed = _QUEUE_EVENTS[fact.outcome]
+        self.metrics.queue_event(kind, fact.queue, fact.wait_s if timed else None)

@@ -57,7 +57,7 @@ from .events import (
     WrapUpDone,
     WrapUpEnded,
 )
-from .kpi import AgentKpi, KpiBook, QueueKpi
+from .kpi import AgentKpi, KpiBook, QueueFact, QueueKpi, QueueOutcome, QueueOutcomes
 from .model import Agent, AgentState, Priority, QueuedCall, Skill
 from .queue_config import (
     ConfigIssue,
@@ -141,8 +141,11 @@ __all__ = [
     "Priority",
     "PriorityRules",
     "QueueConfig",
+    "QueueFact",
     "QueueFigures",
     "QueueKpi",
+    "QueueOutcome",
+    "QueueOutcomes",
     "QueuedCall",
     "RelaxationStep",
     "Router",

@@ -17,11 +17,15 @@ counts for its specialised queue, with ``answered_via_overflow``). Definitions:
   kept-place callback (``callbacks_requested``). So, once nothing waits,
   ``offered = answered + abandoned + max_wait_reached + closed_while_waiting + removed +
   callbacks_requested`` (:attr:`QueueKpi.unresolved` is the difference).
-- A kept-place callback an agent takes is ``callbacks_dialled`` (the outbound call is placed),
-  not ``answered``: nobody was waiting on the line, and its wait is not an answer time. A
-  scheduled (slot) callback is a contact of its own: offered when it enters the queue at the
-  slot, ``answered`` (and ``callbacks_dialled``) when an agent takes it.
+- A callback an agent takes (kept place or chosen slot) is ``callbacks_dialled`` (the outbound
+  call is placed), not ``answered``: nobody was waiting on the line, and its wait is not an
+  answer time. A callback entering the queue (a slot at its time, a retry) is a
+  ``callback_entries``, not a new offered call; the request itself was counted when it was made
+  (``CallKeptForCallback``, :meth:`KpiBook.record_callback_request`).
   ``callbacks_completed`` / ``callbacks_failed`` come from the callback's final outcome.
+- Which of these a decision is, is told by :class:`QueueOutcomes` alone: the book and the
+  service's Prometheus counters (``callcenter.metrics.QueueMetrics``) both count from it, so
+  they cannot drift apart.
 - *service level within T*: answered within T seconds / calls that ended in the queue, short
   abandons (under ``short_abandon_s``, 5 s by default: misdials, people who hang up on hearing
   the queue) excluded from both sides. A caller who took a callback was not answered within T.
@@ -39,6 +43,7 @@ labels as is.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +86,134 @@ def within_service_levels(wait_s: float) -> tuple[bool, bool]:
         ``(answered within 20 s, answered within 60 s)``.
     """
     return wait_s <= SERVICE_LEVEL_THRESHOLDS_S[0], wait_s <= SERVICE_LEVEL_THRESHOLDS_S[1]
+
+
+class QueueOutcome(enum.Enum):
+    """What a router decision means for a call's place in its queue."""
+
+    JOINED = "joined"
+    """A call entered its queue: offered."""
+    CALLBACK_ENTRY = "callback_entry"
+    """A callback (a slot at its time, a retry) entered the queue: not a new offered call."""
+    ANSWERED = "answered"
+    """An agent took a call with the caller on the line (``wait_s``: the answer time)."""
+    CALLBACK_DIALLED = "callback_dialled"
+    """An agent took a callback: the outbound call is placed (nobody waited on the line)."""
+    ABANDONED = "abandoned"
+    """The caller hung up while waiting."""
+    CALLBACK_CANCELLED = "callback_cancelled"
+    """A queued callback was taken out of the queue (cancelled)."""
+    REMOVED = "removed"
+    """Taken out of the queue on request (transfer, the caller chose another way)."""
+    MAX_WAIT = "max_wait"
+    """Left at the queue's maximum wait."""
+    CLOSED_AT_DOOR = "closed_at_door"
+    """Refused because the queue was closed: it never waited."""
+    CLOSED_WHILE_WAITING = "closed_while_waiting"
+    """Left the queue at closing time."""
+    CALLBACK_CLOSED = "callback_closed"
+    """A queued callback at closing time: carried over to the next opening."""
+    REJECTED_FULL = "rejected_full"
+    """Refused because the queue was full."""
+    CALLBACK_KEPT = "callback_kept"
+    """The caller hung up keeping their place for a callback: their wait ended there."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFact:
+    """One decision, classified (:class:`QueueOutcomes`)."""
+
+    outcome: QueueOutcome
+    """What happened."""
+    queue: str
+    """The call's own queue."""
+    wait_s: float = 0.0
+    """Time spent in the queue until then (0 where the call never waited)."""
+    via_overflow: bool = False
+    """``ANSWERED`` by an agent of an overflow queue."""
+
+
+class QueueOutcomes:
+    """Tells what each router decision means for a call's place in its queue.
+
+    The one place that knows which calls are callbacks (a kept place, a slot, a retry: their
+    later decisions are callback facts, not queue answers or abandons). Feed it every decision
+    in order; it keeps only the ids of callbacks in progress, each forgotten once the callback
+    leaves the queue (dialled, cancelled, closed out: a retry enters again flagged
+    ``callback``).
+    """
+
+    def __init__(self) -> None:
+        self._kept: set[str] = set()
+        self._dial_out: set[str] = set()
+
+    def classify(self, decision: Decision) -> QueueFact | None:  # noqa: C901 (one case per kind)
+        """Return what ``decision`` means for its call's place in the queue, or None.
+
+        Args:
+            decision: A decision from :meth:`routing.engine.Router.handle`, in order.
+
+        Returns:
+            The fact, None for a decision that ends or starts no place in a queue (offers,
+            overflow steps, talk, wrap-up, agents' states...).
+        """
+        kept = self._kept
+        match decision:
+            case CallEnqueued(call_id=call_id, queue=queue, callback=callback):
+                if callback or call_id in kept:
+                    kept.add(call_id)
+                    return QueueFact(QueueOutcome.CALLBACK_ENTRY, queue)
+                return QueueFact(QueueOutcome.JOINED, queue)
+            case CallRejectedQueueFull(queue=queue):
+                return QueueFact(QueueOutcome.REJECTED_FULL, queue)
+            case CallRejectedClosed(
+                call_id=call_id, queue=queue, wait_s=wait, kept_callback=kept_callback
+            ):
+                if kept_callback or call_id in kept:
+                    kept.discard(call_id)  # placed at the reopening, flagged ``callback``
+                    return QueueFact(QueueOutcome.CALLBACK_CLOSED, queue)
+                if wait > 0:
+                    return QueueFact(QueueOutcome.CLOSED_WHILE_WAITING, queue, wait)
+                return QueueFact(QueueOutcome.CLOSED_AT_DOOR, queue)
+            case OfferCall(call=call, dial_out=True):
+                self._dial_out.add(call.call_id)
+            case OfferEnded(call_id=call_id) | CallCompleted(call_id=call_id):
+                self._dial_out.discard(call_id)
+            case CallAnswered(call_id=call_id, queue=queue, via_queue=via, wait_s=wait):
+                if call_id in kept or call_id in self._dial_out:
+                    kept.discard(call_id)
+                    self._dial_out.discard(call_id)
+                    return QueueFact(QueueOutcome.CALLBACK_DIALLED, queue, wait)
+                return QueueFact(QueueOutcome.ANSWERED, queue, wait, via_overflow=via != queue)
+            case CallAbandoned(call_id=call_id, queue=queue, wait_s=wait):
+                if call_id in kept:
+                    kept.discard(call_id)
+                    return QueueFact(QueueOutcome.CALLBACK_CANCELLED, queue, wait)
+                return QueueFact(QueueOutcome.ABANDONED, queue, wait)
+            case CallRemoved(call_id=call_id, queue=queue, wait_s=wait):
+                if call_id in kept:
+                    kept.discard(call_id)
+                    return QueueFact(QueueOutcome.CALLBACK_CANCELLED, queue, wait)
+                return QueueFact(QueueOutcome.REMOVED, queue, wait)
+            case CallMaxWaitReached(queue=queue, wait_s=wait):
+                return QueueFact(QueueOutcome.MAX_WAIT, queue, wait)
+            case CallKeptForCallback(call_id=call_id, queue=queue, wait_s=wait):
+                if call_id not in kept:
+                    kept.add(call_id)
+                    return QueueFact(QueueOutcome.CALLBACK_KEPT, queue, wait)
+            case _:
+                pass
+        return None
+
+    def forget(self, call_id: str) -> None:
+        """Forget a callback that ended (its id may come back as a new call)."""
+        self._kept.discard(call_id)
+        self._dial_out.discard(call_id)
+
+    @property
+    def tracked(self) -> int:
+        """Callbacks in progress known (bounded by the callbacks queued or being dialled)."""
+        return len(self._kept | self._dial_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,8 +449,7 @@ class KpiBook:
         self._offer_queue: dict[str, str] = {}
         self._agent_state: dict[str, tuple[AgentState, float]] = {}
         self._talk: dict[str, float] = {}
-        self._kept: set[str] = set()
-        self._dial_out: set[str] = set()
+        self._outcomes = QueueOutcomes()
 
     def _add(self, queue: str, **deltas: float) -> None:
         current = self._queues.get(queue) or QueueKpi(queue)
@@ -340,32 +472,14 @@ class KpiBook:
         Args:
             decision: A decision from :meth:`routing.engine.Router.handle`.
         """
+        fact = self._outcomes.classify(decision)
+        if fact is not None:
+            self._count(fact)
         match decision:
-            case CallEnqueued(call_id=call_id, queue=queue, callback=callback):
-                if callback or call_id in self._kept:
-                    # A slot or a retry entering the queue: the request was counted when made
-                    # (CallKeptForCallback or record_callback_request), not a new offered call.
-                    self._kept.add(call_id)
-                    self._add(queue, callback_entries=1)
-                else:
-                    self._add(queue, offered=1)
-            case CallRejectedQueueFull(queue=queue):
-                self._add(queue, rejected_full=1)
-            case CallRejectedClosed(call_id=call_id, queue=queue, wait_s=wait, kept_callback=kept):
-                # Refused at the door (never queued), or left the queue at closing time.
-                if kept or call_id in self._kept:
-                    self._add(queue, callbacks_closed=1)
-                elif wait > 0:
-                    self._add(queue, closed_while_waiting=1, left_wait_total_s=wait)
-                    self._waited(queue, wait)
-                else:
-                    self._add(queue, rejected_closed=1)
-            case OfferCall(call=call, agent_id=agent_id, dial_out=dial_out):
+            case OfferCall(call=call, agent_id=agent_id):
                 self._add(call.skill, offers=1)
                 self._add_agent(agent_id, offers=1)
                 self._offer_queue[agent_id] = call.skill
-                if dial_out:
-                    self._dial_out.add(call.call_id)
             case OfferEnded(agent_id=agent_id, reason=reason):
                 offered_in = self._offer_queue.pop(agent_id, None)
                 if reason is OfferEndReason.REJECTED:
@@ -376,58 +490,12 @@ class KpiBook:
                     self._add_agent(agent_id, missed=1)
                     if offered_in is not None:
                         self._add(offered_in, offers_missed=1)
-            case CallAnswered(
-                agent_id=agent_id, call_id=call_id, queue=queue, via_queue=via, wait_s=wait
-            ):
+            case CallAnswered(agent_id=agent_id):
                 self._offer_queue.pop(agent_id, None)
                 self._add_agent(agent_id, answered=1)
-                dial_out = call_id in self._dial_out
-                self._dial_out.discard(call_id)
-                if call_id in self._kept:
-                    # The caller hung up keeping their place: their wait ended then.
-                    self._add(queue, callbacks_dialled=1)
-                    return
-                within_20, within_60 = within_service_levels(wait)
-                self._add(
-                    queue,
-                    answered=1,
-                    answer_wait_total_s=wait,
-                    answered_within_20s=int(within_20),
-                    answered_within_60s=int(within_60),
-                    answered_via_overflow=int(via != queue),
-                    callbacks_dialled=int(dial_out),
-                )
-                self._waited(queue, wait)
-            case CallAbandoned(call_id=call_id, queue=queue, wait_s=wait):
-                if call_id in self._kept:
-                    self._kept.discard(call_id)
-                    self._add(queue, callbacks_cancelled=1)
-                    return
-                self._add(
-                    queue,
-                    abandoned=1,
-                    abandoned_wait_total_s=wait,
-                    abandoned_short=int(wait < self.short_abandon_s),
-                )
-                self._waited(queue, wait)
-            case CallMaxWaitReached(queue=queue, wait_s=wait):
-                self._add(queue, max_wait_reached=1, left_wait_total_s=wait)
-                self._waited(queue, wait)
-            case CallRemoved(call_id=call_id, queue=queue, wait_s=wait):
-                if call_id in self._kept:
-                    self._kept.discard(call_id)
-                    self._add(queue, callbacks_cancelled=1)
-                    return
-                self._add(queue, removed=1, left_wait_total_s=wait)
-                self._waited(queue, wait)
-            case CallKeptForCallback(call_id=call_id, queue=queue):
-                if call_id not in self._kept:
-                    self._kept.add(call_id)
-                    self._add(queue, callbacks_requested=1)
             case CallOverflowed(from_queue=queue):
                 self._add(queue, overflowed=1)
-            case CallCompleted(agent_id=agent_id, call_id=call_id, queue=queue, talk_s=talk):
-                self._dial_out.discard(call_id)
+            case CallCompleted(agent_id=agent_id, queue=queue, talk_s=talk):
                 self._talk[agent_id] = talk
                 self._add(queue, talk_total_s=talk)
                 self._add_agent(agent_id, talk_total_s=talk)
@@ -450,6 +518,54 @@ class KpiBook:
                 self._agent_state[agent_id] = (state, at)
             case _:
                 pass
+
+    def _count(self, fact: QueueFact) -> None:  # noqa: C901 (one case per outcome)
+        queue, wait = fact.queue, fact.wait_s
+        match fact.outcome:
+            case QueueOutcome.JOINED:
+                self._add(queue, offered=1)
+            case QueueOutcome.CALLBACK_ENTRY:
+                self._add(queue, callback_entries=1)
+            case QueueOutcome.REJECTED_FULL:
+                self._add(queue, rejected_full=1)
+            case QueueOutcome.CLOSED_AT_DOOR:
+                self._add(queue, rejected_closed=1)
+            case QueueOutcome.CALLBACK_CLOSED:
+                self._add(queue, callbacks_closed=1)
+            case QueueOutcome.CLOSED_WHILE_WAITING:
+                self._add(queue, closed_while_waiting=1, left_wait_total_s=wait)
+                self._waited(queue, wait)
+            case QueueOutcome.CALLBACK_DIALLED:
+                self._add(queue, callbacks_dialled=1)
+            case QueueOutcome.ANSWERED:
+                within_20, within_60 = within_service_levels(wait)
+                self._add(
+                    queue,
+                    answered=1,
+                    answer_wait_total_s=wait,
+                    answered_within_20s=int(within_20),
+                    answered_within_60s=int(within_60),
+                    answered_via_overflow=int(fact.via_overflow),
+                )
+                self._waited(queue, wait)
+            case QueueOutcome.ABANDONED:
+                self._add(
+                    queue,
+                    abandoned=1,
+                    abandoned_wait_total_s=wait,
+                    abandoned_short=int(wait < self.short_abandon_s),
+                )
+                self._waited(queue, wait)
+            case QueueOutcome.CALLBACK_CANCELLED:
+                self._add(queue, callbacks_cancelled=1)
+            case QueueOutcome.MAX_WAIT:
+                self._add(queue, max_wait_reached=1, left_wait_total_s=wait)
+                self._waited(queue, wait)
+            case QueueOutcome.REMOVED:
+                self._add(queue, removed=1, left_wait_total_s=wait)
+                self._waited(queue, wait)
+            case QueueOutcome.CALLBACK_KEPT:
+                self._add(queue, callbacks_requested=1)
 
     def _close_interval(self, agent_id: str, now: float) -> None:
         previous = self._agent_state.get(agent_id)
@@ -508,8 +624,7 @@ class KpiBook:
             call_id: The callback's id, to forget it (a later call may reuse the id).
         """
         if call_id is not None:
-            self._kept.discard(call_id)
-            self._dial_out.discard(call_id)
+            self._outcomes.forget(call_id)
         if completed:
             self._add(queue, callbacks_completed=1)
         else:

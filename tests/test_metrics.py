@@ -287,3 +287,5 @@ def test_queue_metrics_count_what_the_kpi_book_counts(callbacks: bool) -> None:
             == kpi.rejected_closed + kpi.closed_while_waiting
         )
         assert _count(m, refused, queue=queue, reason="max_wait") == kpi.max_wait_reached
+    # Every callback left the queue by the end: the exporter remembers no call ids.
+    assert exporter.outcomes.tracked == 0

@@ -20,7 +20,7 @@ from routing import (
     Tick,
     WrapUpDone,
 )
-from routing.kpi import KpiBook, QueueKpi, within_service_levels
+from routing.kpi import KpiBook, QueueKpi, QueueOutcome, QueueOutcomes, within_service_levels
 
 from .helpers import T0, apa_config, call, office_hours
 
@@ -247,3 +247,54 @@ def test_a_slot_callback_entering_under_its_own_id_is_not_a_new_offered_call() -
     assert (kpi.offered, kpi.callback_entries, kpi.callbacks_requested) == (0, 1, 1)
     book.record_callback_outcome("apa", True, call_id="cb-7")
     assert book.snapshot("apa").callbacks_completed == 1
+
+
+def test_queue_outcomes_tell_callbacks_from_answers_and_forget_them() -> None:
+    """The classification both the book and the Prometheus counters count from."""
+    router, outcomes = Router(config=apa_config()), QueueOutcomes()
+    facts: list[tuple[QueueOutcome, float]] = []
+    for event in (
+        AgentLoggedIn("a1", {"apa": 5}, T0),
+        CallQueued(call("c1", joined_at=T0), T0),
+        OfferAccepted("a1", "c1", T0 + 5),
+        CallQueued(call("c2", joined_at=T0 + 10), T0 + 10),
+        CallbackKept("c2", T0 + 20),
+        CallQueued(call("c3", joined_at=T0 + 30), T0 + 30),
+        CallbackKept("c3", T0 + 40),
+        CallCancelled("c3", T0 + 50),
+        CallEnded("a1", "c1", T0 + 105),
+        WrapUpDone("a1", T0 + 115),  # a1 is offered c2: dial out
+        OfferAccepted("a1", "c2", T0 + 120),
+        CallEnded("a1", "c2", T0 + 150),
+        Tick(T0 + 180),
+        CallQueued(call("c2", joined_at=T0 + 1000, callback=True), T0 + 1000),  # the retry
+        OfferAccepted("a1", "c2", T0 + 1002),
+        CallEnded("a1", "c2", T0 + 1100),
+        Tick(T0 + 1130),
+    ):
+        for decision in router.handle(event):
+            fact = outcomes.classify(decision)
+            if fact is not None:
+                assert fact.queue == "apa"
+                facts.append((fact.outcome, fact.wait_s))
+    assert facts == [
+        (QueueOutcome.JOINED, 0.0),
+        (QueueOutcome.ANSWERED, 5.0),
+        (QueueOutcome.JOINED, 0.0),
+        (QueueOutcome.CALLBACK_KEPT, 10.0),
+        (QueueOutcome.JOINED, 0.0),
+        (QueueOutcome.CALLBACK_KEPT, 10.0),
+        (QueueOutcome.CALLBACK_CANCELLED, 20.0),
+        (QueueOutcome.CALLBACK_DIALLED, 110.0),
+        (QueueOutcome.CALLBACK_ENTRY, 0.0),
+        (QueueOutcome.CALLBACK_DIALLED, 2.0),
+    ]
+    # Nothing is left to remember once the callbacks left the queue (a long-running node's
+    # exporter never calls forget), and a reused id is a new call again.
+    assert outcomes.tracked == 0
+    (fact,) = [
+        f
+        for d in router.handle(CallQueued(call("c2", joined_at=T0 + 2000), T0 + 2000))
+        if (f := outcomes.classify(d)) is not None
+    ]
+    assert fact.outcome is QueueOutcome.JOINED
