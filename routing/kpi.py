@@ -420,6 +420,26 @@ class AgentKpi:
         return self.busy_s / staffed if staffed > 0 else None
 
 
+_COUNTED = {
+    QueueOutcome.JOINED: "offered",
+    QueueOutcome.CALLBACK_ENTRY: "callback_entries",
+    QueueOutcome.REJECTED_FULL: "rejected_full",
+    QueueOutcome.CLOSED_AT_DOOR: "rejected_closed",
+    QueueOutcome.CALLBACK_CLOSED: "callbacks_closed",
+    QueueOutcome.CALLBACK_DIALLED: "callbacks_dialled",
+    QueueOutcome.CALLBACK_CANCELLED: "callbacks_cancelled",
+    QueueOutcome.CALLBACK_KEPT: "callbacks_requested",
+}
+"""Outcomes the book only counts (the :class:`QueueKpi` field each adds one to)."""
+
+_LEFT = {
+    QueueOutcome.CLOSED_WHILE_WAITING: "closed_while_waiting",
+    QueueOutcome.MAX_WAIT: "max_wait_reached",
+    QueueOutcome.REMOVED: "removed",
+}
+"""Outcomes of a call that left the queue without an agent: counted, their wait summed."""
+
+
 def _merge(name: str, items: list[QueueKpi]) -> QueueKpi:
     """Sum queue KPIs (the longest wait is the maximum)."""
     totals: dict[str, Any] = {}
@@ -519,53 +539,33 @@ class KpiBook:
             case _:
                 pass
 
-    def _count(self, fact: QueueFact) -> None:  # noqa: C901 (one case per outcome)
-        queue, wait = fact.queue, fact.wait_s
-        match fact.outcome:
-            case QueueOutcome.JOINED:
-                self._add(queue, offered=1)
-            case QueueOutcome.CALLBACK_ENTRY:
-                self._add(queue, callback_entries=1)
-            case QueueOutcome.REJECTED_FULL:
-                self._add(queue, rejected_full=1)
-            case QueueOutcome.CLOSED_AT_DOOR:
-                self._add(queue, rejected_closed=1)
-            case QueueOutcome.CALLBACK_CLOSED:
-                self._add(queue, callbacks_closed=1)
-            case QueueOutcome.CLOSED_WHILE_WAITING:
-                self._add(queue, closed_while_waiting=1, left_wait_total_s=wait)
-                self._waited(queue, wait)
-            case QueueOutcome.CALLBACK_DIALLED:
-                self._add(queue, callbacks_dialled=1)
-            case QueueOutcome.ANSWERED:
-                within_20, within_60 = within_service_levels(wait)
-                self._add(
-                    queue,
-                    answered=1,
-                    answer_wait_total_s=wait,
-                    answered_within_20s=int(within_20),
-                    answered_within_60s=int(within_60),
-                    answered_via_overflow=int(fact.via_overflow),
-                )
-                self._waited(queue, wait)
-            case QueueOutcome.ABANDONED:
-                self._add(
-                    queue,
-                    abandoned=1,
-                    abandoned_wait_total_s=wait,
-                    abandoned_short=int(wait < self.short_abandon_s),
-                )
-                self._waited(queue, wait)
-            case QueueOutcome.CALLBACK_CANCELLED:
-                self._add(queue, callbacks_cancelled=1)
-            case QueueOutcome.MAX_WAIT:
-                self._add(queue, max_wait_reached=1, left_wait_total_s=wait)
-                self._waited(queue, wait)
-            case QueueOutcome.REMOVED:
-                self._add(queue, removed=1, left_wait_total_s=wait)
-                self._waited(queue, wait)
-            case QueueOutcome.CALLBACK_KEPT:
-                self._add(queue, callbacks_requested=1)
+    def _count(self, fact: QueueFact) -> None:
+        queue, wait, outcome = fact.queue, fact.wait_s, fact.outcome
+        if (counter := _COUNTED.get(outcome)) is not None:
+            self._add(queue, **{counter: 1})
+            return
+        if (counter := _LEFT.get(outcome)) is not None:
+            self._add(queue, **{counter: 1}, left_wait_total_s=wait)
+        elif outcome is QueueOutcome.ANSWERED:
+            within_20, within_60 = within_service_levels(wait)
+            self._add(
+                queue,
+                answered=1,
+                answer_wait_total_s=wait,
+                answered_within_20s=int(within_20),
+                answered_within_60s=int(within_60),
+                answered_via_overflow=int(fact.via_overflow),
+            )
+        elif outcome is QueueOutcome.ABANDONED:
+            self._add(
+                queue,
+                abandoned=1,
+                abandoned_wait_total_s=wait,
+                abandoned_short=int(wait < self.short_abandon_s),
+            )
+        else:  # pragma: no cover (every outcome is in a table or a branch above)
+            raise AssertionError(f"queue outcome not counted: {outcome}")
+        self._waited(queue, wait)
 
     def _close_interval(self, agent_id: str, now: float) -> None:
         previous = self._agent_state.get(agent_id)

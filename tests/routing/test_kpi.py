@@ -20,7 +20,14 @@ from routing import (
     Tick,
     WrapUpDone,
 )
-from routing.kpi import KpiBook, QueueKpi, QueueOutcome, QueueOutcomes, within_service_levels
+from routing.kpi import (
+    KpiBook,
+    QueueFact,
+    QueueKpi,
+    QueueOutcome,
+    QueueOutcomes,
+    within_service_levels,
+)
 
 from .helpers import T0, apa_config, call, office_hours
 
@@ -298,3 +305,10 @@ def test_queue_outcomes_tell_callbacks_from_answers_and_forget_them() -> None:
         if (f := outcomes.classify(d)) is not None
     ]
     assert fact.outcome is QueueOutcome.JOINED
+
+
+def test_the_book_counts_every_queue_outcome() -> None:
+    for outcome in QueueOutcome:
+        book = KpiBook()
+        book._count(QueueFact(outcome, "apa", 30.0))
+        assert book.snapshot("apa") != QueueKpi("apa"), outcome
