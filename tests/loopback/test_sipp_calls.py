@@ -2,11 +2,13 @@
 
 Each test starts ``callcenter serve`` (module-scoped where the configuration allows), runs one sipp
 scenario from ``tests/sipp/`` and checks both the SIP exchange (sipp's verdict and message trace)
-and the call's event trail from ``GET /api/calls/{sip_call_id}``.
+and the call's event trail from ``GET /api/calls/{sip_call_id}``. The three calls through the whole
+main flow (a minute each) are placed at once by one fixture (``menu_calls``).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import shutil
 from collections.abc import Iterator
@@ -22,6 +24,8 @@ from tests.loopback.service import (
     SIPP_PCAPS,
     Service,
     SippResult,
+    free_port,
+    free_port_pair,
     render_scenario,
     run_service,
     run_sipp,
@@ -54,6 +58,51 @@ def ringing_svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     data_dir = tmp_path_factory.mktemp("callcenter-ringing")
     with run_service(data_dir, env={"CALLCENTER_SIP_ANSWER_DELAY": "2.0"}) as service:
         yield service
+
+
+@pytest.fixture(scope="module")
+def menu_calls(svc: Service, tmp_path_factory: pytest.TempPathFactory) -> dict[str, SippResult]:
+    """Three calls through the whole main flow, placed at once: PCMU + RFC 4733 "1", PCMA + "4",
+    SIP INFO "2". Each lasts about a minute whatever the caller does (the welcome, the notice that
+    answers are automated and the emergency numbers are not interruptible), so they overlap
+    rather than follow one another; every test below reads its own call once all three ended.
+    """
+    folder = tmp_path_factory.mktemp("menu-calls")
+    scenarios = {
+        "pcmu": call_scenario(folder, codec="PCMU", digit="1"),
+        "pcma": call_scenario(folder, codec="PCMA", digit="4"),
+        "info": render_scenario(
+            "uac_info_dtmf.xml.tmpl",
+            folder / "uac_info_dtmf.xml",
+            audio_wav=str(audio.caller_wav(folder / "caller_info.wav", "u-law")),
+            digit="2",
+            pre_digit_ms="1500",
+            bye_timeout_ms="80000",
+        ),
+    }
+    # Ports chosen here, one after the other and distinct, not by three threads at once.
+    ports: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    while len(ports) < len(scenarios):
+        local, media = free_port(), free_port_pair()  # sipp binds media..media+3
+        wanted = {local, *range(media, media + 4)}
+        if len(wanted) == 5 and not wanted & taken:
+            ports.append((local, media))
+            taken |= wanted
+    with concurrent.futures.ThreadPoolExecutor(len(scenarios)) as pool:
+        running = {
+            name: pool.submit(
+                run_sipp,
+                scenario,
+                svc.sip_target,
+                folder / name,
+                timeout_s=90,
+                local_port=local,
+                media_port=media,
+            )
+            for (name, scenario), (local, media) in zip(scenarios.items(), ports, strict=True)
+        }
+        return {name: future.result() for name, future in running.items()}
 
 
 def events(trail: dict[str, Any], type_: str) -> list[dict[str, Any]]:
@@ -90,9 +139,10 @@ def call_scenario(tmp_path: Path, *, codec: str, digit: str, bye_timeout_ms: int
     )
 
 
-def test_full_call_pcmu_rfc4733_menu_to_queue(svc: Service, tmp_path: Path) -> None:
-    scenario = call_scenario(tmp_path, codec="PCMU", digit="1")
-    result = run_sipp(scenario, svc.sip_target, tmp_path, timeout_s=90)
+def test_full_call_pcmu_rfc4733_menu_to_queue(
+    svc: Service, menu_calls: dict[str, SippResult]
+) -> None:
+    result = menu_calls["pcmu"]
     assert_sipp_ok(result, svc)
     assert "BYE received from service" in result.logs
 
@@ -134,9 +184,8 @@ def test_full_call_pcmu_rfc4733_menu_to_queue(svc: Service, tmp_path: Path) -> N
     assert re.search(r"a=rtpmap:101 telephone-event/8000", ok, re.I), ok
 
 
-def test_pcma_call(svc: Service, tmp_path: Path) -> None:
-    scenario = call_scenario(tmp_path, codec="PCMA", digit="4")
-    result = run_sipp(scenario, svc.sip_target, tmp_path, timeout_s=90)
+def test_pcma_call(svc: Service, menu_calls: dict[str, SippResult]) -> None:
+    result = menu_calls["pcma"]
     assert_sipp_ok(result, svc)
     ok = result.received(r"SIP/2.0 200")[0]
     assert re.search(r"m=audio \d+ RTP/AVP 8\b", ok), ok
@@ -146,16 +195,8 @@ def test_pcma_call(svc: Service, tmp_path: Path) -> None:
     assert [q.get("skill") for q in events(trail, "queued")] == ["paiement"], trail
 
 
-def test_sip_info_dtmf(svc: Service, tmp_path: Path) -> None:
-    scenario = render_scenario(
-        "uac_info_dtmf.xml.tmpl",
-        tmp_path / "uac_info_dtmf.xml",
-        audio_wav=str(audio.caller_wav(tmp_path / "caller_info.wav", "u-law")),
-        digit="2",
-        pre_digit_ms="1500",
-        bye_timeout_ms="80000",
-    )
-    result = run_sipp(scenario, svc.sip_target, tmp_path, timeout_s=90)
+def test_sip_info_dtmf(svc: Service, menu_calls: dict[str, SippResult]) -> None:
+    result = menu_calls["info"]
     assert_sipp_ok(result, svc)
     trail = svc.wait_call_ended(only_call_id(result))
     dtmf = events(trail, "dtmf")
