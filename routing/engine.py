@@ -603,12 +603,12 @@ class Router:
         if record.phase is _CallPhase.OFFERED:
             # The caller asked while an agent's phone was being rung for the live call, and is
             # hanging up: that offer rings for nobody. The agent is free again (not penalised),
-            # and the entry, back in its place, will be offered to dial out.
+            # and the entry, back in its place, will be offered to dial out. The place is kept
+            # before it is requeued: requeuing may already close it out (its queue closed while
+            # it rang), and listeners must see the callback kept before it leaves the queue.
             self._withdraw_offer(record, OfferEndReason.CALL_CANCELLED, now, out)
+            out.append(CallKeptForCallback(call_id, record.call.skill, None, now, waited))
             self._requeue(record, now, out)
-            out.append(
-                CallKeptForCallback(call_id, record.call.skill, self.position(call_id), now, waited)
-            )
             return
         out.append(
             CallKeptForCallback(call_id, record.call.skill, self.position(call_id), now, waited)

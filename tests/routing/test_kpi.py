@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from routing import (
@@ -29,7 +31,7 @@ from routing.kpi import (
     within_service_levels,
 )
 
-from .helpers import T0, apa_config, call, office_hours
+from .helpers import T0, apa_config, at, call, office_hours
 
 
 def run(router: Router, book: KpiBook, *events: object) -> None:
@@ -307,8 +309,81 @@ def test_queue_outcomes_tell_callbacks_from_answers_and_forget_them() -> None:
     assert fact.outcome is QueueOutcome.JOINED
 
 
-def test_the_book_counts_every_queue_outcome() -> None:
-    for outcome in QueueOutcome:
-        book = KpiBook()
-        book._count(QueueFact(outcome, "apa", 30.0))
-        assert book.snapshot("apa") != QueueKpi("apa"), outcome
+def test_a_place_kept_while_ringing_as_the_queue_closes_is_not_remembered() -> None:
+    """The caller keeps their place while an agent rings, just after closing time: the kept
+    place is closed out at once (carried to the reopening), and nothing stays tracked."""
+    router, outcomes = Router(config=apa_config(hours=office_hours())), QueueOutcomes()
+    closing = at(2025, 6, 2, 12, 30)
+    facts: list[QueueOutcome] = []
+    for event in (
+        AgentLoggedIn("a1", {"apa": 5}, closing - 100),
+        CallQueued(call("c1", joined_at=closing - 10), closing - 10),  # a1 rings at once
+        Tick(closing),
+        CallbackKept("c1", closing + 2),
+    ):
+        for decision in router.handle(event):
+            if (fact := outcomes.classify(decision)) is not None:
+                facts.append(fact.outcome)
+    assert facts == [
+        QueueOutcome.JOINED,
+        QueueOutcome.CALLBACK_KEPT,
+        QueueOutcome.CALLBACK_CLOSED,
+    ]
+    assert router.call_phase("c1") is None and outcomes.tracked == 0
+
+
+# What each outcome adds to a queue's figures (a wait of 30 s; short abandons are 5 s or less).
+_BOOK_FIELDS = {
+    QueueOutcome.JOINED: {"offered": 1},
+    QueueOutcome.CALLBACK_ENTRY: {"callback_entries": 1},
+    QueueOutcome.ANSWERED: {
+        "answered": 1,
+        "answer_wait_total_s": 30.0,
+        "answered_within_60s": 1,
+        "longest_wait_s": 30.0,
+    },
+    QueueOutcome.CALLBACK_DIALLED: {"callbacks_dialled": 1},
+    QueueOutcome.ABANDONED: {
+        "abandoned": 1,
+        "abandoned_wait_total_s": 30.0,
+        "longest_wait_s": 30.0,
+    },
+    QueueOutcome.CALLBACK_CANCELLED: {"callbacks_cancelled": 1},
+    QueueOutcome.REMOVED: {"removed": 1, "left_wait_total_s": 30.0, "longest_wait_s": 30.0},
+    QueueOutcome.MAX_WAIT: {
+        "max_wait_reached": 1,
+        "left_wait_total_s": 30.0,
+        "longest_wait_s": 30.0,
+    },
+    QueueOutcome.CLOSED_AT_DOOR: {"rejected_closed": 1},
+    QueueOutcome.CLOSED_WHILE_WAITING: {
+        "closed_while_waiting": 1,
+        "left_wait_total_s": 30.0,
+        "longest_wait_s": 30.0,
+    },
+    QueueOutcome.CALLBACK_CLOSED: {"callbacks_closed": 1},
+    QueueOutcome.REJECTED_FULL: {"rejected_full": 1},
+    QueueOutcome.CALLBACK_KEPT: {"callbacks_requested": 1},
+}
+
+
+@pytest.mark.parametrize("outcome", list(QueueOutcome))
+def test_each_queue_outcome_adds_to_its_own_fields(outcome: QueueOutcome) -> None:
+    book = KpiBook()
+    book._count(QueueFact(outcome, "apa", 30.0))
+    kpi = book.snapshot("apa")
+    changed = {
+        f.name: getattr(kpi, f.name)
+        for f in dataclasses.fields(kpi)
+        if f.name != "queue" and getattr(kpi, f.name)
+    }
+    assert changed == _BOOK_FIELDS[outcome]
+
+
+@pytest.mark.parametrize(("wait", "short"), [(4.9, 1), (5.0, 1), (5.1, 0)])
+def test_a_short_abandon_is_five_seconds_or_less_as_prometheus_counts_it(
+    wait: float, short: int
+) -> None:
+    book = KpiBook()
+    book._count(QueueFact(QueueOutcome.ABANDONED, "apa", wait))
+    assert book.snapshot("apa").abandoned_short == short
