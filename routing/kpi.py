@@ -16,7 +16,9 @@ counts for its specialised queue, with ``answered_via_overflow``). Definitions:
   abandoned, maximum wait reached, closed while waiting, removed on request, or turned into a
   kept-place callback (``callbacks_requested``). So, once nothing waits,
   ``offered = answered + abandoned + max_wait_reached + closed_while_waiting + removed +
-  callbacks_requested`` (:attr:`QueueKpi.unresolved` is the difference).
+  callbacks_requested`` (:attr:`QueueKpi.unresolved` is the difference) — as long as no chosen
+  slot was recorded (:meth:`KpiBook.record_callback_request` adds to ``callbacks_requested`` a
+  request that was never an offered call).
 - A callback an agent takes (kept place or chosen slot) is ``callbacks_dialled`` (the outbound
   call is placed), not ``answered``: nobody was waiting on the line, and its wait is not an
   answer time. A callback entering the queue (a slot at its time, a retry) is a
@@ -27,8 +29,9 @@ counts for its specialised queue, with ``answered_via_overflow``). Definitions:
   service's Prometheus counters (``callcenter.metrics.QueueMetrics``) both count from it, so
   they cannot drift apart.
 - *service level within T*: answered within T seconds / calls that ended in the queue, short
-  abandons (under ``short_abandon_s``, 5 s by default: misdials, people who hang up on hearing
-  the queue) excluded from both sides. A caller who took a callback was not answered within T.
+  abandons (within ``short_abandon_s``, 5 s or less by default: misdials, people who hang up on
+  hearing the queue) excluded from both sides. A caller who took a callback was not answered
+  within T.
 - *ASA*: mean wait of answered calls. *AHT*: mean handle time (talk + wrap-up) of wrap-ups,
   dial-outs included (agent time). *Abandonment rate*: abandoned (not short) / ended (minus
   short). *First-contact resolution*: wrap-ups flagged resolved / wrap-ups flagged either way.
@@ -277,15 +280,16 @@ class QueueKpi:
     resolved: int = 0
     """Of which resolved at first contact."""
     callbacks_requested: int = 0
-    """Callers who asked to be called back keeping their place (and hung up)."""
+    """Callbacks asked for: a caller keeping their place (and hanging up), or a chosen slot
+    (:meth:`KpiBook.record_callback_request`)."""
     callbacks_dialled: int = 0
     """Kept-place or scheduled callbacks an agent took: the outbound call was placed."""
     callback_entries: int = 0
-    """A kept-place callback entering the queue again for another attempt."""
+    """A callback entering the queue: a chosen slot at its time, or another attempt."""
     callbacks_closed: int = 0
-    """Kept-place callbacks still queued at closing time (carried over to the next opening)."""
+    """Callbacks still queued at closing time (carried over to the next opening)."""
     callbacks_cancelled: int = 0
-    """Kept-place callbacks taken out of the queue (cancelled)."""
+    """Callbacks taken out of the queue (cancelled)."""
     callbacks_completed: int = 0
     """Callbacks that reached the caller and connected them to an agent."""
     callbacks_failed: int = 0
@@ -459,7 +463,8 @@ class KpiBook:
     """Per-queue and per-agent KPI accumulators fed with router decisions.
 
     Args:
-        short_abandon_s: Abandons before this wait are "short" (excluded from rates).
+        short_abandon_s: Abandons within this wait (or at it) are "short" (excluded from rates),
+            as Prometheus's ``le="5.0"`` bucket counts them.
     """
 
     def __init__(self, *, short_abandon_s: float = 5.0) -> None:
@@ -561,7 +566,7 @@ class KpiBook:
                 queue,
                 abandoned=1,
                 abandoned_wait_total_s=wait,
-                abandoned_short=int(wait < self.short_abandon_s),
+                abandoned_short=int(wait <= self.short_abandon_s),
             )
         else:  # pragma: no cover (every outcome is in a table or a branch above)
             raise AssertionError(f"queue outcome not counted: {outcome}")

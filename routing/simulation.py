@@ -1311,7 +1311,7 @@ def simulate_period(
             row[4] += int(record.end_s <= 20.0)
             row[5] += int(record.end_s <= 60.0)
             waits.append(record.end_s)
-        elif record.outcome == "abandoned" and record.end_s < short_s:
+        elif record.outcome == "abandoned" and record.end_s <= short_s:
             short += 1
         elif record.outcome in LOST_OUTCOMES:
             row[6] += 1

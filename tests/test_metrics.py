@@ -6,6 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+import routing
 from callcenter.metrics import Metrics
 
 PHONE = re.compile(r"\+?\d[\d .-]{5,}\d")
@@ -289,3 +290,37 @@ def test_queue_metrics_count_what_the_kpi_book_counts(callbacks: bool) -> None:
         assert _count(m, refused, queue=queue, reason="max_wait") == kpi.max_wait_reached
     # Every callback left the queue by the end: the exporter remembers no call ids.
     assert exporter.outcomes.tracked == 0
+
+
+_METRIC_EVENTS = {
+    routing.QueueOutcome.JOINED: ("joined", None),
+    routing.QueueOutcome.ANSWERED: ("answered", 30.0),
+    routing.QueueOutcome.ABANDONED: ("abandoned", 30.0),
+    routing.QueueOutcome.REMOVED: ("removed", None),
+    routing.QueueOutcome.MAX_WAIT: ("max_wait", 30.0),
+    routing.QueueOutcome.CLOSED_AT_DOOR: ("closed", None),
+    routing.QueueOutcome.CLOSED_WHILE_WAITING: ("closed", 30.0),
+    routing.QueueOutcome.REJECTED_FULL: ("full", None),
+    routing.QueueOutcome.CALLBACK_KEPT: ("callback", 30.0),
+}
+"""The queue metric each outcome gives (kind, wait); a callback's later life gives none."""
+
+
+@pytest.mark.parametrize("outcome", list(routing.QueueOutcome))
+def test_each_queue_outcome_gives_its_queue_metric(
+    outcome: routing.QueueOutcome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callcenter.metrics import QueueMetrics
+
+    exporter = QueueMetrics(Metrics(process_metrics=False))
+    fact = routing.QueueFact(outcome, "apa", 30.0)
+    monkeypatch.setattr(exporter.outcomes, "classify", lambda _decision: fact)
+    seen: list[tuple[str, str, float | None]] = []
+
+    def queue_event(kind: str, queue: str, wait_s: float | None = None) -> None:
+        seen.append((kind, queue, wait_s))
+
+    monkeypatch.setattr(exporter.metrics, "queue_event", queue_event)
+    exporter.apply(routing.CallRejectedQueueFull("c1", "apa", 0.0))  # classified as `fact`
+    expected = _METRIC_EVENTS.get(outcome)
+    assert seen == ([] if expected is None else [(expected[0], "apa", expected[1])])
