@@ -102,7 +102,13 @@ def menu_calls(svc: Service, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             )
             for (name, scenario), (local, media) in zip(scenarios.items(), ports, strict=True)
         }
-        return {name: future.result() for name, future in running.items()}
+        results = {name: future.result() for name, future in running.items()}
+    # Every call has ended in the service too (its trail is closed after the call's metrics are),
+    # so no test reads a gauge while another call is still winding down.
+    for result in results.values():
+        for call_id in result.call_ids:
+            svc.wait_call_ended(call_id)
+    return results
 
 
 def events(trail: dict[str, Any], type_: str) -> list[dict[str, Any]]:
