@@ -73,9 +73,11 @@ rest), then follows the stream again. Other nodes may have offered this node's w
 meanwhile (its calls never rang those agents, who would be paused "non réponse" at the ring
 timeout): each such offer, unless it was already there at the switch, is withdrawn
 (``CallCancelled``: the agent is freed without penalty) and the call queued again with its
-original ``QueuedCall`` (same ``joined_at``, so the same place), in entries marked ``r=1`` whose
-``CallRemoved``/``CallEnqueued``/``CallKeptForCallback`` are not handed to listeners (it neither
-left nor joined); the new offer is read by this node, so its call rings it. A node only reaps
+original ``QueuedCall`` (same ``joined_at``, so the same place); the new offer is read by this
+node, so its call rings it. Every reconciliation entry is marked ``r=1``: its ``CallRemoved``/
+``CallEnqueued``/``CallKeptForCallback`` are not handed to listeners (a re-offered call neither
+left nor joined; the node's listeners heard its calls join, leave or keep their place in local
+mode, and its metrics would count them twice). A node only reaps
 others after a full TTL of continuous connection, so nodes coming back from the same Redis
 outage do not reap each other.
 """
@@ -137,11 +139,12 @@ _CALLBACK_GONE = (
 """Decisions after which a callback entry is no longer in the queue."""
 
 _REOFFER_QUIET = (routing.CallRemoved, routing.CallEnqueued, routing.CallKeptForCallback)
-"""Decisions of a re-offer entry (see ``_reconcile``) not handed to listeners: the call neither
-left nor joined the queue, it was only offered again."""
+"""Decisions of a reconciliation entry (see ``_reconcile``) not handed to listeners: the call
+neither left nor joined the queue (it was only offered again), or this node's listeners heard it
+join, leave or keep its place in local mode already."""
 
 _REOFFER_FIELD = "r"
-"""Stream entry field marking a re-offer entry (value ``"1"``); older readers ignore it."""
+"""Stream entry field marking a reconciliation entry (value ``"1"``); older readers ignore it."""
 
 _MAX_CALL_OWNERS = 200_000
 """Call owners remembered (oldest forgotten first): a bound for calls whose end was missed."""
@@ -1014,10 +1017,16 @@ class RedisRoutingService:
         await self._append_own(claim_calls, claim_agents)
         if events or reoffers:
             pipe = self._redis.pipeline(transaction=False)
-            for event, quiet in [(e, False) for e in events] + [(e, True) for e in reoffers]:
-                fields: dict[Any, Any] = {"n": self.node_id, "k": "e", "p": encode_event(event)}
-                if quiet:
-                    fields[_REOFFER_FIELD] = "1"
+            for event in events + reoffers:
+                # Quiet: this node's listeners heard in local mode what these entries tell
+                # the shared state (a call that joined, left or kept its place), and a
+                # re-offered call neither left nor joined.
+                fields: dict[Any, Any] = {
+                    "n": self.node_id,
+                    "k": "e",
+                    "p": encode_event(event),
+                    _REOFFER_FIELD: "1",
+                }
                 _ = pipe.xadd(
                     self._stream,
                     fields,

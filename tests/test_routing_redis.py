@@ -317,6 +317,49 @@ async def test_offer_made_while_the_owner_was_local_is_made_again(
     await until(lambda: a.router.call_phase("x") == "connected")
 
 
+async def test_reconciling_tells_listeners_nothing_they_heard_in_local_mode(
+    nodes: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While node A was local, a caller waiting in the shared state hung up and another joined:
+    # A's listeners (its calls, the metrics) heard both then. Reconciling brings the shared
+    # state in line (CallCancelled, CallQueued), and must not tell them again: the metrics
+    # would count a removal and a second join.
+    a, b = nodes("A"), nodes("B")
+    await a.start()
+    await b.start()
+    await a.submit(queued("y"))
+    await until(lambda: b.router.call_phase("y") == "waiting")
+    reachable = asyncio.Event()
+    real_ping = a._redis.ping  # noqa: SLF001
+
+    async def ping() -> Any:
+        if not reachable.is_set():
+            raise redis.ConnectionError("forced down by the test")
+        return await real_ping()
+
+    monkeypatch.setattr(a._redis, "ping", ping)  # noqa: SLF001
+    a._enter_local(redis.ConnectionError("forced down by the test"))  # noqa: SLF001
+    assert a.mode == "local"
+    counted: list[routing.Decision] = []
+    a.listen(counted.append)
+    out = await a.submit(routing.CallerHungUp("y", time.time()))
+    assert [type(d) for d in out] == [routing.CallAbandoned]
+    out = await a.submit(queued("z"))
+    assert [type(d) for d in out] == [routing.CallEnqueued]
+    heard = len(counted)
+    reachable.set()
+    await until(lambda: a.mode == "shared")
+    await until(lambda: b.router.call_phase("z") == "waiting" and b.router.call_phase("y") is None)
+    await until(lambda: a._replica.last_id == b._replica.last_id)  # noqa: SLF001
+    assert a.router.call_phase("z") == "waiting" and a.router.call_phase("y") is None
+    again = [
+        d
+        for d in counted[heard:]
+        if isinstance(d, routing.CallEnqueued | routing.CallRemoved | routing.CallAbandoned)
+    ]
+    assert not again, again
+
+
 async def test_offer_rung_before_local_mode_is_kept_by_reconciliation(nodes: Factory) -> None:
     # The offer was made (and rung by node A's call) before A went local: it stays as is.
     a, b = nodes("A"), nodes("B")
