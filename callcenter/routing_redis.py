@@ -74,10 +74,11 @@ meanwhile (its calls never rang those agents, who would be paused "non réponse"
 timeout): each such offer, unless it was already there at the switch, is withdrawn
 (``CallCancelled``: the agent is freed without penalty) and the call queued again with its
 original ``QueuedCall`` (same ``joined_at``, so the same place); the new offer is read by this
-node, so its call rings it. Every reconciliation entry is marked ``r=1``: its ``CallRemoved``/
+node, so its call rings it. Reconciliation entries are marked ``r=1``: their ``CallRemoved``/
 ``CallEnqueued``/``CallKeptForCallback`` are not handed to listeners (a re-offered call neither
 left nor joined; the node's listeners heard its calls join, leave or keep their place in local
-mode, and its metrics would count them twice). A node only reaps
+mode, and its metrics would count them twice) — except the return of a call another node ended
+meanwhile (having reaped this node), which is a join again. A node only reaps
 others after a full TTL of continuous connection, so nodes coming back from the same Redis
 outage do not reap each other.
 """
@@ -148,6 +149,19 @@ _REOFFER_FIELD = "r"
 
 _MAX_CALL_OWNERS = 200_000
 """Call owners remembered (oldest forgotten first): a bound for calls whose end was missed."""
+
+
+def _heard_locally(event: routing.Event, loud: set[str]) -> bool:
+    """Whether a node's listeners heard in local mode what a reconciliation ``event`` tells.
+
+    All but the return of a call another node ended meanwhile (``loud``: it reaped this node,
+    and counted that end): its ``CallQueued`` and ``CallbackKept`` are a join again.
+    """
+    if isinstance(event, routing.CallQueued):
+        return event.call.call_id not in loud
+    if isinstance(event, routing.CallbackKept):
+        return event.call_id not in loud
+    return True
 
 
 def _as_kept(call: routing.QueuedCall) -> routing.QueuedCall:
@@ -324,6 +338,8 @@ class RedisRoutingService:
         self._offers_at_switch: dict[str, tuple[str, float]] = {}
         self._local_calls: set[str] = set()
         self._local_kept: set[str] = set()
+        self._calls_at_switch: set[str] = set()
+        """This node's calls the shared state held when it went local (see ``_reconcile``)."""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._ticking = False
@@ -830,6 +846,7 @@ class RedisRoutingService:
                 self._deferred_login[agent_id] = login
         self._local_calls = set()
         self._local_kept = set()
+        self._calls_at_switch = set(calls)
         # The offers of this node's calls known now (its calls ring them): reconciling keeps
         # these, and makes again those the other nodes made meanwhile (see _reconcile).
         self._offers_at_switch = {}
@@ -970,11 +987,17 @@ class RedisRoutingService:
                 events.append(routing.AgentLoggedOut(agent_id, now))
             events.append(login)
         # Calls: this node's local waiting calls, and shared calls of this node it no longer has.
+        # Told again to listeners: a call the shared state held at the switch and another node
+        # ended meanwhile (it reaped this node): its end was counted there, so its return is a
+        # join; a call that joined in local mode was heard then.
+        loud: set[str] = set()
         for call_id in sorted(self._local_calls):
             phase = local.call_phase(call_id)
             theirs_phase = shared.router.call_phase(call_id)
             if phase in ("waiting", "offered"):
                 if theirs_phase is None:
+                    if call_id in self._calls_at_switch:
+                        loud.add(call_id)
                     call = local.waiting_call(call_id)
                     if call_id in self._local_kept:
                         call = _as_kept(call)
@@ -1017,16 +1040,13 @@ class RedisRoutingService:
         await self._append_own(claim_calls, claim_agents)
         if events or reoffers:
             pipe = self._redis.pipeline(transaction=False)
-            for event in events + reoffers:
-                # Quiet: this node's listeners heard in local mode what these entries tell
-                # the shared state (a call that joined, left or kept its place), and a
-                # re-offered call neither left nor joined.
-                fields: dict[Any, Any] = {
-                    "n": self.node_id,
-                    "k": "e",
-                    "p": encode_event(event),
-                    _REOFFER_FIELD: "1",
-                }
+            # Quiet: what this node's listeners heard in local mode (a call that joined, left
+            # or kept its place), and the re-offers (the call neither left nor joined).
+            entries = [(e, _heard_locally(e, loud)) for e in events] + [(e, True) for e in reoffers]
+            for event, quiet in entries:
+                fields: dict[Any, Any] = {"n": self.node_id, "k": "e", "p": encode_event(event)}
+                if quiet:
+                    fields[_REOFFER_FIELD] = "1"
                 _ = pipe.xadd(
                     self._stream,
                     fields,
@@ -1039,6 +1059,7 @@ class RedisRoutingService:
         self._local = None
         self._local_calls = set()
         self._local_kept = set()
+        self._calls_at_switch = set()
         self._offers_at_switch = {}
         self._mode = _Mode.SHARED
         self.mode_changes += 1

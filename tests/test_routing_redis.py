@@ -360,6 +360,45 @@ async def test_reconciling_tells_listeners_nothing_they_heard_in_local_mode(
     assert not again, again
 
 
+async def test_a_call_another_node_ended_meanwhile_joins_again_for_the_listeners(
+    nodes: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Node A stays local longer than its heartbeat: node B reaps it and hangs up A's waiting
+    # call (B's listeners count that end). The call still waits on A: reconciling queues it
+    # again, and that is a join A's listeners must hear (else: one join, two outcomes).
+    a = nodes("A", node_ttl_s=0.6)
+    b = nodes("B", node_ttl_s=0.6)
+    await a.start()
+    await b.start()
+    await a.submit(queued("y"))
+    await until(lambda: b.router.call_phase("y") == "waiting")
+    ended: list[routing.Decision] = []
+    b.listen(ended.append)
+    reachable = asyncio.Event()
+    real_ping = a._redis.ping  # noqa: SLF001
+
+    async def ping() -> Any:
+        if not reachable.is_set():
+            raise redis.ConnectionError("forced down by the test")
+        return await real_ping()
+
+    monkeypatch.setattr(a._redis, "ping", ping)  # noqa: SLF001
+    a._enter_local(redis.ConnectionError("forced down by the test"))  # noqa: SLF001
+    await until(lambda: b.router.call_phase("y") is None)  # reaped: hung up by B
+    assert any(isinstance(d, routing.CallAbandoned) and d.call_id == "y" for d in ended)
+    counted: list[routing.Decision] = []
+    a.listen(counted.append)
+    out = await a.submit(queued("z"))  # joins in local mode: heard now, not again
+    assert [type(d) for d in out] == [routing.CallEnqueued]
+    heard = len(counted)
+    reachable.set()
+    await until(lambda: a.mode == "shared")
+    await until(lambda: b.router.call_phase("y") == "waiting" == b.router.call_phase("z"))
+    await until(lambda: a._replica.last_id == b._replica.last_id)  # noqa: SLF001
+    joined = [d.call_id for d in counted[heard:] if isinstance(d, routing.CallEnqueued)]
+    assert joined == ["y"]
+
+
 async def test_offer_rung_before_local_mode_is_kept_by_reconciliation(nodes: Factory) -> None:
     # The offer was made (and rung by node A's call) before A went local: it stays as is.
     a, b = nodes("A"), nodes("B")
