@@ -308,7 +308,12 @@ class CallbackService:
         ):
             await self._cancel_unkept(stored.id, why)
             raise routing.RoutingError(f"call {call_id} no longer waits: callback not kept")
-        self._entries[call_id] = stored.id
+        if not any(
+            isinstance(d, routing.CallRejectedClosed) and d.call_id == call_id for d in decisions
+        ):
+            # (Kept while an agent rang, just after closing: closed out at once, and already
+            # carried to the reopening by _on_decision, found in the store by its entry.)
+            self._entries[call_id] = stored.id
         self.metrics.callback_requested("keep_place")
         return stored
 

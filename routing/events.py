@@ -366,7 +366,8 @@ class CallKeptForCallback:
     queue: str
     """Its queue."""
     position: int | None
-    """1-based position, None while an agent is being offered it."""
+    """1-based position; None when the place was kept while an agent's phone rang for the call
+    (the entry is then put back in its place, or closed out if its queue has closed)."""
     at: float
     """When."""
     wait_s: float = 0.0

@@ -450,6 +450,44 @@ async def test_an_adopted_kept_callback_is_carried_over_at_closing(
         rs.close()
 
 
+async def test_a_place_kept_while_an_agent_rings_after_closing_is_carried_over(
+    engine: Engine, trail: CallTrail, tmp_path: Path
+) -> None:
+    """Kept while an agent's phone rang, just after the queue closed: closed out at once, carried
+    to the reopening, and no entry of it stays on this node."""
+    paris = ZoneInfo("Europe/Paris")
+    from datetime import datetime
+
+    def at(hour: int, minute: int, second: int = 0) -> float:
+        return datetime(2025, 6, 2, hour, minute, second, tzinfo=paris).timestamp()  # a Monday
+
+    config = routing.RoutingConfig.simple([routing.QueueConfig("apa", hours=office_hours())])
+    clock = [at(12, 29, 50)]
+    rs = RoutingService(config=config, clock=lambda: clock[0])
+    service = make_service(engine, trail, rs, tmp_path, FakeDialer())
+    await service.start()
+    try:
+        rs.handle(routing.AgentLoggedIn("a1", {"apa": 5}, clock[0]))
+        call = routing.QueuedCall("sip-7", "apa", joined_at=clock[0])
+        rs.handle(routing.CallQueued(call, clock[0]))
+        assert rs.router.call_phase("sip-7") == "offered"
+        clock[0] = at(12, 30, 2)  # closed while a1's phone rings
+        stored = await service.keep_place("sip-7", PHONE, origin_call_id="sip-7")
+        assert rs.router.call_phase("sip-7") is None  # closed out at once
+
+        def carried() -> bool:
+            row = store.get(engine, stored.id)
+            return row is not None and row.status is CallbackStatus.WAITING
+
+        await until(carried)
+        row = store.get(engine, stored.id)
+        assert row is not None and row.callback.due_at == pytest.approx(at(13, 30))
+        assert service._entries == {}  # noqa: SLF001 (nothing left to forget)
+    finally:
+        await service.close()
+        rs.close()
+
+
 class KeptTooLate(RoutingService):
     """The waiting call is answered (here: hangs up) while its callback is being stored."""
 
