@@ -476,6 +476,10 @@ class KpiBook:
         self._talk: dict[str, float] = {}
         self._outcomes = QueueOutcomes()
 
+    def is_short_abandon(self, wait_s: float) -> bool:
+        """Whether an abandon after ``wait_s`` is short (bound included, as ``le="5.0"``)."""
+        return wait_s <= self.short_abandon_s
+
     def _add(self, queue: str, **deltas: float) -> None:
         current = self._queues.get(queue) or QueueKpi(queue)
         changes: dict[str, Any] = {name: getattr(current, name) + d for name, d in deltas.items()}
@@ -566,7 +570,7 @@ class KpiBook:
                 queue,
                 abandoned=1,
                 abandoned_wait_total_s=wait,
-                abandoned_short=int(wait <= self.short_abandon_s),
+                abandoned_short=int(self.is_short_abandon(wait)),
             )
         else:  # pragma: no cover (every outcome is in a table or a branch above)
             raise AssertionError(f"queue outcome not counted: {outcome}")
