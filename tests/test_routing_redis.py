@@ -66,6 +66,21 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def force_local(node: RedisRoutingService, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Put ``node`` in local mode, its Redis unreachable until the returned event is set."""
+    reachable = asyncio.Event()
+    real_ping = node._redis.ping  # noqa: SLF001
+
+    async def ping() -> Any:
+        if not reachable.is_set():
+            raise redis.ConnectionError("forced down by the test")
+        return await real_ping()
+
+    monkeypatch.setattr(node._redis, "ping", ping)  # noqa: SLF001
+    node._enter_local(redis.ConnectionError("forced down by the test"))  # noqa: SLF001
+    return reachable
+
+
 def queued(call_id: str, skill: str = "apa", **kwargs: object) -> routing.CallQueued:
     now = time.time()
     return routing.CallQueued(routing.QueuedCall(call_id, skill, joined_at=now, **kwargs), now)  # type: ignore[arg-type]
@@ -286,16 +301,7 @@ async def test_offer_made_while_the_owner_was_local_is_made_again(
     joined = time.time() - 5
     await a.submit(routing.CallQueued(routing.QueuedCall("x", "apa", joined_at=joined), joined))
     await until(lambda: b.router.call_phase("x") == "waiting")
-    reachable = asyncio.Event()
-    real_ping = a._redis.ping  # noqa: SLF001
-
-    async def ping() -> Any:
-        if not reachable.is_set():
-            raise redis.ConnectionError("forced down by the test")
-        return await real_ping()
-
-    monkeypatch.setattr(a._redis, "ping", ping)  # noqa: SLF001
-    a._enter_local(redis.ConnectionError("forced down by the test"))  # noqa: SLF001
+    reachable = force_local(a, monkeypatch)
     assert a.mode == "local"
     await asyncio.sleep(0.6)  # A's reader has stopped (one XREAD BLOCK)
     await b.submit(routing.AgentLoggedIn("b.agent", {"apa": 3}, time.time()))
@@ -329,16 +335,7 @@ async def test_reconciling_tells_listeners_nothing_they_heard_in_local_mode(
     await b.start()
     await a.submit(queued("y"))
     await until(lambda: b.router.call_phase("y") == "waiting")
-    reachable = asyncio.Event()
-    real_ping = a._redis.ping  # noqa: SLF001
-
-    async def ping() -> Any:
-        if not reachable.is_set():
-            raise redis.ConnectionError("forced down by the test")
-        return await real_ping()
-
-    monkeypatch.setattr(a._redis, "ping", ping)  # noqa: SLF001
-    a._enter_local(redis.ConnectionError("forced down by the test"))  # noqa: SLF001
+    reachable = force_local(a, monkeypatch)
     assert a.mode == "local"
     counted: list[routing.Decision] = []
     a.listen(counted.append)
@@ -374,16 +371,7 @@ async def test_a_call_another_node_ended_meanwhile_joins_again_for_the_listeners
     await until(lambda: b.router.call_phase("y") == "waiting")
     ended: list[routing.Decision] = []
     b.listen(ended.append)
-    reachable = asyncio.Event()
-    real_ping = a._redis.ping  # noqa: SLF001
-
-    async def ping() -> Any:
-        if not reachable.is_set():
-            raise redis.ConnectionError("forced down by the test")
-        return await real_ping()
-
-    monkeypatch.setattr(a._redis, "ping", ping)  # noqa: SLF001
-    a._enter_local(redis.ConnectionError("forced down by the test"))  # noqa: SLF001
+    reachable = force_local(a, monkeypatch)
     await until(lambda: b.router.call_phase("y") is None)  # reaped: hung up by B
     assert any(isinstance(d, routing.CallAbandoned) and d.call_id == "y" for d in ended)
     counted: list[routing.Decision] = []
