@@ -1291,8 +1291,8 @@ def simulate_period(
     bot_ended: dict[str, int] = {}
     if policy.bot:
         callers, bot_ended = apply_bot(drawn, dict(period.bot_containment), period.bot_s, seed)
-    run = _Run(scenario, config, callbacks=policy.callbacks, seed=seed, callers=callers).run()
-    book = KpiBook()
+    runner = _Run(scenario, config, callbacks=policy.callbacks, seed=seed, callers=callers)
+    run = runner.run()
     lost = short = 0
     waits: list[float] = []
     hours: dict[int, list[int]] = {}
@@ -1311,7 +1311,7 @@ def simulate_period(
             row[4] += int(record.end_s <= 20.0)
             row[5] += int(record.end_s <= 60.0)
             waits.append(record.end_s)
-        elif record.outcome == "abandoned" and book.is_short_abandon(record.end_s):
+        elif record.outcome == "abandoned" and runner.book.is_short_abandon(record.end_s):
             short += 1
         elif record.outcome in LOST_OUTCOMES:
             row[6] += 1
