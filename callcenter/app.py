@@ -904,7 +904,7 @@ class Service:
             if self.flows.changed() or self.faq.changed():
                 await self._reload_logged()
 
-    async def _purge_transcripts(self) -> None:
+    async def _apply_retention(self) -> None:
         """Apply the retention periods now and then periodically (D17, D34).
 
         In order: transcripts and contact summaries (what callers said), caller numbers and
@@ -1024,7 +1024,7 @@ class Service:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         watcher = asyncio.create_task(self._watch_flows(), name="flows-watch")
-        purger = asyncio.create_task(self._purge_transcripts(), name="retention")
+        purger = asyncio.create_task(self._apply_retention(), name="retention")
         prober = asyncio.create_task(self._probe_periodically(), name="metrics-probe")
         try:
             await stop.wait()
