@@ -108,6 +108,23 @@ def free_port_pair(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free RTP port pair")
 
 
+def sipp_port_pairs(count: int, host: str = "127.0.0.1") -> list[tuple[int, int]]:
+    """Return ``count`` (SIP port, media port) pairs for sipp processes run at once.
+
+    Chosen here, one after the other, and all distinct: a media port p takes p..p+3 (sipp binds
+    audio and video), none of which is another pair's SIP or media port.
+    """
+    pairs: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    while len(pairs) < count:
+        local, media = free_port(host=host), free_port_pair(host)
+        wanted = {local, *range(media, media + 4)}
+        if len(wanted) == 5 and not wanted & taken:
+            pairs.append((local, media))
+            taken |= wanted
+    return pairs
+
+
 def service_rtp_range() -> tuple[int, int]:
     """A 2 000-port RTP range for a service under test, below the kernel's ephemeral range.
 

@@ -45,12 +45,11 @@ from tests.loopback.service import (
     REPO,
     Service,
     SippResult,
-    free_port,
-    free_port_pair,
     render_scenario,
     run_service,
     run_sipp,
     service_missing_reason,
+    sipp_port_pairs,
     trail_text,
 )
 from tests.store.seed import seed_apa_usager
@@ -346,15 +345,7 @@ def key_blocks(caller: str, keys: Sequence[str | int]) -> str:
 def place(line: Line, *callers: Caller) -> list[Placed]:
     """Place the calls at once (one sipp each) and return them once the service ended them."""
     workdirs = [line.workdir / f"{next(line.calls):02d}-{c.name}" for c in callers]
-    sip_ports: set[int] = set()
-    media_ports: set[int] = set()
-    while len(sip_ports) < len(callers):
-        sip_ports.add(free_port())
-    while len(media_ports) < len(callers):
-        pair = free_port_pair()  # sipp binds pair..pair+3; ports picked here must not overlap
-        taken = {port for other in media_ports for port in range(other, other + 4)} | sip_ports
-        if taken.isdisjoint(range(pair, pair + 4)):
-            media_ports.add(pair)
+    ports = sipp_port_pairs(len(callers))
 
     def run(caller: Caller, workdir: Path, sip_port: int, media_port: int) -> SippResult:
         workdir.mkdir(parents=True)
@@ -379,8 +370,10 @@ def place(line: Line, *callers: Caller) -> list[Placed]:
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(callers)) as pool:
         futures = [
-            pool.submit(run, *args)
-            for args in zip(callers, workdirs, sorted(sip_ports), sorted(media_ports), strict=True)
+            pool.submit(run, caller, workdir, sip_port, media_port)
+            for caller, workdir, (sip_port, media_port) in zip(
+                callers, workdirs, ports, strict=True
+            )
         ]
         results = [f.result() for f in futures]
     placed: list[Placed] = []

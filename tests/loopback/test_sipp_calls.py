@@ -24,12 +24,11 @@ from tests.loopback.service import (
     SIPP_PCAPS,
     Service,
     SippResult,
-    free_port,
-    free_port_pair,
     render_scenario,
     run_service,
     run_sipp,
     service_missing_reason,
+    sipp_port_pairs,
 )
 
 pytestmark = [
@@ -80,15 +79,7 @@ def menu_calls(svc: Service, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             bye_timeout_ms="80000",
         ),
     }
-    # Ports chosen here, one after the other and distinct, not by three threads at once.
-    ports: list[tuple[int, int]] = []
-    taken: set[int] = set()
-    while len(ports) < len(scenarios):
-        local, media = free_port(), free_port_pair()  # sipp binds media..media+3
-        wanted = {local, *range(media, media + 4)}
-        if len(wanted) == 5 and not wanted & taken:
-            ports.append((local, media))
-            taken |= wanted
+    ports = sipp_port_pairs(len(scenarios))  # chosen here, not by three threads at once
     with concurrent.futures.ThreadPoolExecutor(len(scenarios)) as pool:
         running = {
             name: pool.submit(
